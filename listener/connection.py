@@ -1,0 +1,369 @@
+"""One trigger's WebSocket connection, on its own thread: resolve the URL, connect,
+send the initial messages, then receive frames (turning matching ones into jobs),
+send heartbeats and protocol pings, and reconnect with backoff until closed.
+
+Results are sent from the result router's thread; websocket-client serialises
+sends with its own lock, and this thread is the only reader of the socket.
+"""
+
+import base64
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+import websocket
+from django.utils import timezone
+from websocket import ABNF
+
+from orvanta_triggers import conf, filters, netguard
+from orvanta_triggers.models import WebSocketTrigger
+
+from listener import metrics
+from listener.backoff import Backoff
+from listener.runnables import RunnableFailed
+
+logger = logging.getLogger(__name__)
+
+Status = WebSocketTrigger.Status
+# Close codes a peer may put on the wire (RFC 6455 7.4): 1005, 1006 and 1015 never are.
+VALID_CLOSE_CODES = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+SERVER_RETRYABLE_STATUSES = {429}
+
+
+class ConnectFailed(Exception):
+    """A connection attempt failed; `permanent` ones are retried at the backoff cap."""
+
+    def __init__(self, reason, *, permanent=False):
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class LeaseLost(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ListenerServices:
+    """What every connection of a listener shares."""
+
+    listener_id: str
+    dispatcher: object
+    status: object
+    runnables: object
+    leases: object
+
+
+def _frame_text(value):
+    """An initial message or runnable result as a text frame: strings as-is, else JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class Connection:
+    def __init__(self, spec, services):
+        self.spec = spec
+        self._services = services
+        self._closing = threading.Event()
+        self._ws = None
+        self._url = None
+        self._thread = threading.Thread(target=self._run, name=f"ws:{spec.path}", daemon=True)
+        self._heartbeat_state = None
+        self._close_reason = "closed by the listener"
+
+    # Lifecycle, called by the supervisor
+
+    def start(self):
+        self._thread.start()
+
+    def close(self, reason="closed by the listener"):
+        """Ask the connection to end: a close frame now, the thread ends when the
+        server answers it (join() forces the socket shut after a deadline)."""
+        self._close_reason = reason
+        self._closing.set()
+        ws = self._ws
+        if ws is not None and ws.connected:
+            try:
+                ws.send_close(websocket.STATUS_NORMAL, b"")
+            except Exception:
+                ws.abort()
+
+    def join(self, timeout):
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            ws = self._ws
+            if ws is not None:
+                ws.abort()
+            self._thread.join(1.0)
+
+    def is_alive(self):
+        return self._thread.is_alive()
+
+    def send_result(self, frame, job_id):
+        """Send a job's result on the live socket; False when there is none."""
+        ws = self._ws
+        if ws is None or not ws.connected or self._closing.is_set():
+            return False
+        try:
+            ws.send(frame)
+        except Exception as exc:
+            logger.warning("trigger %s: could not send result of job %s: %s", self.spec.path, job_id, exc)
+            return False
+        logger.debug("trigger %s: sent result of job %s", self.spec.path, job_id)
+        return True
+
+    # The connection thread
+
+    def _status(self, **fields):
+        self._services.status.set(self.spec.id, self.spec.path, **fields)
+
+    def _run(self):
+        backoff = Backoff(base=conf.backoff_min_secs(), cap=conf.backoff_max_secs())
+        first = True
+        while not self._closing.is_set():
+            if not first:
+                metrics.RECONNECTS.inc()
+            first = False
+            self._status(status=Status.CONNECTING, listener_id=self._services.listener_id)
+            try:
+                ws = self._connect()
+            except ConnectFailed as exc:
+                if self._closing.is_set():
+                    break
+                delay = backoff.cap_delay() if exc.permanent else backoff.next_delay()
+                logger.warning(
+                    "trigger %s: connection failed: %s; retrying in %.1fs", self.spec.path, exc.reason, delay
+                )
+                self._status(status=Status.ERROR, error=exc.reason)
+                self._closing.wait(delay)
+                continue
+            connected_at = time.monotonic()
+            reason = self._serve(ws)
+            if self._closing.is_set():
+                break
+            if time.monotonic() - connected_at >= conf.backoff_reset_after_secs():
+                backoff.reset()
+            delay = backoff.next_delay()
+            logger.info("trigger %s: %s; reconnecting in %.1fs", self.spec.path, reason, delay)
+            self._status(status=Status.CONNECTING, error=reason)
+            self._closing.wait(delay)
+        logger.info("trigger %s: connection closed (%s)", self.spec.path, self._close_reason)
+
+    def _resolve_url(self):
+        runnable = self.spec.url_runnable
+        if runnable is None:
+            return self.spec.url
+        path, is_flow = runnable
+        try:
+            url = self._services.runnables.call(
+                workspace_id=self.spec.workspace_id, path=path, is_flow=is_flow,
+                args=self.spec.url_runnable_args, cancelled=self._closing,
+            )
+        except RunnableFailed as exc:
+            raise ConnectFailed(f"URL runnable {exc}") from exc
+        except Exception as exc:
+            raise ConnectFailed(f"URL runnable {path} could not be run: {exc}") from exc
+        if not isinstance(url, str):
+            raise ConnectFailed(
+                f"URL runnable {path} did not return a string (it returned {type(url).__name__})", permanent=True
+            )
+        from orvanta_triggers.validation import ws_url_error
+
+        problem = ws_url_error(url)
+        if problem:
+            raise ConnectFailed(f"URL runnable {path} returned an unusable URL: {problem}", permanent=True)
+        return url
+
+    def _connect(self):
+        """Open the socket and send the initial messages; the connected WebSocket."""
+        url = self._resolve_url()
+        shown = netguard.redact_url(url)
+        ws = websocket.WebSocket(skip_utf8_validation=False)
+        try:
+            ws.connect(
+                url,
+                timeout=conf.connect_timeout_secs(),
+                header=self.spec.headers,
+                subprotocols=self.spec.subprotocols or None,
+                suppress_origin=True,
+                redirect_limit=0,
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            code = exc.status_code
+            permanent = 400 <= code < 500 and code not in SERVER_RETRYABLE_STATUSES
+            raise ConnectFailed(f"{shown}: the server refused the upgrade with HTTP {code}", permanent=permanent) from exc
+        except (websocket.WebSocketTimeoutException, socket.timeout) as exc:
+            raise ConnectFailed(f"{shown}: no answer within {conf.connect_timeout_secs():g}s") from exc
+        except (OSError, websocket.WebSocketException, ValueError) as exc:
+            raise ConnectFailed(f"{shown}: {exc.__class__.__name__}: {exc}") from exc
+        self._url = url
+        self._heartbeat_state = None
+        try:
+            self._send_initial_messages(ws)
+        except ConnectFailed:
+            ws.abort()
+            ws.shutdown()
+            raise
+        # Published only now: results never race ahead of the initial messages.
+        self._ws = ws
+        if self._closing.is_set():
+            self._ws = None
+            ws.shutdown()
+            raise ConnectFailed("closed while connecting")
+        logger.info("trigger %s: connected to %s", self.spec.path, shown)
+        self._status(status=Status.CONNECTED, error=None, last_connected_at=timezone.now())
+        return ws
+
+    def _send_initial_messages(self, ws):
+        for index, item in enumerate(self.spec.initial_messages):
+            if "raw_message" in item:
+                # A JSON string goes out unquoted; any other JSON text as written.
+                parsed = json.loads(item["raw_message"])
+                text = parsed if isinstance(parsed, str) else item["raw_message"]
+            else:
+                runnable = item["runnable_result"]
+                try:
+                    result = self._services.runnables.call(
+                        workspace_id=self.spec.workspace_id, path=runnable["path"],
+                        is_flow=runnable.get("is_flow", False), args=runnable.get("args", {}),
+                        cancelled=self._closing,
+                    )
+                except RunnableFailed as exc:
+                    raise ConnectFailed(f"initial message {index}: runnable {exc}") from exc
+                text = _frame_text(result)
+            try:
+                ws.send(text)
+            except Exception as exc:
+                raise ConnectFailed(f"initial message {index} could not be sent: {exc}") from exc
+
+    def _serve(self, ws):
+        """Receive until the connection ends; the reason it ended."""
+        try:
+            return self._receive(ws)
+        except LeaseLost:
+            self._closing.set()
+            self._close_reason = "lease lost to another listener"
+            return self._close_reason
+        except websocket.WebSocketConnectionClosedException:
+            return "the server dropped the connection"
+        except websocket.WebSocketPayloadException as exc:
+            self._send_close(ws, 1007)
+            return f"invalid frame from the server: {exc}"
+        except websocket.WebSocketProtocolException as exc:
+            self._send_close(ws, 1002)
+            return f"protocol error: {exc}"
+        except (OSError, websocket.WebSocketException) as exc:
+            return f"connection lost: {exc.__class__.__name__}: {exc}"
+        finally:
+            self._ws = None
+            ws.shutdown()
+
+    @staticmethod
+    def _send_close(ws, code):
+        try:
+            ws.send_close(code, b"")
+        except Exception:
+            pass
+
+    def _receive(self, ws):
+        ping_interval = conf.ping_interval_secs()
+        pong_timeout = conf.pong_timeout_secs()
+        heartbeat = self.spec.heartbeat
+        now = time.monotonic()
+        last_received = now
+        ping_sent_at = None
+        next_heartbeat = now + heartbeat["interval_secs"] if heartbeat else None
+        while True:
+            now = time.monotonic()
+            if next_heartbeat is not None and now >= next_heartbeat:
+                self._send_heartbeat(ws, heartbeat)
+                # Keep the cadence; after a long stall, restart it instead of bursting.
+                next_heartbeat = max(next_heartbeat + heartbeat["interval_secs"], now)
+            if ping_sent_at is not None:
+                if now - ping_sent_at >= pong_timeout:
+                    return f"no pong within {pong_timeout:g}s: connection presumed dead"
+                wake_at = ping_sent_at + pong_timeout
+            elif now - last_received >= ping_interval:
+                ws.ping()
+                ping_sent_at = now
+                wake_at = now + pong_timeout
+            else:
+                wake_at = last_received + ping_interval
+            if next_heartbeat is not None:
+                wake_at = min(wake_at, next_heartbeat)
+            ws.settimeout(max(wake_at - now, 0.001))
+            try:
+                frame = ws.recv_frame()
+            except websocket.WebSocketTimeoutException:
+                continue
+            last_received = time.monotonic()
+            ping_sent_at = None
+            reason = self._handle_frame(ws, frame)
+            if reason is not None:
+                return reason
+
+    def _send_heartbeat(self, ws, heartbeat):
+        message = heartbeat["message"].replace("{{state}}", json.dumps(self._heartbeat_state))
+        ws.send(message)
+        metrics.HEARTBEATS_SENT.inc()
+
+    def _handle_frame(self, ws, frame):
+        """Act on one frame; a reason string when the connection ends."""
+        opcode = frame.opcode
+        if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT):
+            ws.cont_frame.validate(frame)
+            ws.cont_frame.add(frame)
+            if ws.cont_frame.is_fire(frame):
+                opcode, frame = ws.cont_frame.extract(frame)
+                self._on_message(frame.data, opcode)
+            return None
+        if opcode == ABNF.OPCODE_PING:
+            ws.pong(frame.data)
+            return None
+        if opcode == ABNF.OPCODE_CLOSE:
+            return self._on_close(ws, frame.data)
+        return None
+
+    def _on_close(self, ws, data):
+        if self._closing.is_set():
+            return self._close_reason
+        code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+        reason = data[2:].decode("utf-8", "replace")
+        if code is None:
+            self._send_close(ws, websocket.STATUS_NORMAL)
+            return "the server closed the connection (no close code)"
+        if code in VALID_CLOSE_CODES or 3000 <= code <= 4999:
+            self._send_close(ws, code)
+            return f"the server closed the connection (code {code}{': ' + reason if reason else ''})"
+        self._send_close(ws, websocket.STATUS_PROTOCOL_ERROR)
+        return f"the server sent an invalid close code {code}"
+
+    def _on_message(self, data, opcode):
+        spec = self.spec
+        if opcode == ABNF.OPCODE_TEXT:
+            msg, msg_type = data.decode("utf-8"), "text"
+        else:
+            msg, msg_type = base64.b64encode(data).decode("ascii"), "binary"
+        metrics.FRAMES_IN.labels(msg_type).inc()
+        self._services.status.touch(spec.id, spec.path)
+        if len(data) > conf.max_message_bytes():
+            metrics.FRAMES_DROPPED.labels("too_large").inc()
+            reason = f"refused a {len(data)}-byte frame (ORVANTA_MAX_MESSAGE_BYTES is {conf.max_message_bytes()})"
+            logger.warning("trigger %s: %s", spec.path, reason)
+            self._status(error=reason)
+            return
+        parsed = None
+        state_field = (spec.heartbeat or {}).get("state_field")
+        if msg_type == "text" and (spec.filters or state_field):
+            parsed = filters.parse_json(msg)
+            if state_field and isinstance(parsed, dict) and state_field in parsed:
+                self._heartbeat_state = parsed[state_field]
+        if not filters.matches(parsed, spec.filters, spec.filter_logic):
+            return
+        metrics.FRAMES_MATCHED.inc()
+        if not self._services.leases.is_valid(spec.id):
+            raise LeaseLost()
+        self._services.dispatcher.submit(job_spec=spec.job_spec, msg=msg, msg_type=msg_type, url=self._url)

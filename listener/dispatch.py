@@ -1,0 +1,109 @@
+"""Turns matched frames into Celery jobs, in order, from one thread.
+
+Connections only append to a bounded in-memory buffer; this thread publishes. While
+Redis does not answer, frames wait in the buffer and are sent in order once it does;
+frames past the bound are counted and logged, never dropped silently.
+"""
+
+import collections
+import logging
+import threading
+import uuid
+
+from orvanta_triggers.tasks import RUN_TRIGGER_JOB
+
+from listener import metrics
+from listener.backoff import Backoff
+
+logger = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, *, celery_app, buffer_size):
+        self._app = celery_app
+        # Its own stop event: it must outlive the connections to flush their frames.
+        self._stop = threading.Event()
+        self._buffer_size = buffer_size
+        self._buffer = collections.deque()
+        self._ready = threading.Condition()
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self, timeout=None):
+        """Publish what is buffered (while the broker answers), then end."""
+        self._stop.set()
+        with self._ready:
+            self._ready.notify()
+        self._thread.join(timeout)
+
+    def submit(self, *, job_spec, msg, msg_type, url):
+        """Queue one job; returns False (counted, logged) when the buffer is full."""
+        with self._ready:
+            if len(self._buffer) >= self._buffer_size:
+                self.dropped += 1
+                metrics.FRAMES_DROPPED.labels("buffer_full").inc()
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    logger.error(
+                        "trigger %s: dispatch buffer full (%s frames): frame dropped, %s dropped so far",
+                        job_spec["trigger_path"], self._buffer_size, self.dropped,
+                    )
+                return False
+            self._buffer.append((str(uuid.uuid4()), job_spec, msg, msg_type, url))
+            self._ready.notify()
+        return True
+
+    def backlog(self):
+        return len(self._buffer)
+
+    def _publish(self, item):
+        job_id, job_spec, msg, msg_type, url = item
+        self._app.send_task(
+            RUN_TRIGGER_JOB,
+            kwargs={"job_id": job_id, "spec": job_spec, "msg": msg, "msg_type": msg_type, "url": url},
+            task_id=job_id,
+            retry=False,
+        )
+
+    def _run(self):
+        backoff = Backoff(base=0.2, cap=5.0)
+        failing = False
+        while True:
+            with self._ready:
+                while not self._buffer and not self._stop.is_set():
+                    self._ready.wait(0.5)
+                if not self._buffer:
+                    return
+                item = self._buffer[0]
+            try:
+                self._publish(item)
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                if not failing:
+                    logger.warning("trigger %s: broker unavailable, buffering frames: %s", item[1]["trigger_path"], exc)
+                failing = True
+                metrics.DISPATCH_BACKLOG.set(len(self._buffer))
+                self._stop.wait(backoff.next_delay())
+                continue
+            if failing:
+                logger.info("broker reachable again; flushing %s buffered frames", len(self._buffer))
+                failing = False
+                backoff.reset()
+            with self._ready:
+                self._buffer.popleft()
+            metrics.FRAMES_DISPATCHED.inc()
+        self._drain()
+
+    def _drain(self):
+        """On shutdown: one last try to publish what is buffered, then say what was lost."""
+        while self._buffer:
+            try:
+                self._publish(self._buffer[0])
+            except Exception as exc:
+                logger.error("shutdown with %s frames not handed to the broker: %s", len(self._buffer), exc)
+                metrics.FRAMES_DROPPED.labels("shutdown").inc(len(self._buffer))
+                return
+            self._buffer.popleft()

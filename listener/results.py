@@ -1,0 +1,103 @@
+"""Receives job results from Redis and sends them on the owning connection.
+
+One thread owns the pub/sub connection; others ask it to (un)subscribe through a
+queue, since a redis-py PubSub is not safe to share between threads. The same
+connection carries the config-change nudges that wake the supervisor early.
+"""
+
+import json
+import logging
+import queue
+import threading
+
+import redis
+
+from orvanta_triggers import bus
+
+from listener import metrics
+from listener.backoff import Backoff
+
+logger = logging.getLogger(__name__)
+
+
+class ResultRouter:
+    def __init__(self, *, on_config_changed):
+        self._on_config_changed = on_config_changed
+        self._stop = threading.Event()
+        self._connections = {}
+        self._changes = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="result-router", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+    def attach(self, connection):
+        """Route results of `connection.spec.id` to `connection` from now on."""
+        self._connections[connection.spec.id] = connection
+        self._changes.put(("subscribe", connection.spec.id))
+
+    def detach(self, trigger_id, connection):
+        if self._connections.get(trigger_id) is connection:
+            del self._connections[trigger_id]
+            self._changes.put(("unsubscribe", trigger_id))
+
+    def _subscribe_all(self, pubsub):
+        channels = [bus.results_channel(tid) for tid in list(self._connections)]
+        pubsub.subscribe(bus.config_channel(), *channels)
+
+    def _discard_changes(self):
+        while not self._changes.empty():
+            self._changes.get_nowait()
+
+    def _apply_changes(self, pubsub):
+        while True:
+            try:
+                action, trigger_id = self._changes.get_nowait()
+            except queue.Empty:
+                return
+            channel = bus.results_channel(trigger_id)
+            if action == "subscribe":
+                pubsub.subscribe(channel)
+            elif trigger_id not in self._connections:
+                pubsub.unsubscribe(channel)
+
+    def _deliver(self, channel, data):
+        if channel == bus.config_channel():
+            self._on_config_changed()
+            return
+        trigger_id = int(channel.rsplit(":", 1)[1])
+        payload = json.loads(data)
+        connection = self._connections.get(trigger_id)
+        if connection is None or not connection.send_result(payload["frame"], payload["job_id"]):
+            metrics.RESULTS_UNDELIVERED.inc()
+            logger.warning("trigger %s: result of job %s not sent: no live connection", trigger_id, payload["job_id"])
+        else:
+            metrics.RESULTS_SENT.inc()
+
+    def _run(self):
+        backoff = Backoff(base=0.2, cap=5.0)
+        while not self._stop.is_set():
+            pubsub = bus.client().pubsub(ignore_subscribe_messages=True)
+            try:
+                # Changes queued before this (re)subscription are covered by it.
+                self._discard_changes()
+                self._subscribe_all(pubsub)
+                backoff.reset()
+                while not self._stop.is_set():
+                    self._apply_changes(pubsub)
+                    message = pubsub.get_message(timeout=0.2)
+                    if message and message["type"] == "message":
+                        self._deliver(message["channel"].decode(), message["data"])
+            except redis.RedisError as exc:
+                delay = backoff.next_delay()
+                logger.warning("result channel lost (%s); resubscribing in %.1fs", exc, delay)
+                self._stop.wait(delay)
+            finally:
+                try:
+                    pubsub.close()
+                except redis.RedisError:
+                    pass

@@ -1,0 +1,46 @@
+"""Runs a runnable on a Celery worker for the listener (URL runnables, initial
+messages) and waits for its reply; the listener itself never runs user code."""
+
+import json
+import logging
+import time
+import uuid
+
+from orvanta_triggers import bus
+from orvanta_triggers.tasks import RUN_RUNNABLE
+
+logger = logging.getLogger(__name__)
+
+
+class RunnableFailed(Exception):
+    pass
+
+
+class RunnableClient:
+    def __init__(self, *, celery_app, timeout_secs):
+        self._app = celery_app
+        self._timeout = timeout_secs
+
+    def call(self, *, workspace_id, path, is_flow, args, cancelled):
+        """The runnable's result. Raises RunnableFailed on error, on timeout and when
+        `cancelled` (an Event) is set while waiting."""
+        request_id = str(uuid.uuid4())
+        self._app.send_task(
+            RUN_RUNNABLE,
+            kwargs={"request_id": request_id, "workspace_id": workspace_id, "path": path, "is_flow": is_flow, "args": args},
+            retry=False,
+        )
+        deadline = time.monotonic() + self._timeout
+        key = bus.reply_key(request_id)
+        while not cancelled.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RunnableFailed(f"{path} did not answer within {self._timeout:g}s (is a Celery worker running?)")
+            reply = bus.client().blpop([key], timeout=min(1.0, remaining))
+            if reply is not None:
+                payload = json.loads(reply[1])
+                if not payload["ok"]:
+                    error = payload["error"]
+                    raise RunnableFailed(f"{path} failed: {error['name']}: {error['message']}")
+                return payload["result"]
+        raise RunnableFailed(f"{path}: cancelled")

@@ -1,0 +1,63 @@
+"""The immutable snapshot of a trigger that a connection works from. Built once per
+configuration version, so the per-frame path never touches the database."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    id: int
+    path: str
+    workspace_id: int
+    workspace_slug: str
+    url: str
+    url_runnable_args: dict
+    filters: list
+    filter_logic: str
+    initial_messages: list
+    heartbeat: dict | None
+    headers: dict
+    subprotocols: list
+    edited_at: datetime
+    job_spec: dict
+
+    @property
+    def url_runnable(self):
+        """(path, is_flow) when the URL is computed by a runnable, else None."""
+        for prefix, is_flow in (("$script:", False), ("$flow:", True)):
+            if self.url.startswith(prefix):
+                return self.url[len(prefix):], is_flow
+        return None
+
+    @classmethod
+    def from_trigger(cls, trigger):
+        return cls(
+            id=trigger.id,
+            path=trigger.path,
+            workspace_id=trigger.workspace_id,
+            workspace_slug=trigger.workspace.slug,
+            url=trigger.url,
+            url_runnable_args=trigger.url_runnable_args or {},
+            filters=trigger.filters or [],
+            filter_logic=trigger.filter_logic,
+            initial_messages=trigger.initial_messages or [],
+            heartbeat=trigger.heartbeat,
+            headers=trigger.headers or {},
+            subprotocols=trigger.subprotocols or [],
+            edited_at=trigger.edited_at,
+            # What a worker needs to run a job, as plain JSON (tasks never get models).
+            job_spec={
+                "trigger_id": trigger.id,
+                "trigger_path": trigger.path,
+                "workspace_id": trigger.workspace_id,
+                "workspace": trigger.workspace.slug,
+                "script_path": trigger.script_path,
+                "is_flow": trigger.is_flow,
+                "can_return_message": trigger.can_return_message,
+                "can_return_error_result": trigger.can_return_error_result,
+                "retry": trigger.retry,
+                "error_handler_path": trigger.error_handler_path,
+                "error_handler_args": trigger.error_handler_args or {},
+            },
+        )

@@ -1,0 +1,166 @@
+"""The listener process object: holds one connection per trigger it leases, and
+reconciles them with the database every ORVANTA_RECONCILE_INTERVAL_SECS (sooner when
+a config change is announced on Redis).
+
+One stop event drives it; `run()` returns within seconds of it being set, after
+closing every socket, handing its leases back and flushing buffered frames.
+"""
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from django.db import close_old_connections
+
+from orvanta_triggers import conf, selectors
+
+from listener import metrics
+from listener.connection import Connection, ListenerServices
+from listener.dispatch import Dispatcher
+from listener.leases import Leases, rendezvous_owner
+from listener.results import ResultRouter
+from listener.runnables import RunnableClient
+from listener.spec import TriggerSpec
+from listener.status import StatusWriter
+
+logger = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_SECS = 2.0
+
+
+def default_listener_id():
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Supervisor:
+    def __init__(self, *, celery_app, stop_event, listener_id=None):
+        self.listener_id = listener_id or default_listener_id()
+        self.stop_event = stop_event
+        self._wake = threading.Event()
+        self._leases = Leases(listener_id=self.listener_id, ttl_secs=conf.lease_ttl_secs())
+        self._status = StatusWriter(touch_interval=conf.status_write_interval_secs())
+        self._dispatcher = Dispatcher(celery_app=celery_app, buffer_size=conf.dispatch_buffer_size())
+        self._router = ResultRouter(on_config_changed=self._wake.set)
+        self._services = ListenerServices(
+            listener_id=self.listener_id,
+            dispatcher=self._dispatcher,
+            status=self._status,
+            runnables=RunnableClient(celery_app=celery_app, timeout_secs=conf.runnable_timeout_secs()),
+            leases=self._leases,
+        )
+        self._connections = {}
+        # When each wanted trigger was first seen held by nobody (takeover fallback).
+        self._unheld_since = {}
+
+    def connections(self):
+        """{trigger id: Connection} held now (for tests and metrics)."""
+        return dict(self._connections)
+
+    def run(self):
+        logger.info("listener %s starting", self.listener_id)
+        # Sleeping is waiting on the wake event; a stop must wake it too.
+        threading.Thread(target=self._wake_on_stop, name="stop-watcher", daemon=True).start()
+        self._status.start()
+        self._dispatcher.start()
+        self._router.start()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self._reconcile()
+                except Exception as exc:
+                    # Database or Redis trouble: keep the sockets, try again next tick.
+                    logger.warning("listener %s: reconcile failed: %s", self.listener_id, exc, exc_info=True)
+                    close_old_connections()
+                self._wake.wait(conf.reconcile_interval_secs())
+                self._wake.clear()
+        finally:
+            self._shutdown()
+
+    def _wake_on_stop(self):
+        self.stop_event.wait()
+        self._wake.set()
+
+    # Reconciliation
+
+    def _reconcile(self):
+        close_old_connections()
+        for trigger_id in self._leases.renew():
+            connection = self._connections.get(trigger_id)
+            path = connection.spec.path if connection else trigger_id
+            logger.warning("trigger %s: lease lost to another listener; closing at once", path)
+            self._stop_connections([trigger_id], reason="lease lost", release=False)
+        live = self._leases.heartbeat()
+        wanted = selectors.listenable_trigger_versions()
+
+        gone = [tid for tid in self._connections if tid not in wanted]
+        self._stop_connections(gone, reason="disabled or deleted")
+        moving = [tid for tid in self._connections if rendezvous_owner(tid, live) != self.listener_id]
+        self._stop_connections(moving, reason="handed over to another listener")
+        edited = [tid for tid, c in self._connections.items() if c.spec.edited_at != wanted[tid]]
+        self._stop_connections(edited, reason="configuration changed", release=False)
+
+        to_start = list(edited)
+        now = time.monotonic()
+        for trigger_id in wanted:
+            if trigger_id in self._connections or trigger_id in to_start:
+                self._unheld_since.pop(trigger_id, None)
+                continue
+            preferred = rendezvous_owner(trigger_id, live) == self.listener_id
+            # A trigger its preferred owner leaves alone for a whole TTL is taken
+            # by whoever sees it, so no trigger depends on one listener's health.
+            stale = now - self._unheld_since.setdefault(trigger_id, now) > self._leases.ttl_secs
+            if (preferred or stale) and self._leases.acquire(trigger_id):
+                to_start.append(trigger_id)
+        for trigger_id in list(self._unheld_since):
+            if trigger_id not in wanted:
+                del self._unheld_since[trigger_id]
+        if to_start:
+            self._start_connections(to_start)
+        metrics.LEASES_HELD.set(len(self._connections))
+
+    def _start_connections(self, trigger_ids):
+        triggers = selectors.triggers_by_id(trigger_ids)
+        for trigger_id in trigger_ids:
+            trigger = triggers.get(trigger_id)
+            if trigger is None or not trigger.enabled:
+                self._leases.release(trigger_id)
+                continue
+            connection = Connection(TriggerSpec.from_trigger(trigger), self._services)
+            self._connections[trigger_id] = connection
+            self._router.attach(connection)
+            connection.start()
+            logger.info("trigger %s: held by listener %s", trigger.path, self.listener_id)
+
+    def _stop_connections(self, trigger_ids, *, reason, release=True):
+        """Close connections in parallel, wait for them, then (optionally) release
+        their leases: a lease is free only once its socket is closed."""
+        connections = [(tid, self._connections.pop(tid)) for tid in trigger_ids if tid in self._connections]
+        for _, connection in connections:
+            connection.close(reason)
+        deadline = time.monotonic() + CLOSE_TIMEOUT_SECS
+        for trigger_id, connection in connections:
+            connection.join(max(deadline - time.monotonic(), 0.05))
+            self._router.detach(trigger_id, connection)
+            if release:
+                self._status.forget(trigger_id)
+                self._leases.release(trigger_id)
+
+    # Shutdown
+
+    def _shutdown(self):
+        logger.info("listener %s stopping: closing %s connections", self.listener_id, len(self._connections))
+        held = {tid: c.spec.path for tid, c in self._connections.items()}
+        try:
+            self._stop_connections(list(self._connections), reason="listener stopping", release=False)
+            for trigger_id, path in held.items():
+                self._status.set(trigger_id, path, status="connecting", error=f"listener {self.listener_id} stopped")
+            self._dispatcher.stop(timeout=3.0)
+            self._status.stop()
+            self._router.stop()
+            self._leases.leave()
+        except Exception as exc:
+            logger.warning("listener %s: unclean shutdown: %s", self.listener_id, exc)
+        logger.info("listener %s stopped", self.listener_id)

@@ -1,0 +1,64 @@
+"""JSON shapes of DESIGN.md. Serializers check types only; every rule lives in
+orvanta_triggers.validation, reached through the services."""
+
+from rest_framework import serializers
+
+from orvanta_triggers.models import Flow, Job, WebSocketTrigger
+
+
+class LenientJSONField(serializers.JSONField):
+    """Any JSON; the model's validation says what is allowed."""
+
+
+class WebSocketTriggerSerializer(serializers.ModelSerializer):
+    url_runnable_args = LenientJSONField(required=False)
+    filters = LenientJSONField(required=False)
+    initial_messages = LenientJSONField(required=False)
+    heartbeat = LenientJSONField(required=False, allow_null=True)
+    error_handler_args = LenientJSONField(required=False)
+    retry = LenientJSONField(required=False, allow_null=True)
+    headers = LenientJSONField(required=False)
+    subprotocols = LenientJSONField(required=False)
+    filter_logic = serializers.CharField(required=False)
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = WebSocketTrigger
+        fields = [
+            "path", "url", "url_runnable_args", "script_path", "is_flow", "enabled", "filters", "filter_logic",
+            "initial_messages", "can_return_message", "can_return_error_result", "heartbeat",
+            "error_handler_path", "error_handler_args", "retry", "headers", "subprotocols",
+            "status", "error", "last_connected_at", "last_message_at", "listener_id", "edited_at",
+        ]
+        read_only_fields = ["status", "error", "last_connected_at", "last_message_at", "listener_id", "edited_at"]
+        # Uniqueness is checked (field-keyed) by the model's validation.
+        validators = []
+        extra_kwargs = {"path": {"validators": []}}
+
+    def get_status(self, trigger) -> str:
+        return WebSocketTrigger.Status.DISABLED if not trigger.enabled else trigger.status
+
+
+class SetEnabledSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+
+
+class JobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = [
+            "id", "script_path", "is_flow", "trigger_path", "status", "args", "result", "error", "attempt",
+            "created_at", "started_at", "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class FlowSerializer(serializers.ModelSerializer):
+    steps = LenientJSONField()
+
+    class Meta:
+        model = Flow
+        fields = ["path", "preprocessor_path", "steps", "early_return", "created_at", "edited_at"]
+        read_only_fields = ["created_at", "edited_at"]
+        validators = []
+        extra_kwargs = {"path": {"validators": []}}

@@ -1,0 +1,15 @@
+from django.urls import path, re_path
+
+from orvanta_triggers.api import views
+
+# Trigger paths contain "/", so the action route must come before the catch-all.
+urlpatterns = [
+    path("w/<slug:workspace>/websocket_triggers/", views.TriggerListView.as_view(), name="trigger-list"),
+    re_path(
+        r"^w/(?P<workspace>[-\w]+)/websocket_triggers/(?P<path>.+)/setenabled/$",
+        views.TriggerSetEnabledView.as_view(), name="trigger-setenabled",
+    ),
+    re_path(r"^w/(?P<workspace>[-\w]+)/websocket_triggers/(?P<path>.+)/$", views.TriggerDetailView.as_view(), name="trigger-detail"),
+    path("w/<slug:workspace>/jobs/", views.JobListView.as_view(), name="job-list"),
+    path("w/<slug:workspace>/jobs/<uuid:job_id>/", views.JobDetailView.as_view(), name="job-detail"),
+]

@@ -1,0 +1,67 @@
+"""Redis names and the shared client: result channels, leases, listener nudges and
+runnable replies all live under ORVANTA_REDIS_PREFIX."""
+
+import json
+import logging
+import threading
+
+import redis
+
+from orvanta_triggers import conf
+
+logger = logging.getLogger(__name__)
+
+_client = None
+_client_lock = threading.Lock()
+
+
+def client():
+    """A process-wide Redis client (redis-py pools connections and is thread-safe)."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = redis.Redis.from_url(
+                conf.redis_url(), socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
+            )
+        return _client
+
+
+def reset_client():
+    """Forget the client (tests point REDIS_URL elsewhere)."""
+    global _client
+    with _client_lock:
+        _client = None
+
+
+def results_channel(trigger_id):
+    return f"{conf.redis_prefix()}results:{trigger_id}"
+
+
+def config_channel():
+    return f"{conf.redis_prefix()}config"
+
+
+def lease_key(trigger_id):
+    return f"{conf.redis_prefix()}lease:{trigger_id}"
+
+
+def listeners_key():
+    return f"{conf.redis_prefix()}listeners"
+
+
+def reply_key(request_id):
+    return f"{conf.redis_prefix()}reply:{request_id}"
+
+
+def publish_result(*, trigger_id, job_id, frame):
+    """Hand a result frame to whichever listener holds the trigger."""
+    client().publish(results_channel(trigger_id), json.dumps({"job_id": job_id, "frame": frame}))
+
+
+def nudge_listeners():
+    """Tell listeners that trigger configuration changed; they also poll, so a lost
+    nudge only delays the change to the next poll."""
+    try:
+        client().publish(config_channel(), "changed")
+    except redis.RedisError as exc:
+        logger.warning("could not nudge listeners about a config change: %s", exc)

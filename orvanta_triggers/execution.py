@@ -1,0 +1,196 @@
+"""What a Celery worker does for one job: record it, run the script or flow, record
+the outcome, send the result back through Redis, retry, call the error handler.
+
+Called from orvanta_triggers.tasks with plain JSON; never from the listener.
+"""
+
+import json
+import logging
+import traceback
+
+from django.utils import timezone
+
+from orvanta_triggers import bus, registry, selectors, services
+from orvanta_triggers.models import Job
+
+logger = logging.getLogger(__name__)
+
+
+class RunnableError(Exception):
+    """A runnable broke its contract (bad preprocessor return, unserializable result...)."""
+
+
+def error_payload(exc):
+    return {
+        "name": type(exc).__name__,
+        "message": str(exc),
+        "stack": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def result_frame(result):
+    """How a result travels on the socket: a string as-is, anything else as JSON."""
+    return result if isinstance(result, str) else json.dumps(result)
+
+
+def _json_checked(value, what):
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise RunnableError(f"{what} is not JSON serializable: {exc}") from exc
+    return value
+
+
+def _call_preprocessor(module, path, event):
+    kwargs = module.preprocessor(event)
+    if not isinstance(kwargs, dict):
+        raise RunnableError(
+            f"preprocessor of '{path}' returned {type(kwargs).__name__}, expected a dict of arguments for main"
+        )
+    return _json_checked(kwargs, "the preprocessor's result")
+
+
+def run_script(path, *, event=None, kwargs=None):
+    """Run a registry script. With `event` (a trigger message), its preprocessor maps
+    the event to main's arguments, else main gets msg=. Returns (args, result)."""
+    module = registry.load_script(path)
+    if event is not None:
+        if callable(getattr(module, "preprocessor", None)):
+            kwargs = _call_preprocessor(module, path, event)
+        else:
+            kwargs = {"msg": event["msg"]}
+    result = module.main(**(kwargs or {}))
+    return kwargs, _json_checked(result, "the result")
+
+
+def _resolve_expr(expr, context):
+    root, *rest = expr.split(".")
+    if root == "results":
+        value, rest = context["results"][rest[0]], rest[1:]
+    else:
+        value = context[root]
+    for part in rest:
+        if isinstance(value, dict):
+            if part not in value:
+                raise RunnableError(f"input transform '{expr}': no key '{part}'")
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise RunnableError(f"input transform '{expr}': can't take '{part}' of {type(value).__name__}")
+    return value
+
+
+def run_flow(flow, *, event=None, flow_input=None, on_early_return=None):
+    """Run a stored flow's steps in order. Returns (flow_input, last step's result).
+    `on_early_return(result)` is called as soon as the early-return step finishes."""
+    if event is not None:
+        if flow.preprocessor_path:
+            module = registry.load_script(flow.preprocessor_path)
+            if not callable(getattr(module, "preprocessor", None)):
+                raise RunnableError(f"script '{flow.preprocessor_path}' defines no preprocessor()")
+            flow_input = _call_preprocessor(module, flow.preprocessor_path, event)
+        else:
+            flow_input = {"msg": event["msg"]}
+    context = {"flow_input": flow_input or {}, "results": {}, "previous_result": None}
+    for step in flow.steps:
+        args = {
+            name: transform["value"] if transform["type"] == "static" else _resolve_expr(transform["expr"], context)
+            for name, transform in step.get("args", {}).items()
+        }
+        _, result = run_script(step["script_path"], kwargs=args)
+        context["results"][step["id"]] = result
+        context["previous_result"] = result
+        if on_early_return is not None and step["id"] == flow.early_return:
+            on_early_return(result)
+    return flow_input, context["previous_result"]
+
+
+def run_runnable(*, workspace_id, path, is_flow, args):
+    """A runnable called with plain arguments (URL runnables, initial messages)."""
+    if is_flow:
+        flow = selectors.flow_by_path(workspace_id=workspace_id, path=path)
+        if flow is None:
+            raise RunnableError(f"no flow '{path}' in this workspace")
+        return run_flow(flow, flow_input=args)[1]
+    return run_script(path, kwargs=args)[1]
+
+
+def _publish(spec, job_id, result):
+    try:
+        bus.publish_result(trigger_id=spec["trigger_id"], job_id=job_id, frame=result_frame(result))
+    except Exception:
+        logger.exception("trigger %s: job %s: could not publish its result", spec["trigger_path"], job_id)
+
+
+def retry_delay(retry, attempt):
+    """Seconds before attempt `attempt + 1`, or None when no attempt is left."""
+    if not retry or attempt >= retry["max_attempts"]:
+        return None
+    return retry.get("delay_secs", 0) * retry.get("multiplier", 1) ** (attempt - 1)
+
+
+def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
+    """Run one job for one trigger message. `requeue(countdown, attempt)` schedules a
+    retry. Returns the job's final status for this attempt."""
+    event = {"kind": "websocket", "msg": msg, "url": url, "trigger_path": spec["trigger_path"], "msg_type": msg_type}
+    job = services.start_job(
+        job_id=job_id, workspace_id=spec["workspace_id"], trigger_path=spec["trigger_path"],
+        script_path=spec["script_path"], is_flow=spec["is_flow"], args={"msg": msg}, attempt=attempt,
+    )
+    early_sent = []
+
+    def on_early_return(result):
+        if spec["can_return_message"] and result is not None:
+            _publish(spec, job_id, result)
+        early_sent.append(True)
+
+    try:
+        if spec["is_flow"]:
+            flow = selectors.flow_by_path(workspace_id=spec["workspace_id"], path=spec["script_path"])
+            if flow is None:
+                raise RunnableError(f"no flow '{spec['script_path']}' in this workspace")
+            args, result = run_flow(flow, event=event, on_early_return=on_early_return)
+        else:
+            args, result = run_script(spec["script_path"], event=event)
+    except Exception as exc:
+        error = error_payload(exc)
+        delay = retry_delay(spec.get("retry"), attempt)
+        if delay is not None:
+            logger.info(
+                "trigger %s: job %s attempt %s failed (%s: %s); retrying in %ss",
+                spec["trigger_path"], job_id, attempt, error["name"], error["message"], delay,
+            )
+            services.finish_job(job=job, status=Job.Status.QUEUED, error=error)
+            requeue(delay, attempt + 1)
+            return Job.Status.QUEUED
+        logger.info("trigger %s: job %s failed: %s: %s", spec["trigger_path"], job_id, error["name"], error["message"])
+        services.finish_job(job=job, status=Job.Status.FAILURE, error=error)
+        if spec["can_return_message"] and spec["can_return_error_result"]:
+            _publish(spec, job_id, {"error": error})
+        run_error_handler(spec=spec, job=job, error=error)
+        return Job.Status.FAILURE
+    services.finish_job(job=job, status=Job.Status.SUCCESS, args=args, result=result)
+    if spec["can_return_message"] and result is not None and not early_sent:
+        _publish(spec, job_id, result)
+    return Job.Status.SUCCESS
+
+
+def run_error_handler(*, spec, job, error):
+    """The trigger's error handler, else the workspace's, once per final failure."""
+    path, handler_args = spec.get("error_handler_path"), spec.get("error_handler_args") or {}
+    if not path:
+        workspace = job.workspace
+        path, handler_args = workspace.error_handler_path, workspace.error_handler_args or {}
+    if not path:
+        return
+    try:
+        run_script(path, kwargs={
+            "error": error, "job_id": str(job.id), "script_path": job.script_path, "is_flow": job.is_flow,
+            "trigger_path": job.trigger_path, "workspace": spec["workspace"],
+            "started_at": job.started_at.isoformat() if job.started_at else None,
+            "failed_at": (job.finished_at or timezone.now()).isoformat(),
+            "error_handler_args": handler_args,
+        })
+    except Exception:
+        logger.exception("trigger %s: job %s: error handler '%s' failed", spec["trigger_path"], job.id, path)

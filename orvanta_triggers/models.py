@@ -1,0 +1,194 @@
+"""Declarations only: fields, constraints, clean() and __str__.
+
+Every write goes through orvanta_triggers.services; validation of the JSON fields
+lives in orvanta_triggers.validation and is reached through clean(), so the admin,
+the API and the services share one path.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from orvanta_triggers import validation
+
+
+class Workspace(models.Model):
+    class Plan(models.TextChoices):
+        FREE = "free", "Free"
+        TEAM = "team", "Team"
+        ENTERPRISE = "enterprise", "Enterprise"
+        SELF_HOSTED = "self_hosted", "Self-hosted"
+
+    # Plans on which WebSocket triggers are not available (product page).
+    PLANS_WITHOUT_WEBSOCKET_TRIGGERS = (Plan.FREE, Plan.TEAM)
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    plan = models.CharField(max_length=20, choices=Plan.choices, default=Plan.SELF_HOSTED)
+    error_handler_path = models.CharField(
+        max_length=255, null=True, blank=True,
+        help_text="Script run after a job's final failure when its trigger sets no handler of its own.",
+    )
+    error_handler_args = models.JSONField(default=dict, blank=True, help_text="Extra arguments for the error handler (a JSON object).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self):
+        return self.slug
+
+    @property
+    def allows_websocket_triggers(self):
+        return self.plan not in self.PLANS_WITHOUT_WEBSOCKET_TRIGGERS
+
+    def clean(self):
+        validation.raise_errors(validation.workspace_errors(self))
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        DEVELOPER = "developer", "Developer"
+        VIEWER = "viewer", "Viewer"
+
+    WRITE_ROLES = (Role.ADMIN, Role.DEVELOPER)
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orvanta_memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.DEVELOPER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "user"], name="unique_membership")]
+
+    def __str__(self):
+        return f"{self.user} in {self.workspace} ({self.role})"
+
+
+class Flow(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="flows")
+    path = models.CharField(max_length=255, help_text="Unique in the workspace, e.g. f/demo/pipeline.")
+    preprocessor_path = models.CharField(
+        max_length=255, null=True, blank=True,
+        help_text="Script whose preprocessor(event) turns the WebSocket event into the flow input.",
+    )
+    steps = models.JSONField(default=list, help_text="Ordered steps: {id, script_path, args: {name: {type: static|ref, ...}}}.")
+    early_return = models.CharField(
+        max_length=100, null=True, blank=True,
+        help_text="Id of the step whose result is sent back as soon as it exists.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    edited_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "path"], name="unique_flow_path")]
+
+    def __str__(self):
+        return f"{self.workspace_id}:{self.path}"
+
+    def clean(self):
+        validation.raise_errors(validation.flow_errors(self))
+
+
+class WebSocketTrigger(models.Model):
+    class FilterLogic(models.TextChoices):
+        AND = "and", "AND: every filter matches"
+        OR = "or", "OR: any filter matches"
+
+    class Status(models.TextChoices):
+        DISABLED = "disabled", "Disabled"
+        CONNECTING = "connecting", "Connecting"
+        CONNECTED = "connected", "Connected"
+        ERROR = "error", "Error"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="websocket_triggers")
+    path = models.CharField(max_length=255, help_text="Unique in the workspace, e.g. f/demo/ticks.")
+    url = models.CharField(
+        max_length=2048,
+        help_text="ws:// or wss:// URL, or $script:<path> / $flow:<path> to compute it before every connect.",
+    )
+    url_runnable_args = models.JSONField(default=dict, blank=True, help_text="Arguments for the URL runnable (a JSON object).")
+    script_path = models.CharField(max_length=255, help_text="The script (or flow, with is_flow) run for every matching message.")
+    is_flow = models.BooleanField(default=False, help_text="script_path names a flow of this workspace.")
+    enabled = models.BooleanField(default=True)
+    filters = models.JSONField(default=list, blank=True, help_text='JSON filters: [{"key": ..., "value": ...}].')
+    filter_logic = models.CharField(max_length=3, choices=FilterLogic.choices, default=FilterLogic.AND)
+    initial_messages = models.JSONField(
+        default=list, blank=True,
+        help_text='Sent in order after every connect: {"raw_message": "<JSON text>"} or {"runnable_result": {"path", "args", "is_flow"}}.',
+    )
+    can_return_message = models.BooleanField(default=False, help_text="Send each successful job's non-null result back on the socket.")
+    can_return_error_result = models.BooleanField(
+        default=False, help_text="With the former: also send failures back as {\"error\": {name, message, stack}}."
+    )
+    heartbeat = models.JSONField(
+        null=True, blank=True,
+        help_text='{"interval_secs": 10, "message": "{\\"op\\": 1, \\"d\\": {{state}}}", "state_field": "s"}',
+    )
+    error_handler_path = models.CharField(
+        max_length=255, null=True, blank=True, help_text="Script run after a job's final failure; overrides the workspace's."
+    )
+    error_handler_args = models.JSONField(default=dict, blank=True, help_text="Extra arguments for the error handler.")
+    retry = models.JSONField(null=True, blank=True, help_text='{"max_attempts": 3, "delay_secs": 1, "multiplier": 2}')
+    headers = models.JSONField(default=dict, blank=True, help_text="HTTP headers sent on the upgrade request.")
+    subprotocols = models.JSONField(default=list, blank=True, help_text="WebSocket subprotocols offered, in order of preference.")
+
+    # Written by the listener only, with update_fields.
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CONNECTING, editable=False)
+    error = models.TextField(null=True, blank=True, editable=False)
+    last_connected_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_message_at = models.DateTimeField(null=True, blank=True, editable=False)
+    listener_id = models.CharField(max_length=200, null=True, blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Bumped by every configuration write; listeners poll it to notice changes.
+    edited_at = models.DateTimeField(editable=False)
+
+    STATUS_FIELDS = ("status", "error", "last_connected_at", "last_message_at", "listener_id")
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "path"], name="unique_websocket_trigger_path")]
+        indexes = [models.Index(fields=["enabled", "edited_at"], name="trigger_enabled_edited")]
+
+    def __str__(self):
+        return f"{self.workspace_id}:{self.path}"
+
+    def clean(self):
+        validation.raise_errors(validation.trigger_errors(self))
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCESS = "success", "Success"
+        FAILURE = "failure", "Failure"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="jobs")
+    # A path, not a foreign key: a job outlives edits and deletion of its trigger.
+    trigger_path = models.CharField(max_length=255, blank=True, default="")
+    script_path = models.CharField(max_length=255)
+    is_flow = models.BooleanField(default=False)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    args = models.JSONField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["workspace", "-created_at"], name="job_workspace_created"),
+            models.Index(fields=["workspace", "trigger_path", "-created_at"], name="job_workspace_trigger"),
+            models.Index(fields=["status", "started_at"], name="job_status_started"),
+        ]
+
+    def __str__(self):
+        return f"{self.id} {self.script_path} {self.status}"

@@ -1,0 +1,57 @@
+"""Reads. Views, the admin, tasks and the listener query through these."""
+
+from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
+
+
+def listenable_trigger_versions():
+    """{trigger id: edited_at} of every trigger a listener should hold: enabled, in a
+    workspace whose plan allows WebSocket triggers. Polled by listeners."""
+    return dict(
+        WebSocketTrigger.objects.filter(enabled=True)
+        .exclude(workspace__plan__in=Workspace.PLANS_WITHOUT_WEBSOCKET_TRIGGERS)
+        .values_list("id", "edited_at")
+    )
+
+
+def triggers_by_id(ids):
+    return {t.id: t for t in WebSocketTrigger.objects.filter(id__in=list(ids)).select_related("workspace")}
+
+
+def membership_role(*, user, workspace):
+    if not user.is_authenticated:
+        return None
+    return Membership.objects.filter(user=user, workspace=workspace).values_list("role", flat=True).first()
+
+
+def workspaces_for_user(user):
+    if user.is_superuser:
+        return Workspace.objects.all()
+    return Workspace.objects.filter(memberships__user=user)
+
+
+def workspace_triggers(*, workspace, script_path=None, path_start=None):
+    queryset = WebSocketTrigger.objects.filter(workspace=workspace).select_related("workspace")
+    if script_path:
+        queryset = queryset.filter(script_path=script_path)
+    if path_start:
+        queryset = queryset.filter(path__startswith=path_start)
+    return queryset.order_by("path")
+
+
+def workspace_jobs(*, workspace, trigger_path=None, status=None, script_path=None):
+    queryset = Job.objects.filter(workspace=workspace)
+    if trigger_path:
+        queryset = queryset.filter(trigger_path=trigger_path)
+    if status:
+        queryset = queryset.filter(status=status)
+    if script_path:
+        queryset = queryset.filter(script_path=script_path)
+    return queryset.order_by("-created_at", "-id")
+
+
+def workspace_flows(*, workspace):
+    return Flow.objects.filter(workspace=workspace).order_by("path")
+
+
+def flow_by_path(*, workspace_id, path):
+    return Flow.objects.filter(workspace_id=workspace_id, path=path).first()

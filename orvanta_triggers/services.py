@@ -1,0 +1,180 @@
+"""Every write to the database goes through here; callers pass keyword arguments."""
+
+import logging
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from orvanta_triggers import bus
+from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
+
+logger = logging.getLogger(__name__)
+
+TRIGGER_CONFIG_FIELDS = (
+    "path", "url", "url_runnable_args", "script_path", "is_flow", "enabled", "filters", "filter_logic",
+    "initial_messages", "can_return_message", "can_return_error_result", "heartbeat",
+    "error_handler_path", "error_handler_args", "retry", "headers", "subprotocols",
+)
+FLOW_FIELDS = ("path", "preprocessor_path", "steps", "early_return")
+
+
+class PlanNotAllowed(Exception):
+    """The workspace's plan does not include WebSocket triggers."""
+
+
+def _check_plan(workspace):
+    if not workspace.allows_websocket_triggers:
+        raise PlanNotAllowed(
+            f"WebSocket triggers are not available on the {workspace.get_plan_display()} plan "
+            f"(workspace '{workspace.slug}')"
+        )
+
+
+def _unknown_fields(fields, allowed):
+    unknown = set(fields) - set(allowed)
+    if unknown:
+        raise TypeError(f"unknown fields: {', '.join(sorted(unknown))}")
+
+
+# Workspaces and members
+
+@transaction.atomic
+def create_workspace(*, slug, name=None, plan=Workspace.Plan.SELF_HOSTED, owner=None):
+    workspace = Workspace(slug=slug, name=name or slug, plan=plan)
+    workspace.full_clean()
+    workspace.save()
+    if owner is not None:
+        set_membership(workspace=workspace, user=owner, role=Membership.Role.ADMIN)
+    return workspace
+
+
+def set_membership(*, workspace, user, role):
+    membership, _ = Membership.objects.update_or_create(workspace=workspace, user=user, defaults={"role": role})
+    return membership
+
+
+def update_workspace_settings(*, workspace, **fields):
+    _unknown_fields(fields, ("error_handler_path", "error_handler_args", "name"))
+    for name, value in fields.items():
+        setattr(workspace, name, value)
+    workspace.full_clean()
+    workspace.save(update_fields=list(fields))
+    return workspace
+
+
+def create_user(*, username, password, is_superuser=False):
+    User = get_user_model()
+    if is_superuser:
+        return User.objects.create_superuser(username=username, password=password, email="")
+    return User.objects.create_user(username=username, password=password)
+
+
+# Triggers
+
+def _save_trigger(trigger, update_fields=None):
+    trigger.edited_at = timezone.now()
+    trigger.full_clean()
+    trigger.save(update_fields=update_fields)
+    transaction.on_commit(bus.nudge_listeners)
+    return trigger
+
+
+@transaction.atomic
+def create_trigger(*, workspace, **fields):
+    """A new trigger; raises ValidationError (field-keyed) or PlanNotAllowed."""
+    _unknown_fields(fields, TRIGGER_CONFIG_FIELDS)
+    _check_plan(workspace)
+    trigger = WebSocketTrigger(workspace=workspace, **fields)
+    trigger.status = WebSocketTrigger.Status.CONNECTING if trigger.enabled else WebSocketTrigger.Status.DISABLED
+    return _save_trigger(trigger)
+
+
+@transaction.atomic
+def update_trigger(*, trigger, **fields):
+    """Change configuration fields; listeners pick the change up within seconds."""
+    _unknown_fields(fields, TRIGGER_CONFIG_FIELDS)
+    if fields.get("enabled") and not trigger.enabled:
+        _check_plan(trigger.workspace)
+    for name, value in fields.items():
+        setattr(trigger, name, value)
+    if "enabled" in fields:
+        trigger.status = WebSocketTrigger.Status.CONNECTING if trigger.enabled else WebSocketTrigger.Status.DISABLED
+        trigger.error = None
+    return _save_trigger(trigger)
+
+
+def set_trigger_enabled(*, trigger, enabled):
+    return update_trigger(trigger=trigger, enabled=enabled)
+
+
+@transaction.atomic
+def delete_trigger(*, trigger):
+    trigger.delete()
+    transaction.on_commit(bus.nudge_listeners)
+
+
+def record_trigger_status(*, trigger_id, **status_fields):
+    """Status written by the listener that holds the trigger. Only status fields, and
+    never over a disabled trigger's state (the disable may have raced the write)."""
+    _unknown_fields(status_fields, WebSocketTrigger.STATUS_FIELDS)
+    return WebSocketTrigger.objects.filter(pk=trigger_id, enabled=True).update(**status_fields)
+
+
+# Flows
+
+@transaction.atomic
+def create_flow(*, workspace, **fields):
+    _unknown_fields(fields, FLOW_FIELDS)
+    flow = Flow(workspace=workspace, **fields)
+    flow.full_clean()
+    flow.save()
+    return flow
+
+
+@transaction.atomic
+def update_flow(*, flow, **fields):
+    _unknown_fields(fields, FLOW_FIELDS)
+    for name, value in fields.items():
+        setattr(flow, name, value)
+    flow.full_clean()
+    flow.save()
+    return flow
+
+
+def delete_flow(*, flow):
+    flow.delete()
+
+
+# Jobs
+
+def start_job(*, job_id, workspace_id, trigger_path, script_path, is_flow, args, attempt):
+    """Record that a job runs. Idempotent: a redelivered job reuses its row."""
+    now = timezone.now()
+    job, created = Job.objects.get_or_create(
+        id=job_id,
+        defaults=dict(
+            workspace_id=workspace_id, trigger_path=trigger_path, script_path=script_path, is_flow=is_flow,
+            status=Job.Status.RUNNING, args=args, attempt=attempt, started_at=now,
+        ),
+    )
+    if not created:
+        job.status = Job.Status.RUNNING
+        job.attempt = attempt
+        job.started_at = now
+        job.finished_at = None
+        job.result = None
+        job.error = None
+        job.save(update_fields=["status", "attempt", "started_at", "finished_at", "result", "error"])
+    return job
+
+
+def finish_job(*, job, status, args=None, result=None, error=None):
+    job.status = status
+    job.result = result
+    job.error = error
+    if args is not None:
+        job.args = args
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "result", "error", "args", "finished_at"])
+    return job

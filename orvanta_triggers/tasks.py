@@ -1,0 +1,43 @@
+"""Celery entry points. They take ids and plain JSON and delegate to execution."""
+
+import json
+import logging
+
+from celery import shared_task
+
+from orvanta_triggers import bus, execution
+
+logger = logging.getLogger(__name__)
+
+RUN_TRIGGER_JOB = "orvanta.run_trigger_job"
+RUN_RUNNABLE = "orvanta.run_runnable"
+REPLY_TTL_SECS = 300
+
+
+@shared_task(name=RUN_TRIGGER_JOB)
+def run_trigger_job(job_id, spec, msg, msg_type, url, attempt=1):
+    def requeue(countdown, next_attempt):
+        run_trigger_job.apply_async(
+            kwargs=dict(job_id=job_id, spec=spec, msg=msg, msg_type=msg_type, url=url, attempt=next_attempt),
+            countdown=countdown,
+        )
+
+    return execution.run_trigger_job(
+        job_id=job_id, spec=spec, msg=msg, msg_type=msg_type, url=url, attempt=attempt, requeue=requeue
+    )
+
+
+@shared_task(name=RUN_RUNNABLE)
+def run_runnable(request_id, workspace_id, path, is_flow, args):
+    """Run a runnable for the listener (URL, initial message) and push the outcome
+    to the reply list the listener waits on."""
+    try:
+        reply = {"ok": True, "result": execution.run_runnable(workspace_id=workspace_id, path=path, is_flow=is_flow, args=args)}
+    except Exception as exc:
+        logger.info("runnable %s failed for listener request %s: %s", path, request_id, exc)
+        reply = {"ok": False, "error": execution.error_payload(exc)}
+    key = bus.reply_key(request_id)
+    pipe = bus.client().pipeline()
+    pipe.rpush(key, json.dumps(reply))
+    pipe.expire(key, REPLY_TTL_SECS)
+    pipe.execute()

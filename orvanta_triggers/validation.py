@@ -1,0 +1,335 @@
+"""Validation of workspaces, flows and triggers: the one path behind model.clean(),
+shared by the admin, the API and the services. Each function returns a dict of
+field name -> list of messages; an empty dict means valid.
+"""
+
+import json
+import re
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+
+from orvanta_triggers import conf, netguard, registry
+
+PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
+# The last segment of a trigger path can't collide with an API action.
+RESERVED_LAST_SEGMENTS = {"setenabled"}
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Headers the WebSocket handshake sets itself.
+RESERVED_HEADERS = {
+    "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
+    "sec-websocket-protocol", "sec-websocket-extensions", "content-length",
+}
+RUNNABLE_URL_RE = re.compile(r"^\$(script|flow):(.+)$")
+FLOW_EXPR_ROOTS = ("flow_input", "results", "previous_result")
+
+
+def raise_errors(errors):
+    if errors:
+        raise ValidationError(errors)
+
+
+class _Errors(dict):
+    def add(self, field, message):
+        self.setdefault(field, []).append(message)
+
+
+def _is_json_object(value):
+    return isinstance(value, dict)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def path_error(path):
+    if not isinstance(path, str) or not path:
+        return "a path is required"
+    if len(path) > 255:
+        return "at most 255 characters"
+    if not PATH_RE.match(path):
+        return "use segments of letters, digits, _ . - separated by / (e.g. f/folder/name)"
+    return None
+
+
+def _script_error(path, label="script"):
+    try:
+        registry.module_name(path)
+    except registry.UnknownScript as exc:
+        return f"unknown {label}: {exc}"
+    return None
+
+
+def _runnable_error(workspace_id, path, is_flow):
+    if is_flow:
+        from orvanta_triggers.models import Flow
+
+        if not isinstance(path, str) or not Flow.objects.filter(workspace_id=workspace_id, path=path).exists():
+            return f"no flow '{path}' in this workspace"
+        return None
+    return _script_error(path)
+
+
+def url_errors(url, workspace_id, url_runnable_args):
+    """Messages for `url` (and for `url_runnable_args` when it names a runnable)."""
+    errors = _Errors()
+    if not isinstance(url, str) or not url.strip():
+        errors.add("url", "a URL is required")
+        return errors
+    if url.startswith("$"):
+        match = RUNNABLE_URL_RE.match(url)
+        if not match:
+            errors.add("url", "a runnable URL is $script:<path> or $flow:<path>")
+        else:
+            message = _runnable_error(workspace_id, match.group(2), match.group(1) == "flow")
+            if message:
+                errors.add("url", message)
+        if not _is_json_object(url_runnable_args):
+            errors.add("url_runnable_args", "must be a JSON object")
+        return errors
+    message = ws_url_error(url)
+    if message:
+        errors.add("url", message)
+    return errors
+
+
+def ws_url_error(url):
+    """Why `url` is not a usable ws:// or wss:// URL, or None."""
+    if len(url) > 2048:
+        return "at most 2048 characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("ws", "wss"):
+        return f"the scheme must be ws or wss, not '{parts.scheme or '(none)'}'"
+    if not parts.hostname:
+        return "the URL has no host"
+    if any(c.isspace() for c in url):
+        return "the URL contains white space"
+    if not conf.allow_private_urls():
+        reason = netguard.forbidden_target_reason(parts.hostname, port or (443 if parts.scheme == "wss" else 80))
+        if reason:
+            return reason
+    return None
+
+
+def filters_errors(filters, filter_logic):
+    errors = _Errors()
+    if not isinstance(filters, list):
+        errors.add("filters", 'must be a list of {"key": ..., "value": ...}')
+    else:
+        for index, item in enumerate(filters):
+            if not _is_json_object(item) or set(item) != {"key", "value"}:
+                errors.add("filters", f'filter {index}: must be exactly {{"key": <string>, "value": <any JSON>}}')
+            elif not isinstance(item["key"], str) or not item["key"]:
+                errors.add("filters", f"filter {index}: key must be a non-empty string")
+    if filter_logic not in ("and", "or"):
+        errors.add("filter_logic", "must be 'and' or 'or'")
+    return errors
+
+
+def initial_messages_errors(initial_messages, workspace_id):
+    errors = _Errors()
+    if not isinstance(initial_messages, list):
+        errors.add("initial_messages", "must be a list")
+        return errors
+    for index, item in enumerate(initial_messages):
+        prefix = f"message {index}"
+        if not _is_json_object(item) or len(item) != 1 or next(iter(item)) not in ("raw_message", "runnable_result"):
+            errors.add("initial_messages", f'{prefix}: must be {{"raw_message": ...}} or {{"runnable_result": ...}}')
+            continue
+        if "raw_message" in item:
+            raw = item["raw_message"]
+            if not isinstance(raw, str):
+                errors.add("initial_messages", f"{prefix}: raw_message must be a string of JSON text")
+                continue
+            try:
+                json.loads(raw)
+            except ValueError as exc:
+                errors.add("initial_messages", f"{prefix}: raw_message is not valid JSON ({exc})")
+            continue
+        runnable = item["runnable_result"]
+        if not _is_json_object(runnable) or not set(runnable) <= {"path", "args", "is_flow"} or "path" not in runnable:
+            errors.add("initial_messages", f'{prefix}: runnable_result must be {{"path", "args"?, "is_flow"?}}')
+            continue
+        if not _is_json_object(runnable.get("args", {})):
+            errors.add("initial_messages", f"{prefix}: args must be a JSON object")
+        if not isinstance(runnable.get("is_flow", False), bool):
+            errors.add("initial_messages", f"{prefix}: is_flow must be true or false")
+            continue
+        message = _runnable_error(workspace_id, runnable["path"], runnable.get("is_flow", False))
+        if message:
+            errors.add("initial_messages", f"{prefix}: {message}")
+    return errors
+
+
+def heartbeat_errors(heartbeat):
+    errors = _Errors()
+    if heartbeat is None:
+        return errors
+    if not _is_json_object(heartbeat) or not set(heartbeat) <= {"interval_secs", "message", "state_field"}:
+        errors.add("heartbeat", 'must be null or {"interval_secs", "message", "state_field"?}')
+        return errors
+    interval = heartbeat.get("interval_secs")
+    if not _is_number(interval) or interval < 1:
+        errors.add("heartbeat", "interval_secs must be a number >= 1")
+    message = heartbeat.get("message")
+    if not isinstance(message, str) or not message:
+        errors.add("heartbeat", "message must be a non-empty string")
+    state_field = heartbeat.get("state_field")
+    if state_field is not None and not isinstance(state_field, str):
+        errors.add("heartbeat", "state_field must be a string or null")
+    return errors
+
+
+def retry_errors(retry):
+    errors = _Errors()
+    if retry is None:
+        return errors
+    if not _is_json_object(retry) or not set(retry) <= {"max_attempts", "delay_secs", "multiplier"}:
+        errors.add("retry", 'must be null or {"max_attempts", "delay_secs"?, "multiplier"?}')
+        return errors
+    attempts = retry.get("max_attempts")
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 100:
+        errors.add("retry", "max_attempts must be an integer from 1 to 100")
+    delay = retry.get("delay_secs", 0)
+    if not _is_number(delay) or not 0 <= delay <= 86400:
+        errors.add("retry", "delay_secs must be a number from 0 to 86400")
+    multiplier = retry.get("multiplier", 1)
+    if not _is_number(multiplier) or not 1 <= multiplier <= 100:
+        errors.add("retry", "multiplier must be a number from 1 to 100")
+    return errors
+
+
+def headers_errors(headers):
+    errors = _Errors()
+    if not _is_json_object(headers):
+        errors.add("headers", "must be a JSON object of header name -> string value")
+        return errors
+    for name, value in headers.items():
+        if not HEADER_NAME_RE.match(name):
+            errors.add("headers", f"'{name}' is not a valid header name")
+        elif name.lower() in RESERVED_HEADERS:
+            errors.add("headers", f"'{name}' is set by the WebSocket handshake itself")
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            errors.add("headers", f"the value of '{name}' must be a single-line string")
+    return errors
+
+
+def subprotocols_errors(subprotocols):
+    errors = _Errors()
+    if not isinstance(subprotocols, list) or not all(
+        isinstance(p, str) and HEADER_NAME_RE.match(p) for p in subprotocols
+    ):
+        errors.add("subprotocols", "must be a list of subprotocol names (tokens, no spaces or commas)")
+    return errors
+
+
+def _handler_errors(errors, path, args):
+    if path:
+        message = _script_error(path, "error handler")
+        if message:
+            errors.add("error_handler_path", message)
+    if not _is_json_object(args):
+        errors.add("error_handler_args", "must be a JSON object")
+
+
+def trigger_errors(trigger):
+    errors = _Errors()
+    message = path_error(trigger.path)
+    if message is None and trigger.path.rsplit("/", 1)[-1] in RESERVED_LAST_SEGMENTS:
+        message = f"a path can't end in '{trigger.path.rsplit('/', 1)[-1]}'"
+    if message:
+        errors.add("path", message)
+    elif trigger.workspace_id and type(trigger).objects.filter(
+        workspace_id=trigger.workspace_id, path=trigger.path
+    ).exclude(pk=trigger.pk).exists():
+        errors.add("path", f"a WebSocket trigger with path '{trigger.path}' already exists in this workspace")
+    for sub in (
+        url_errors(trigger.url, trigger.workspace_id, trigger.url_runnable_args),
+        filters_errors(trigger.filters, trigger.filter_logic),
+        initial_messages_errors(trigger.initial_messages, trigger.workspace_id),
+        heartbeat_errors(trigger.heartbeat),
+        retry_errors(trigger.retry),
+        headers_errors(trigger.headers),
+        subprotocols_errors(trigger.subprotocols),
+    ):
+        for field, messages in sub.items():
+            errors.setdefault(field, []).extend(messages)
+    message = _runnable_error(trigger.workspace_id, trigger.script_path, trigger.is_flow)
+    if message:
+        errors.add("script_path", message)
+    _handler_errors(errors, trigger.error_handler_path, trigger.error_handler_args)
+    return dict(errors)
+
+
+def workspace_errors(workspace):
+    errors = _Errors()
+    _handler_errors(errors, workspace.error_handler_path, workspace.error_handler_args)
+    return dict(errors)
+
+
+def _expr_error(expr, earlier_step_ids):
+    if not isinstance(expr, str) or not expr:
+        return "expr must be a non-empty dotted path"
+    parts = expr.split(".")
+    if parts[0] not in FLOW_EXPR_ROOTS or any(not p for p in parts):
+        return f"expr '{expr}' must start with flow_input, results.<step id> or previous_result"
+    if parts[0] == "results" and (len(parts) < 2 or parts[1] not in earlier_step_ids):
+        return f"expr '{expr}' must name an earlier step after results."
+    return None
+
+
+def flow_errors(flow):
+    errors = _Errors()
+    message = path_error(flow.path)
+    if message:
+        errors.add("path", message)
+    elif flow.workspace_id and type(flow).objects.filter(
+        workspace_id=flow.workspace_id, path=flow.path
+    ).exclude(pk=flow.pk).exists():
+        errors.add("path", f"a flow with path '{flow.path}' already exists in this workspace")
+    if flow.preprocessor_path:
+        message = _script_error(flow.preprocessor_path, "preprocessor script")
+        if message:
+            errors.add("preprocessor_path", message)
+    steps = flow.steps
+    if not isinstance(steps, list) or not steps:
+        errors.add("steps", "must be a non-empty list of steps")
+        return dict(errors)
+    seen = []
+    for index, step in enumerate(steps):
+        prefix = f"step {index}"
+        if not _is_json_object(step) or not {"id", "script_path"} <= set(step) <= {"id", "script_path", "args"}:
+            errors.add("steps", f'{prefix}: must be {{"id", "script_path", "args"?}}')
+            continue
+        step_id = step["id"]
+        if not isinstance(step_id, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", step_id):
+            errors.add("steps", f"{prefix}: id must be an identifier")
+        elif step_id in seen:
+            errors.add("steps", f"{prefix}: id '{step_id}' is used twice")
+        message = _script_error(step["script_path"])
+        if message:
+            errors.add("steps", f"{prefix}: {message}")
+        args = step.get("args", {})
+        if not _is_json_object(args):
+            errors.add("steps", f"{prefix}: args must be a JSON object")
+        else:
+            for name, transform in args.items():
+                if not _is_json_object(transform) or transform.get("type") not in ("static", "ref"):
+                    errors.add("steps", f'{prefix}: arg {name} must be {{"type": "static", "value"}} or {{"type": "ref", "expr"}}')
+                elif transform["type"] == "static" and set(transform) != {"type", "value"}:
+                    errors.add("steps", f'{prefix}: arg {name}: a static transform is {{"type": "static", "value"}}')
+                elif transform["type"] == "ref":
+                    message = _expr_error(transform.get("expr"), seen) if set(transform) == {"type", "expr"} else (
+                        'a ref transform is {"type": "ref", "expr"}'
+                    )
+                    if message:
+                        errors.add("steps", f"{prefix}: arg {name}: {message}")
+        if isinstance(step_id, str):
+            seen.append(step_id)
+    if flow.early_return and flow.early_return not in seen:
+        errors.add("early_return", f"no step with id '{flow.early_return}'")
+    return dict(errors)
