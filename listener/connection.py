@@ -63,10 +63,14 @@ def _frame_text(value):
     return value if isinstance(value, str) else json.dumps(value)
 
 
+RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
+
+
 class Connection:
-    def __init__(self, spec, services):
+    def __init__(self, spec, services, *, results_subscribed):
         self.spec = spec
         self._services = services
+        self._results_subscribed = results_subscribed
         self._closing = threading.Event()
         self._ws = None
         self._url = None
@@ -120,7 +124,19 @@ class Connection:
     def _status(self, **fields):
         self._services.status.set(self.spec.id, self.spec.path, **fields)
 
+    def _wait_for_results_channel(self):
+        deadline = time.monotonic() + RESULTS_SUBSCRIBE_TIMEOUT_SECS
+        while not self._results_subscribed.is_set():
+            if self._closing.wait(0.01) or time.monotonic() >= deadline:
+                break
+        if not self._results_subscribed.is_set() and not self._closing.is_set():
+            logger.warning(
+                "trigger %s: result channel not subscribed after %ss; connecting anyway (results may be lost until Redis answers)",
+                self.spec.path, RESULTS_SUBSCRIBE_TIMEOUT_SECS,
+            )
+
     def _run(self):
+        self._wait_for_results_channel()
         backoff = Backoff(base=conf.backoff_min_secs(), cap=conf.backoff_max_secs())
         first = True
         while not self._closing.is_set():

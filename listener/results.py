@@ -25,6 +25,7 @@ class ResultRouter:
         self._on_config_changed = on_config_changed
         self._stop = threading.Event()
         self._connections = {}
+        self._subscribed = {}
         self._changes = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="result-router", daemon=True)
 
@@ -35,14 +36,19 @@ class ResultRouter:
         self._stop.set()
         self._thread.join()
 
-    def attach(self, connection):
-        """Route results of `connection.spec.id` to `connection` from now on."""
-        self._connections[connection.spec.id] = connection
-        self._changes.put(("subscribe", connection.spec.id))
+    def attach(self, connection, subscribed):
+        """Route results of `connection.spec.id` to `connection` from now on, and
+        set `subscribed` once Redis confirmed the subscription: a connection waits
+        for it, so no result is published before anyone listens."""
+        trigger_id = connection.spec.id
+        self._subscribed[trigger_id] = subscribed
+        self._connections[trigger_id] = connection
+        self._changes.put(("subscribe", trigger_id))
 
     def detach(self, trigger_id, connection):
         if self._connections.get(trigger_id) is connection:
             del self._connections[trigger_id]
+            self._subscribed.pop(trigger_id, None)
             self._changes.put(("unsubscribe", trigger_id))
 
     def _subscribe_all(self, pubsub):
@@ -65,6 +71,12 @@ class ResultRouter:
             elif trigger_id not in self._connections:
                 pubsub.unsubscribe(channel)
 
+    def _confirm(self, channel):
+        if channel != bus.config_channel():
+            event = self._subscribed.get(int(channel.rsplit(":", 1)[1]))
+            if event is not None:
+                event.set()
+
     def _deliver(self, channel, data):
         if channel == bus.config_channel():
             self._on_config_changed()
@@ -81,7 +93,7 @@ class ResultRouter:
     def _run(self):
         backoff = Backoff(base=0.2, cap=5.0)
         while not self._stop.is_set():
-            pubsub = bus.client().pubsub(ignore_subscribe_messages=True)
+            pubsub = bus.client().pubsub()
             try:
                 # Changes queued before this (re)subscription are covered by it.
                 self._discard_changes()
@@ -89,9 +101,13 @@ class ResultRouter:
                 backoff.reset()
                 while not self._stop.is_set():
                     self._apply_changes(pubsub)
-                    message = pubsub.get_message(timeout=0.2)
-                    if message and message["type"] == "message":
+                    message = pubsub.get_message(timeout=0.05)
+                    if message is None:
+                        continue
+                    if message["type"] == "message":
                         self._deliver(message["channel"].decode(), message["data"])
+                    elif message["type"] == "subscribe":
+                        self._confirm(message["channel"].decode())
             except redis.RedisError as exc:
                 delay = backoff.next_delay()
                 logger.warning("result channel lost (%s); resubscribing in %.1fs", exc, delay)

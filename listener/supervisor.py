@@ -128,9 +128,10 @@ class Supervisor:
             if trigger is None or not trigger.enabled:
                 self._leases.release(trigger_id)
                 continue
-            connection = Connection(TriggerSpec.from_trigger(trigger), self._services)
+            results_subscribed = threading.Event()
+            connection = Connection(TriggerSpec.from_trigger(trigger), self._services, results_subscribed=results_subscribed)
             self._connections[trigger_id] = connection
-            self._router.attach(connection)
+            self._router.attach(connection, results_subscribed)
             connection.start()
             logger.info("trigger %s: held by listener %s", trigger.path, self.listener_id)
 

@@ -1,0 +1,109 @@
+import threading
+
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from config.celery import app as celery_app
+from orvanta_triggers import bus, services
+from orvanta_triggers.models import Membership
+
+from tests.wsserver import WsServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_redis():
+    """Tests own Redis database 9: start each session from an empty one."""
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    bus.reset_client()
+    yield
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="pw")
+
+
+@pytest.fixture
+def workspace(db, user):
+    return services.create_workspace(slug="acme", owner=user)
+
+
+def api_client_for(user):
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api(user, workspace):
+    """A token-authenticated client of the workspace's admin."""
+    return api_client_for(user)
+
+
+@pytest.fixture
+def member_client(workspace, django_user_model):
+    """member_client(role) -> API client of a new member with that role."""
+
+    def make(role):
+        member = django_user_model.objects.create_user(username=f"member-{role}", password="pw")
+        services.set_membership(workspace=workspace, user=member, role=role)
+        return api_client_for(member)
+
+    return make
+
+
+@pytest.fixture
+def ws_server():
+    server = WsServer().start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def ws_server_factory():
+    servers = []
+
+    def make(**kwargs):
+        server = WsServer(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.shutdown()
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker (threads) consuming the test broker."""
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10) as worker:
+        yield worker
+
+
+@pytest.fixture
+def listener(transactional_db):
+    """A real listener (the runlisteners process object) on a background thread."""
+    from listener.supervisor import Supervisor
+
+    stop_event = threading.Event()
+    supervisor = Supervisor(celery_app=celery_app, stop_event=stop_event, listener_id="test-listener")
+    thread = threading.Thread(target=supervisor.run, daemon=True)
+    thread.start()
+    yield supervisor
+    stop_event.set()
+    thread.join(10)
+    assert not thread.is_alive(), "listener did not stop within 10s"
+
+
+@pytest.fixture
+def e2e_workspace(transactional_db, django_user_model):
+    owner = django_user_model.objects.create_user(username="owner", password="pw")
+    return services.create_workspace(slug="e2e", owner=owner)
+
+
+ROLES = Membership.Role

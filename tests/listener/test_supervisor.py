@@ -1,0 +1,85 @@
+"""The listener follows the database: created, edited, disabled and deleted triggers."""
+
+import time
+
+from orvanta_triggers import services
+from orvanta_triggers.models import WebSocketTrigger
+
+from tests.listener.helpers import make_trigger, wait_connected
+from tests.wsserver import wait_for
+
+
+def test_created_trigger_connects_within_2s(e2e_workspace, ws_server, listener):
+    """A trigger created while the listener runs is connected within 2 seconds."""
+    started = time.monotonic()
+    make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server, timeout=2)
+    assert time.monotonic() - started < 2
+
+
+def test_edited_url_moves_connection_within_2s(e2e_workspace, ws_server_factory, listener):
+    """Changing the URL closes the old connection and opens the new one within 2 seconds."""
+    old, new = ws_server_factory(), ws_server_factory()
+    trigger = make_trigger(e2e_workspace, old)
+    wait_connected(old)
+    services.update_trigger(trigger=trigger, url=new.url)
+    wait_for(lambda: new.open_connections == 1 and old.open_connections == 0, timeout=2, message="the move")
+
+
+def test_disabled_trigger_closes_within_2s(e2e_workspace, ws_server, listener):
+    """Disabling a trigger closes its connection within 2 seconds."""
+    trigger = make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    services.set_trigger_enabled(trigger=trigger, enabled=False)
+    wait_for(lambda: ws_server.open_connections == 0, timeout=2, message="the close")
+    assert WebSocketTrigger.objects.get(pk=trigger.pk).status == "disabled"
+
+
+def test_deleted_trigger_closes_within_2s(e2e_workspace, ws_server, listener):
+    """Deleting a trigger closes its connection within 2 seconds."""
+    trigger = make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    services.delete_trigger(trigger=trigger)
+    wait_for(lambda: ws_server.open_connections == 0, timeout=2, message="the close")
+
+
+def test_bulk_update_is_noticed_without_signals(e2e_workspace, ws_server, listener):
+    """A queryset update that bumps edited_at (no service, no signal) still takes effect."""
+    trigger = make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    WebSocketTrigger.objects.filter(pk=trigger.pk).update(enabled=False)
+    wait_for(lambda: ws_server.open_connections == 0, timeout=3, message="the close")
+
+
+def test_free_plan_triggers_are_ignored(e2e_workspace, ws_server, listener):
+    """A trigger of a workspace moved to the free plan is not held."""
+    trigger = make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    type(e2e_workspace).objects.filter(pk=e2e_workspace.pk).update(plan="free")
+    wait_for(lambda: ws_server.open_connections == 0, timeout=3, message="the close")
+    assert trigger.pk not in listener.connections()
+
+
+def test_stop_closes_every_socket(e2e_workspace, ws_server_factory, transactional_db):
+    """Setting the stop event closes every connection cleanly and releases leases."""
+    import threading
+
+    from config.celery import app as celery_app
+    from listener.supervisor import Supervisor
+    from orvanta_triggers import bus
+
+    servers = [ws_server_factory() for _ in range(3)]
+    for index, server in enumerate(servers):
+        make_trigger(e2e_workspace, server, path=f"f/test/t{index}")
+    stop_event = threading.Event()
+    supervisor = Supervisor(celery_app=celery_app, stop_event=stop_event, listener_id="stopper")
+    thread = threading.Thread(target=supervisor.run, daemon=True)
+    thread.start()
+    for server in servers:
+        wait_connected(server)
+    started = time.monotonic()
+    stop_event.set()
+    thread.join(10)
+    assert time.monotonic() - started < 5
+    assert all(server.open_connections == 0 for server in servers)
+    assert not any(bus.client().exists(bus.lease_key(t.pk)) for t in WebSocketTrigger.objects.all())

@@ -1,0 +1,424 @@
+"""Trigger and flow validation, through the services (the one write path)."""
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from orvanta_triggers import services
+from orvanta_triggers.models import WebSocketTrigger, Workspace
+
+VALID = {"path": "f/test/feed", "url": "ws://example.org/feed", "script_path": "examples/echo"}
+
+# Every configuration field of DESIGN.md's trigger JSON.
+FULL_TRIGGER = {
+    "path": "f/demo/ticks",
+    "url": "ws://example.org/feed",
+    "url_runnable_args": {},
+    "script_path": "examples/echo",
+    "is_flow": False,
+    "enabled": True,
+    "filters": [{"key": "type", "value": "tick"}],
+    "filter_logic": "and",
+    "initial_messages": [
+        {"raw_message": '{"op": "subscribe"}'},
+        {"runnable_result": {"path": "examples/auth_message", "args": {}, "is_flow": False}},
+    ],
+    "can_return_message": False,
+    "can_return_error_result": False,
+    "heartbeat": {"interval_secs": 10, "message": '{"op": 1, "d": {{state}}}', "state_field": "s"},
+    "error_handler_path": None,
+    "error_handler_args": {},
+    "retry": {"max_attempts": 3, "delay_secs": 1, "multiplier": 2},
+    "headers": {},
+    "subprotocols": [],
+}
+
+
+def create_errors(workspace, **overrides):
+    """The message_dict of the ValidationError that create_trigger raises."""
+    with pytest.raises(ValidationError) as info:
+        services.create_trigger(workspace=workspace, **{**VALID, **overrides})
+    return info.value.message_dict
+
+
+def flow_errors(workspace, **fields):
+    with pytest.raises(ValidationError) as info:
+        services.create_flow(workspace=workspace, **{"path": "f/test/flow", **fields})
+    return info.value.message_dict
+
+
+# A valid trigger
+
+
+def test_full_trigger_saves(workspace):
+    """A trigger with every field of DESIGN.md's trigger JSON is saved as given."""
+    trigger = services.create_trigger(workspace=workspace, **FULL_TRIGGER)
+    trigger = WebSocketTrigger.objects.get(pk=trigger.pk)
+    assert {name: getattr(trigger, name) for name in FULL_TRIGGER} == FULL_TRIGGER
+    assert trigger.status == WebSocketTrigger.Status.CONNECTING
+
+
+def test_refused_trigger_is_not_saved(workspace):
+    """A trigger that fails validation leaves no row behind."""
+    create_errors(workspace, url="http://example.org/feed")
+    assert not WebSocketTrigger.objects.exists()
+
+
+# Script and URL
+
+
+def test_unknown_script_path_refused(workspace):
+    """A script path that is not in the registry is refused on script_path."""
+    assert set(create_errors(workspace, script_path="examples/no_such_script")) == {"script_path"}
+
+
+def test_unknown_flow_refused(workspace):
+    """is_flow with a path that names no flow of the workspace is refused on script_path."""
+    assert set(create_errors(workspace, script_path="f/no/flow", is_flow=True)) == {"script_path"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://example.org/feed", "https://example.org/feed", "ws:///feed", "ws://", "not a url", "example.org/feed", ""],
+    ids=["http", "https", "no-host", "scheme-only", "garbage", "no-scheme", "empty"],
+)
+def test_non_ws_url_refused(workspace, url):
+    """Anything but a ws:// or wss:// URL with a host is refused on url."""
+    assert set(create_errors(workspace, url=url)) == {"url"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["$script:", "$script:examples/no_such_script", "$script:../etc/passwd", "$flow:f/no/flow", "$other:examples/echo"],
+    ids=["empty-path", "unknown-script", "malformed-path", "unknown-flow", "unknown-kind"],
+)
+def test_bad_runnable_url_refused(workspace, url):
+    """A $script:/$flow: URL naming no runnable, or another $kind:, is refused on url."""
+    assert set(create_errors(workspace, url=url)) == {"url"}
+
+
+def test_runnable_url_saves(workspace):
+    """A $script: URL naming a registry script is accepted with its url_runnable_args."""
+    trigger = services.create_trigger(
+        workspace=workspace, **{**VALID, "url": "$script:examples/ws_url", "url_runnable_args": {"base_url": "ws://x/"}}
+    )
+    assert trigger.url == "$script:examples/ws_url"
+
+
+def test_runnable_url_args_must_be_object(workspace):
+    """url_runnable_args of a runnable URL must be a JSON object."""
+    assert set(create_errors(workspace, url="$script:examples/ws_url", url_runnable_args=["x"])) == {"url_runnable_args"}
+
+
+# Filters
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"key": "type", "value": "tick"},
+        [{"value": "tick"}],
+        [{"key": "type", "value": "tick", "op": "eq"}],
+        [{"key": "", "value": "tick"}],
+        [{"key": 3, "value": "tick"}],
+        ["type"],
+    ],
+    ids=["not-a-list", "missing-key", "extra-key", "empty-key", "non-string-key", "not-an-object"],
+)
+def test_malformed_filters_refused(workspace, filters):
+    """filters that are not a list of exactly {"key": <non-empty string>, "value"} are refused on filters."""
+    assert set(create_errors(workspace, filters=filters)) == {"filters"}
+
+
+@pytest.mark.parametrize("logic", ["xor", "AND", ""])
+def test_bad_filter_logic_refused(workspace, logic):
+    """filter_logic other than "and" / "or" is refused on filter_logic."""
+    assert set(create_errors(workspace, filter_logic=logic)) == {"filter_logic"}
+
+
+# Initial messages
+
+
+@pytest.mark.parametrize(
+    "initial_messages",
+    [
+        {"raw_message": "{}"},
+        [{"text": "{}"}],
+        [{"raw_message": "{}", "runnable_result": {"path": "examples/auth_message"}}],
+        ["{}"],
+        [{"runnable_result": {"args": {}}}],
+        [{"runnable_result": {"path": "examples/auth_message", "extra": 1}}],
+        [{"runnable_result": {"path": "examples/auth_message", "args": []}}],
+    ],
+    ids=["not-a-list", "unknown-key", "two-keys", "not-an-object", "runnable-no-path", "runnable-extra-key", "args-not-object"],
+)
+def test_badly_shaped_initial_messages_refused(workspace, initial_messages):
+    """initial_messages items must be {"raw_message"} or {"runnable_result": {"path", "args"?, "is_flow"?}}."""
+    assert set(create_errors(workspace, initial_messages=initial_messages)) == {"initial_messages"}
+
+
+@pytest.mark.parametrize("raw", ["{not json", "hello", "", {"op": "subscribe"}], ids=["broken", "bare-word", "empty", "not-text"])
+def test_raw_message_must_be_json_text(workspace, raw):
+    """A raw_message that is not a string of valid JSON text is refused on initial_messages."""
+    assert set(create_errors(workspace, initial_messages=[{"raw_message": raw}])) == {"initial_messages"}
+
+
+def test_initial_message_unknown_runnable_refused(workspace):
+    """A runnable_result naming no registry script is refused on initial_messages."""
+    errors = create_errors(workspace, initial_messages=[{"runnable_result": {"path": "examples/no_such_script"}}])
+    assert set(errors) == {"initial_messages"}
+
+
+def test_initial_message_unknown_flow_refused(workspace):
+    """A runnable_result with is_flow naming no flow of the workspace is refused on initial_messages."""
+    errors = create_errors(workspace, initial_messages=[{"runnable_result": {"path": "f/no/flow", "is_flow": True}}])
+    assert set(errors) == {"initial_messages"}
+
+
+# Heartbeat and retry
+
+
+@pytest.mark.parametrize(
+    "heartbeat",
+    [
+        {"interval_secs": 0.5, "message": "ping"},
+        {"interval_secs": 0, "message": "ping"},
+        {"interval_secs": "10", "message": "ping"},
+        {"message": "ping"},
+        {"interval_secs": 10, "message": ""},
+        {"interval_secs": 10},
+        {"interval_secs": 10, "message": "ping", "jitter": 1},
+        {"interval_secs": 10, "message": "ping", "state_field": 3},
+        "ping",
+    ],
+    ids=["interval-below-1", "interval-zero", "interval-string", "no-interval", "empty-message", "no-message",
+         "extra-key", "state-field-not-string", "not-an-object"],
+)
+def test_malformed_heartbeat_refused(workspace, heartbeat):
+    """A heartbeat must be {"interval_secs" >= 1, "message": non-empty, "state_field"?: string}."""
+    assert set(create_errors(workspace, heartbeat=heartbeat)) == {"heartbeat"}
+
+
+@pytest.mark.parametrize(
+    "retry",
+    [
+        {"max_attempts": 0},
+        {"max_attempts": 101},
+        {"max_attempts": 2.5},
+        {"max_attempts": True},
+        {"delay_secs": 1},
+        {"max_attempts": 3, "delay_secs": -1},
+        {"max_attempts": 3, "multiplier": 0.5},
+        {"max_attempts": 3, "backoff": "exp"},
+        [3],
+    ],
+    ids=["zero-attempts", "too-many-attempts", "float-attempts", "bool-attempts", "no-attempts",
+         "negative-delay", "multiplier-below-1", "extra-key", "not-an-object"],
+)
+def test_malformed_retry_refused(workspace, retry):
+    """A retry must be {"max_attempts": 1..100, "delay_secs"?: 0..86400, "multiplier"?: 1..100}."""
+    assert set(create_errors(workspace, retry=retry)) == {"retry"}
+
+
+# Headers and subprotocols
+
+
+@pytest.mark.parametrize("name", ["Host", "sec-websocket-key", "Upgrade", "Connection", "Sec-WebSocket-Protocol"])
+def test_reserved_header_refused(workspace, name):
+    """A header that the WebSocket handshake sets itself is refused on headers."""
+    assert set(create_errors(workspace, headers={name: "x"})) == {"headers"}
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "a\rb", 3], ids=["crlf", "lf", "cr", "not-a-string"])
+def test_header_value_must_be_single_line_string(workspace, value):
+    """A header value with CR/LF (header injection) or that is not a string is refused on headers."""
+    assert set(create_errors(workspace, headers={"X-Token": value})) == {"headers"}
+
+
+@pytest.mark.parametrize("headers", [{"Bad Name": "x"}, {"X:Y": "x"}, ["X-Token"]], ids=["space", "colon", "not-an-object"])
+def test_bad_header_names_refused(workspace, headers):
+    """Header names must be HTTP tokens, in a JSON object."""
+    assert set(create_errors(workspace, headers=headers)) == {"headers"}
+
+
+@pytest.mark.parametrize(
+    "subprotocols", ["chat", ["chat v2"], ["a,b"], [""], [3]], ids=["not-a-list", "space", "comma", "empty", "not-a-string"]
+)
+def test_bad_subprotocols_refused(workspace, subprotocols):
+    """subprotocols must be a list of token names."""
+    assert set(create_errors(workspace, subprotocols=subprotocols)) == {"subprotocols"}
+
+
+# Path and error handler
+
+
+def test_duplicate_path_refused(workspace):
+    """A second trigger with the same path in the workspace is refused on path."""
+    services.create_trigger(workspace=workspace, **VALID)
+    assert set(create_errors(workspace)) == {"path"}
+
+
+def test_same_path_in_another_workspace_saves(workspace, user):
+    """Paths are unique per workspace: another workspace may reuse one."""
+    services.create_trigger(workspace=workspace, **VALID)
+    other = services.create_workspace(slug="other", owner=user)
+    assert services.create_trigger(workspace=other, **VALID).path == VALID["path"]
+
+
+@pytest.mark.parametrize("path", ["f/test/setenabled", "setenabled"])
+def test_path_ending_in_setenabled_refused(workspace, path):
+    """A path whose last segment is "setenabled" would shadow the API action and is refused."""
+    assert set(create_errors(workspace, path=path)) == {"path"}
+
+
+@pytest.mark.parametrize("path", ["", "/f/x", "f/x/", "f//x", "f/x y", "../x", "a" * 256])
+def test_malformed_path_refused(workspace, path):
+    """Empty, slash-bounded, doubled-slash, spaced, dot-dot-led and over-long paths are refused."""
+    assert set(create_errors(workspace, path=path)) == {"path"}
+
+
+def test_unknown_error_handler_refused(workspace):
+    """An error_handler_path that is not in the registry is refused on error_handler_path."""
+    assert set(create_errors(workspace, error_handler_path="examples/no_such_handler")) == {"error_handler_path"}
+
+
+def test_error_handler_args_must_be_object(workspace):
+    """error_handler_args must be a JSON object."""
+    assert set(create_errors(workspace, error_handler_args=[1])) == {"error_handler_args"}
+
+
+def test_several_bad_fields_all_reported(workspace):
+    """Every bad field gets its own key in one ValidationError."""
+    errors = create_errors(workspace, url="http://x", filter_logic="xor", heartbeat={"interval_secs": 0, "message": "p"})
+    assert set(errors) == {"url", "filter_logic", "heartbeat"}
+
+
+# update_trigger
+
+
+def test_update_refuses_bad_value_and_keeps_row(workspace):
+    """update_trigger validates like create_trigger and leaves the stored row unchanged when it refuses."""
+    trigger = services.create_trigger(workspace=workspace, **VALID)
+    with pytest.raises(ValidationError) as info:
+        services.update_trigger(trigger=trigger, url="http://example.org/feed")
+    assert set(info.value.message_dict) == {"url"}
+    assert WebSocketTrigger.objects.get(pk=trigger.pk).url == VALID["url"]
+
+
+def test_update_to_existing_path_refused(workspace):
+    """Renaming a trigger onto another trigger's path is refused on path."""
+    services.create_trigger(workspace=workspace, **VALID)
+    second = services.create_trigger(workspace=workspace, **{**VALID, "path": "f/test/second"})
+    with pytest.raises(ValidationError) as info:
+        services.update_trigger(trigger=second, path=VALID["path"])
+    assert set(info.value.message_dict) == {"path"}
+
+
+def test_update_keeps_own_path(workspace):
+    """Saving a trigger again under its own path is not a duplicate."""
+    trigger = services.create_trigger(workspace=workspace, **VALID)
+    assert services.update_trigger(trigger=trigger, filter_logic="or").filter_logic == "or"
+
+
+def test_unknown_service_field_is_a_type_error(workspace):
+    """create_trigger takes only configuration fields: status and the like are not writable through it."""
+    with pytest.raises(TypeError):
+        services.create_trigger(workspace=workspace, status="connected", **VALID)
+
+
+# Plans
+
+
+@pytest.mark.parametrize("plan", [Workspace.Plan.FREE, Workspace.Plan.TEAM])
+def test_plan_without_triggers_cannot_create(db, plan):
+    """A workspace on the free or team plan can't create a WebSocket trigger."""
+    workspace = services.create_workspace(slug=f"ws-{plan}", plan=plan)
+    with pytest.raises(services.PlanNotAllowed):
+        services.create_trigger(workspace=workspace, **VALID)
+    assert not WebSocketTrigger.objects.exists()
+
+
+@pytest.mark.parametrize("plan", [Workspace.Plan.ENTERPRISE, Workspace.Plan.SELF_HOSTED])
+def test_plan_with_triggers_can_create(db, plan):
+    """Enterprise and self-hosted workspaces can create WebSocket triggers."""
+    workspace = services.create_workspace(slug=f"ws-{plan}", plan=plan)
+    assert services.create_trigger(workspace=workspace, **VALID).pk is not None
+
+
+@pytest.mark.parametrize("plan", [Workspace.Plan.FREE, Workspace.Plan.TEAM])
+def test_plan_without_triggers_cannot_enable(workspace, plan):
+    """A disabled trigger of a workspace moved to free or team can't be enabled again."""
+    trigger = services.create_trigger(workspace=workspace, enabled=False, **VALID)
+    Workspace.objects.filter(pk=workspace.pk).update(plan=plan)  # a downgrade; no service changes plans
+    trigger = WebSocketTrigger.objects.select_related("workspace").get(pk=trigger.pk)
+    with pytest.raises(services.PlanNotAllowed):
+        services.set_trigger_enabled(trigger=trigger, enabled=True)
+    assert WebSocketTrigger.objects.get(pk=trigger.pk).enabled is False
+
+
+def test_downgraded_workspace_can_still_disable(workspace):
+    """The plan check blocks enabling only: a downgraded workspace can still switch its trigger off."""
+    trigger = services.create_trigger(workspace=workspace, **VALID)
+    Workspace.objects.filter(pk=workspace.pk).update(plan=Workspace.Plan.FREE)
+    trigger = WebSocketTrigger.objects.select_related("workspace").get(pk=trigger.pk)
+    trigger = services.set_trigger_enabled(trigger=trigger, enabled=False)
+    assert trigger.status == WebSocketTrigger.Status.DISABLED
+
+
+# Flows
+
+STEP_A = {"id": "a", "script_path": "upper", "args": {"msg": {"type": "ref", "expr": "flow_input.msg"}}}
+STEP_B = {"id": "b", "script_path": "wrap", "args": {"value": {"type": "ref", "expr": "results.a"}}}
+
+
+def test_valid_flow_saves(workspace):
+    """A flow whose steps name registry scripts and earlier steps is saved."""
+    flow = services.create_flow(workspace=workspace, path="f/test/flow", steps=[STEP_A, STEP_B], early_return="a")
+    assert flow.pk is not None
+
+
+def test_flow_unknown_step_script_refused(workspace):
+    """A step whose script is not in the registry is refused on steps."""
+    errors = flow_errors(workspace, steps=[{**STEP_A, "script_path": "examples/no_such_script"}])
+    assert set(errors) == {"steps"}
+
+
+def test_flow_duplicate_step_ids_refused(workspace):
+    """Two steps with the same id are refused on steps."""
+    assert set(flow_errors(workspace, steps=[STEP_A, {**STEP_B, "id": "a"}])) == {"steps"}
+
+
+def test_flow_ref_to_later_step_refused(workspace):
+    """A ref transform naming a step that runs later is refused on steps."""
+    first = {"id": "a", "script_path": "wrap", "args": {"value": {"type": "ref", "expr": "results.b"}}}
+    second = {"id": "b", "script_path": "upper", "args": {"msg": {"type": "static", "value": "x"}}}
+    assert set(flow_errors(workspace, steps=[first, second])) == {"steps"}
+
+
+@pytest.mark.parametrize("expr", ["os.system", "flow_input..msg", "", "__import__('os')"])
+def test_flow_ref_expr_must_be_dotted_path(workspace, expr):
+    """A ref expr not rooted at flow_input / results.<id> / previous_result is refused on steps."""
+    step = {"id": "a", "script_path": "upper", "args": {"msg": {"type": "ref", "expr": expr}}}
+    assert set(flow_errors(workspace, steps=[step])) == {"steps"}
+
+
+def test_flow_bad_early_return_refused(workspace):
+    """An early_return that names no step is refused on early_return."""
+    assert set(flow_errors(workspace, steps=[STEP_A, STEP_B], early_return="c")) == {"early_return"}
+
+
+def test_flow_without_steps_refused(workspace):
+    """A flow needs at least one step."""
+    assert set(flow_errors(workspace, steps=[])) == {"steps"}
+
+
+def test_flow_unknown_preprocessor_refused(workspace):
+    """A preprocessor_path that is not in the registry is refused on preprocessor_path."""
+    errors = flow_errors(workspace, steps=[STEP_A], preprocessor_path="examples/no_such_script")
+    assert set(errors) == {"preprocessor_path"}
+
+
+def test_trigger_on_existing_flow_saves(workspace):
+    """is_flow with the path of a flow of the workspace is accepted."""
+    services.create_flow(workspace=workspace, path="f/test/flow", steps=[STEP_A])
+    trigger = services.create_trigger(workspace=workspace, **{**VALID, "script_path": "f/test/flow", "is_flow": True})
+    assert trigger.is_flow is True

@@ -1,0 +1,1 @@
+"""Scripts used only by the tests (registered through ORVANTA_RUNNABLE_PACKAGES)."""
