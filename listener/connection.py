@@ -21,6 +21,7 @@ from websocket import ABNF
 
 from orvanta_triggers import conf, filters, netguard
 from orvanta_triggers.models import WebSocketTrigger
+from orvanta_triggers.tasks import NOTIFY_CONNECTION_FAILURE
 
 from listener import metrics
 from listener.backoff import Backoff
@@ -52,6 +53,7 @@ class ListenerServices:
     """What every connection of a listener shares."""
 
     listener_id: str
+    celery_app: object
     dispatcher: object
     status: object
     runnables: object
@@ -64,6 +66,28 @@ def _frame_text(value):
 
 
 RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
+
+
+class FailureStreak:
+    """Connection attempts failing in a row; once they have lasted `after_secs`, the
+    trigger's error handler hears of it, once per streak."""
+
+    def __init__(self, connection, *, after_secs):
+        self._connection = connection
+        self._after_secs = after_secs
+        self._since = None
+        self._since_wall = None
+        self._notified = False
+
+    def failed(self, reason):
+        if self._since is None:
+            self._since, self._since_wall = time.monotonic(), timezone.now()
+        if not self._notified and time.monotonic() - self._since >= self._after_secs:
+            self._notified = self._connection.notify_failure(reason, self._since_wall)
+
+    def reset(self):
+        self._since = None
+        self._notified = False
 
 
 class Connection:
@@ -119,6 +143,23 @@ class Connection:
         logger.debug("trigger %s: sent result of job %s", self.spec.path, job_id)
         return True
 
+    def notify_failure(self, reason, since):
+        """Ask a worker to run the error handler about a lasting connection failure."""
+        try:
+            self._services.celery_app.send_task(
+                NOTIFY_CONNECTION_FAILURE,
+                kwargs={
+                    "spec": self.spec.job_spec, "reason": reason,
+                    "started_at": since.isoformat(), "failed_at": timezone.now().isoformat(),
+                },
+                retry=False,
+            )
+        except Exception as exc:
+            logger.warning("trigger %s: could not notify the error handler of failing connections: %s", self.spec.path, exc)
+            return False
+        logger.warning("trigger %s: failing to connect since %s; error handler notified", self.spec.path, since.isoformat())
+        return True
+
     # The connection thread
 
     def _status(self, **fields):
@@ -138,6 +179,7 @@ class Connection:
     def _run(self):
         self._wait_for_results_channel()
         backoff = Backoff(base=conf.backoff_min_secs(), cap=conf.backoff_max_secs())
+        streak = FailureStreak(self, after_secs=conf.connection_error_notify_secs())
         first = True
         while not self._closing.is_set():
             if not first:
@@ -154,8 +196,10 @@ class Connection:
                     "trigger %s: connection failed: %s; retrying in %.1fs", self.spec.path, exc.reason, delay
                 )
                 self._status(status=Status.ERROR, error=exc.reason)
+                streak.failed(exc.reason)
                 self._closing.wait(delay)
                 continue
+            streak.reset()
             connected_at = time.monotonic()
             reason = self._serve(ws)
             if self._closing.is_set():
@@ -230,7 +274,9 @@ class Connection:
             ws.shutdown()
             raise ConnectFailed("closed while connecting")
         logger.info("trigger %s: connected to %s", self.spec.path, shown)
-        self._status(status=Status.CONNECTED, error=None, last_connected_at=timezone.now())
+        self._status(
+            status=Status.CONNECTED, error=None, last_connected_at=timezone.now(), subprotocol=ws.getsubprotocol()
+        )
         return ws
 
     def _send_initial_messages(self, ws):

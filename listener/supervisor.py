@@ -46,6 +46,7 @@ class Supervisor:
         self._router = ResultRouter(on_config_changed=self._wake.set)
         self._services = ListenerServices(
             listener_id=self.listener_id,
+            celery_app=celery_app,
             dispatcher=self._dispatcher,
             status=self._status,
             runnables=RunnableClient(celery_app=celery_app, timeout_secs=conf.runnable_timeout_secs()),

@@ -1,6 +1,7 @@
 """Admin: every save goes through the services (the form validates through the
 model's clean(), the same path as the API)."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
@@ -19,8 +20,26 @@ class WorkspaceAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
 
 
+class WebSocketTriggerForm(forms.ModelForm):
+    class Meta:
+        model = WebSocketTrigger
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        workspace = cleaned.get("workspace")
+        enabling = cleaned.get("enabled") and not (self.instance.pk and self.instance.enabled)
+        if workspace is not None and (self.instance.pk is None or enabling):
+            try:
+                services.check_plan(workspace)
+            except services.PlanNotAllowed as exc:
+                raise ValidationError(str(exc)) from exc
+        return cleaned
+
+
 @admin.register(WebSocketTrigger)
 class WebSocketTriggerAdmin(admin.ModelAdmin):
+    form = WebSocketTriggerForm
     list_display = ("path", "workspace", "script_path", "enabled", "status", "last_message_at", "listener_id")
     list_filter = ("status", "enabled", "workspace")
     search_fields = ("path", "script_path", "url")
@@ -28,14 +47,11 @@ class WebSocketTriggerAdmin(admin.ModelAdmin):
     actions = ("enable", "disable")
 
     def save_model(self, request, obj, form, change):
-        fields = {name: form.cleaned_data[name] for name in services.TRIGGER_CONFIG_FIELDS if name in form.cleaned_data}
-        try:
-            if change:
-                services.update_trigger(trigger=obj, **fields)
-            else:
-                services.create_trigger(workspace=form.cleaned_data["workspace"], **fields)
-        except services.PlanNotAllowed as exc:
-            self.message_user(request, str(exc), level=messages.ERROR)
+        if change:
+            fields = {name: form.cleaned_data[name] for name in services.TRIGGER_CONFIG_FIELDS if name in form.cleaned_data}
+            services.update_trigger(trigger=obj, **fields)
+        else:
+            services.save_new_trigger(trigger=obj)
 
     def delete_model(self, request, obj):
         services.delete_trigger(trigger=obj)
@@ -66,11 +82,10 @@ class FlowAdmin(admin.ModelAdmin):
     list_filter = ("workspace",)
 
     def save_model(self, request, obj, form, change):
-        fields = {name: form.cleaned_data.get(name) for name in services.FLOW_FIELDS}
         if change:
-            services.update_flow(flow=obj, **fields)
+            services.update_flow(flow=obj, **{name: form.cleaned_data.get(name) for name in services.FLOW_FIELDS})
         else:
-            services.create_flow(workspace=form.cleaned_data["workspace"], **fields)
+            services.save_new_flow(flow=obj)
 
     def delete_model(self, request, obj):
         services.delete_flow(flow=obj)

@@ -78,3 +78,8 @@ def dispatch_buffer_size():
 def runnable_timeout_secs():
     """How long the listener waits for a URL or initial-message runnable."""
     return float(_get("ORVANTA_RUNNABLE_TIMEOUT_SECS", 30.0))
+
+
+def connection_error_notify_secs():
+    """A trigger in `error` this long notifies its error handler (once per streak)."""
+    return float(_get("ORVANTA_CONNECTION_ERROR_NOTIFY_SECS", 60.0))

@@ -8,8 +8,6 @@ import json
 import logging
 import traceback
 
-from django.utils import timezone
-
 from orvanta_triggers import bus, registry, selectors, services
 from orvanta_triggers.models import Job
 
@@ -168,7 +166,9 @@ def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
         services.finish_job(job=job, status=Job.Status.FAILURE, error=error)
         if spec["can_return_message"] and spec["can_return_error_result"]:
             _publish(spec, job_id, {"error": error})
-        run_error_handler(spec=spec, job=job, error=error)
+        call_error_handler(
+            spec=spec, error=error, job_id=job_id, started_at=job.started_at, failed_at=job.finished_at
+        )
         return Job.Status.FAILURE
     services.finish_job(job=job, status=Job.Status.SUCCESS, args=args, result=result)
     if spec["can_return_message"] and result is not None and not early_sent:
@@ -176,21 +176,25 @@ def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
     return Job.Status.SUCCESS
 
 
-def run_error_handler(*, spec, job, error):
-    """The trigger's error handler, else the workspace's, once per final failure."""
+def call_error_handler(*, spec, error, job_id, started_at, failed_at):
+    """The trigger's error handler, else its workspace's, if either is set. Called
+    once per final job failure, and once per lasting connection-failure streak
+    (then `job_id` is None)."""
     path, handler_args = spec.get("error_handler_path"), spec.get("error_handler_args") or {}
     if not path:
-        workspace = job.workspace
+        workspace = selectors.workspace_by_id(spec["workspace_id"])
+        if workspace is None:
+            return
         path, handler_args = workspace.error_handler_path, workspace.error_handler_args or {}
     if not path:
         return
     try:
         run_script(path, kwargs={
-            "error": error, "job_id": str(job.id), "script_path": job.script_path, "is_flow": job.is_flow,
-            "trigger_path": job.trigger_path, "workspace": spec["workspace"],
-            "started_at": job.started_at.isoformat() if job.started_at else None,
-            "failed_at": (job.finished_at or timezone.now()).isoformat(),
+            "error": error, "job_id": job_id, "script_path": spec["script_path"], "is_flow": spec["is_flow"],
+            "trigger_path": spec["trigger_path"], "workspace": spec["workspace"],
+            "started_at": started_at.isoformat() if started_at else None,
+            "failed_at": failed_at.isoformat() if failed_at else None,
             "error_handler_args": handler_args,
         })
     except Exception:
-        logger.exception("trigger %s: job %s: error handler '%s' failed", spec["trigger_path"], job.id, path)
+        logger.exception("trigger %s: error handler '%s' failed", spec["trigger_path"], path)

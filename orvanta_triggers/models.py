@@ -141,12 +141,15 @@ class WebSocketTrigger(models.Model):
     last_connected_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_message_at = models.DateTimeField(null=True, blank=True, editable=False)
     listener_id = models.CharField(max_length=200, null=True, blank=True, editable=False)
+    subprotocol = models.CharField(
+        max_length=200, null=True, blank=True, editable=False, help_text="The subprotocol the server chose."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     # Bumped by every configuration write; listeners poll it to notice changes.
     edited_at = models.DateTimeField(editable=False)
 
-    STATUS_FIELDS = ("status", "error", "last_connected_at", "last_message_at", "listener_id")
+    STATUS_FIELDS = ("status", "error", "last_connected_at", "last_message_at", "listener_id", "subprotocol")
 
     class Meta:
         ordering = ["path"]

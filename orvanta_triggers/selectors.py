@@ -55,3 +55,23 @@ def workspace_flows(*, workspace):
 
 def flow_by_path(*, workspace_id, path):
     return Flow.objects.filter(workspace_id=workspace_id, path=path).first()
+
+
+def workspace_by_id(workspace_id):
+    return Workspace.objects.filter(pk=workspace_id).first()
+
+
+def triggers_using_flow(*, workspace_id, path):
+    """Paths of the workspace's triggers that run, or compute their URL or an
+    initial message with, the flow at `path`."""
+    users = []
+    for trigger in WebSocketTrigger.objects.filter(workspace_id=workspace_id):
+        runs_it = trigger.is_flow and trigger.script_path == path
+        url_from_it = trigger.url == f"$flow:{path}"
+        sends_it = any(
+            (m.get("runnable_result") or {}).get("path") == path and (m.get("runnable_result") or {}).get("is_flow")
+            for m in trigger.initial_messages if isinstance(m, dict)
+        )
+        if runs_it or url_from_it or sends_it:
+            users.append(trigger.path)
+    return users

@@ -3,10 +3,11 @@
 import logging
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from orvanta_triggers import bus
+from orvanta_triggers import bus, selectors
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ class PlanNotAllowed(Exception):
     """The workspace's plan does not include WebSocket triggers."""
 
 
-def _check_plan(workspace):
+def check_plan(workspace):
     if not workspace.allows_websocket_triggers:
         raise PlanNotAllowed(
             f"WebSocket triggers are not available on the {workspace.get_plan_display()} plan "
@@ -80,12 +81,16 @@ def _save_trigger(trigger, update_fields=None):
     return trigger
 
 
-@transaction.atomic
 def create_trigger(*, workspace, **fields):
     """A new trigger; raises ValidationError (field-keyed) or PlanNotAllowed."""
     _unknown_fields(fields, TRIGGER_CONFIG_FIELDS)
-    _check_plan(workspace)
-    trigger = WebSocketTrigger(workspace=workspace, **fields)
+    return save_new_trigger(trigger=WebSocketTrigger(workspace=workspace, **fields))
+
+
+@transaction.atomic
+def save_new_trigger(*, trigger):
+    """Save an unsaved trigger built elsewhere (the admin's form)."""
+    check_plan(trigger.workspace)
     trigger.status = WebSocketTrigger.Status.CONNECTING if trigger.enabled else WebSocketTrigger.Status.DISABLED
     return _save_trigger(trigger)
 
@@ -95,7 +100,7 @@ def update_trigger(*, trigger, **fields):
     """Change configuration fields; listeners pick the change up within seconds."""
     _unknown_fields(fields, TRIGGER_CONFIG_FIELDS)
     if fields.get("enabled") and not trigger.enabled:
-        _check_plan(trigger.workspace)
+        check_plan(trigger.workspace)
     for name, value in fields.items():
         setattr(trigger, name, value)
     if "enabled" in fields:
@@ -123,18 +128,29 @@ def record_trigger_status(*, trigger_id, **status_fields):
 
 # Flows
 
-@transaction.atomic
 def create_flow(*, workspace, **fields):
     _unknown_fields(fields, FLOW_FIELDS)
-    flow = Flow(workspace=workspace, **fields)
+    return save_new_flow(flow=Flow(workspace=workspace, **fields))
+
+
+@transaction.atomic
+def save_new_flow(*, flow):
     flow.full_clean()
     flow.save()
     return flow
 
 
+def _refuse_if_flow_in_use(flow, action):
+    users = selectors.triggers_using_flow(workspace_id=flow.workspace_id, path=flow.path)
+    if users:
+        raise ValidationError({"path": [f"can't {action} flow '{flow.path}': used by trigger(s) {', '.join(users)}"]})
+
+
 @transaction.atomic
 def update_flow(*, flow, **fields):
     _unknown_fields(fields, FLOW_FIELDS)
+    if "path" in fields and fields["path"] != flow.path:
+        _refuse_if_flow_in_use(flow, "rename")
     for name, value in fields.items():
         setattr(flow, name, value)
     flow.full_clean()
@@ -142,7 +158,9 @@ def update_flow(*, flow, **fields):
     return flow
 
 
+@transaction.atomic
 def delete_flow(*, flow):
+    _refuse_if_flow_in_use(flow, "delete")
     flow.delete()
 
 

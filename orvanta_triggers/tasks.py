@@ -4,6 +4,7 @@ import json
 import logging
 
 from celery import shared_task
+from django.utils.dateparse import parse_datetime
 
 from orvanta_triggers import bus, execution
 
@@ -11,6 +12,7 @@ logger = logging.getLogger(__name__)
 
 RUN_TRIGGER_JOB = "orvanta.run_trigger_job"
 RUN_RUNNABLE = "orvanta.run_runnable"
+NOTIFY_CONNECTION_FAILURE = "orvanta.notify_connection_failure"
 REPLY_TTL_SECS = 300
 
 
@@ -41,3 +43,12 @@ def run_runnable(request_id, workspace_id, path, is_flow, args):
     pipe.rpush(key, json.dumps(reply))
     pipe.expire(key, REPLY_TTL_SECS)
     pipe.execute()
+
+
+@shared_task(name=NOTIFY_CONNECTION_FAILURE)
+def notify_connection_failure(spec, reason, started_at, failed_at):
+    """A trigger has been failing to connect for a while: tell its error handler."""
+    execution.call_error_handler(
+        spec=spec, error={"name": "ConnectionError", "message": reason, "stack": ""}, job_id=None,
+        started_at=parse_datetime(started_at), failed_at=parse_datetime(failed_at),
+    )

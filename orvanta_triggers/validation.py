@@ -11,16 +11,17 @@ from django.core.exceptions import ValidationError
 
 from orvanta_triggers import conf, netguard, registry
 
-PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
+# \Z, not $: "$" also matches before a trailing newline.
+PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*\Z")
 # The last segment of a trigger path can't collide with an API action.
 RESERVED_LAST_SEGMENTS = {"setenabled"}
-HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Headers the WebSocket handshake sets itself.
 RESERVED_HEADERS = {
     "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
     "sec-websocket-protocol", "sec-websocket-extensions", "content-length",
 }
-RUNNABLE_URL_RE = re.compile(r"^\$(script|flow):(.+)$")
+RUNNABLE_URL_RE = re.compile(r"^\$(script|flow):(.+)\Z")
 FLOW_EXPR_ROOTS = ("flow_input", "results", "previous_result")
 
 
@@ -40,6 +41,16 @@ def _is_json_object(value):
 
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _strict_json_errors(errors, obj, fields):
+    """NaN and Infinity are not JSON (Python's json, e.g. an admin form, accepts them);
+    the database's JSON check refuses them, so refuse them here, field-keyed."""
+    for field in fields:
+        try:
+            json.dumps(getattr(obj, field), allow_nan=False)
+        except (TypeError, ValueError):
+            errors.add(field, "must be valid JSON (no NaN or Infinity)")
 
 
 def path_error(path):
@@ -262,12 +273,17 @@ def trigger_errors(trigger):
     if message:
         errors.add("script_path", message)
     _handler_errors(errors, trigger.error_handler_path, trigger.error_handler_args)
+    _strict_json_errors(errors, trigger, (
+        "url_runnable_args", "filters", "initial_messages", "heartbeat", "error_handler_args", "retry", "headers",
+        "subprotocols",
+    ))
     return dict(errors)
 
 
 def workspace_errors(workspace):
     errors = _Errors()
     _handler_errors(errors, workspace.error_handler_path, workspace.error_handler_args)
+    _strict_json_errors(errors, workspace, ("error_handler_args",))
     return dict(errors)
 
 
@@ -295,6 +311,7 @@ def flow_errors(flow):
         message = _script_error(flow.preprocessor_path, "preprocessor script")
         if message:
             errors.add("preprocessor_path", message)
+    _strict_json_errors(errors, flow, ("steps",))
     steps = flow.steps
     if not isinstance(steps, list) or not steps:
         errors.add("steps", "must be a non-empty list of steps")
@@ -306,7 +323,7 @@ def flow_errors(flow):
             errors.add("steps", f'{prefix}: must be {{"id", "script_path", "args"?}}')
             continue
         step_id = step["id"]
-        if not isinstance(step_id, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", step_id):
+        if not isinstance(step_id, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", step_id):
             errors.add("steps", f"{prefix}: id must be an identifier")
         elif step_id in seen:
             errors.add("steps", f"{prefix}: id '{step_id}' is used twice")

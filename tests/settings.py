@@ -24,3 +24,12 @@ ORVANTA_RUNNABLE_PACKAGES = ["runnables", "tests.runnables"]
 ORVANTA_BACKOFF_MIN_SECS = 0.2
 ORVANTA_RUNNABLE_TIMEOUT_SECS = 10.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    import os
+    import tempfile
+
+    # One file per test process, so concurrent runs never share (and clobber) one.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(tempfile.gettempdir(), f"orvanta-test-{os.getpid()}.sqlite3")
+    }

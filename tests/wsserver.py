@@ -10,12 +10,14 @@ from websockets.asyncio.server import serve
 
 
 class WsServer:
-    def __init__(self, *, on_connect_messages=(), host="127.0.0.1"):
+    def __init__(self, *, on_connect_messages=(), host="127.0.0.1", subprotocols=None):
         self.host = host
+        self.subprotocols = subprotocols
         self.on_connect_messages = list(on_connect_messages)
         self.received = []
         self.connects = 0
         self.request_headers = []
+        self.request_paths = []
         self.close_codes = []
         self._clients = set()
         self._lock = threading.Lock()
@@ -38,13 +40,16 @@ class WsServer:
         return self
 
     async def _start(self):
-        self._server = await serve(self._handle, self.host, self.port or 0, ping_interval=None)
+        self._server = await serve(
+            self._handle, self.host, self.port or 0, ping_interval=None, subprotocols=self.subprotocols
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _handle(self, websocket):
         with self._lock:
             self.connects += 1
             self.request_headers.append(dict(websocket.request.headers.raw_items()))
+            self.request_paths.append(websocket.request.path)
         self._clients.add(websocket)
         try:
             for message in self.on_connect_messages:

@@ -28,9 +28,11 @@ class WebSocketTriggerSerializer(serializers.ModelSerializer):
             "path", "url", "url_runnable_args", "script_path", "is_flow", "enabled", "filters", "filter_logic",
             "initial_messages", "can_return_message", "can_return_error_result", "heartbeat",
             "error_handler_path", "error_handler_args", "retry", "headers", "subprotocols",
-            "status", "error", "last_connected_at", "last_message_at", "listener_id", "edited_at",
+            "status", "error", "last_connected_at", "last_message_at", "listener_id", "subprotocol", "edited_at",
         ]
-        read_only_fields = ["status", "error", "last_connected_at", "last_message_at", "listener_id", "edited_at"]
+        read_only_fields = [
+            "status", "error", "last_connected_at", "last_message_at", "listener_id", "subprotocol", "edited_at",
+        ]
         # Uniqueness is checked (field-keyed) by the model's validation.
         validators = []
         extra_kwargs = {"path": {"validators": []}}

@@ -10,6 +10,8 @@ urlpatterns = [
         views.TriggerSetEnabledView.as_view(), name="trigger-setenabled",
     ),
     re_path(r"^w/(?P<workspace>[-\w]+)/websocket_triggers/(?P<path>.+)/$", views.TriggerDetailView.as_view(), name="trigger-detail"),
+    path("w/<slug:workspace>/flows/", views.FlowListView.as_view(), name="flow-list"),
+    re_path(r"^w/(?P<workspace>[-\w]+)/flows/(?P<path>.+)/$", views.FlowDetailView.as_view(), name="flow-detail"),
     path("w/<slug:workspace>/jobs/", views.JobListView.as_view(), name="job-list"),
     path("w/<slug:workspace>/jobs/<uuid:job_id>/", views.JobDetailView.as_view(), name="job-detail"),
 ]

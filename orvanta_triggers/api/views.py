@@ -122,3 +122,50 @@ class JobDetailView(WorkspaceMixin, generics.RetrieveAPIView):
 
     def get_queryset(self):
         return selectors.workspace_jobs(workspace=self.workspace)
+
+
+def _flow_or_404(workspace, path):
+    flow = selectors.workspace_flows(workspace=workspace).filter(path=path).first()
+    if flow is None:
+        raise Http404(f"no flow '{path}'")
+    return flow
+
+
+class FlowListView(WorkspaceMixin, generics.ListCreateAPIView):
+    serializer_class = FlowSerializer
+
+    def get_queryset(self):
+        return selectors.workspace_flows(workspace=self.workspace)
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        flow = services.create_flow(workspace=self.workspace, **serializer.validated_data)
+        return Response(self.get_serializer(flow).data, status=status.HTTP_201_CREATED)
+
+
+class FlowDetailView(WorkspaceMixin, generics.GenericAPIView):
+    serializer_class = FlowSerializer
+
+    def get(self, request, *args, **kwargs):
+        return Response(self.get_serializer(_flow_or_404(self.workspace, kwargs["path"])).data)
+
+    def _update(self, request, partial):
+        flow = _flow_or_404(self.workspace, self.kwargs["path"])
+        serializer = self.get_serializer(flow, data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        fields = dict(serializer.validated_data)
+        if not partial:
+            for name in services.FLOW_FIELDS:
+                fields.setdefault(name, type(flow)._meta.get_field(name).get_default())
+        return Response(self.get_serializer(services.update_flow(flow=flow, **fields)).data)
+
+    def put(self, request, *args, **kwargs):
+        return self._update(request, partial=False)
+
+    def patch(self, request, *args, **kwargs):
+        return self._update(request, partial=True)
+
+    def delete(self, request, *args, **kwargs):
+        services.delete_flow(flow=_flow_or_404(self.workspace, kwargs["path"]))
+        return Response(status=status.HTTP_204_NO_CONTENT)

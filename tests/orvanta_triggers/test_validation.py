@@ -292,6 +292,55 @@ def test_several_bad_fields_all_reported(workspace):
     assert set(errors) == {"url", "filter_logic", "heartbeat"}
 
 
+# Values that only look valid
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("path", "f/test/feed\n"),
+        ("url", "$script:examples/ws_url\n"),
+        ("headers", {"X-Token\n": "v"}),
+        ("subprotocols", ["chat\n"]),
+    ],
+    ids=["path", "runnable-url", "header-name", "subprotocol"],
+)
+def test_trailing_newline_refused(workspace, field, value):
+    """A trailing newline does not slip past the pattern checks ("$" matches before a final "\\n")."""
+    assert set(create_errors(workspace, **{field: value})) == {field}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("heartbeat", {"interval_secs": float("nan"), "message": "ping"}),
+        ("heartbeat", {"interval_secs": float("inf"), "message": "ping"}),
+        ("filters", [{"key": "price", "value": float("nan")}]),
+        ("error_handler_args", {"limit": float("-inf")}),
+        ("url_runnable_args", {"x": {1, 2}}),
+    ],
+    ids=["heartbeat-nan", "heartbeat-inf", "filter-nan", "handler-args-inf", "not-json-set"],
+)
+def test_non_json_values_refused(workspace, field, value):
+    """NaN, Infinity and other non-JSON values are a field-keyed ValidationError, not a database error."""
+    overrides = {field: value}
+    if field == "url_runnable_args":
+        overrides["url"] = "$script:examples/ws_url"
+    assert set(create_errors(workspace, **overrides)) == {field}
+
+
+def test_flow_step_id_with_newline_refused(workspace):
+    """A step id with a trailing newline is not an identifier."""
+    step = {"id": "a\n", "script_path": "upper", "args": {"msg": {"type": "static", "value": "x"}}}
+    assert set(flow_errors(workspace, steps=[step])) == {"steps"}
+
+
+def test_flow_nan_static_value_refused(workspace):
+    """A NaN static input is refused on steps instead of failing in the database."""
+    step = {"id": "a", "script_path": "upper", "args": {"msg": {"type": "static", "value": float("nan")}}}
+    assert set(flow_errors(workspace, steps=[step])) == {"steps"}
+
+
 # update_trigger
 
 
