@@ -127,12 +127,33 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-# Orvanta knobs; read through orvanta_triggers.conf, never directly.
+# Orvanta knobs (README, "Running in production"); read through orvanta_triggers.conf.
 ORVANTA_RUNNABLE_PACKAGES = [p.strip() for p in os.environ.get("ORVANTA_RUNNABLE_PACKAGES", "runnables").split(",") if p.strip()]
 ORVANTA_ALLOW_PRIVATE_URLS = _env_bool("ORVANTA_ALLOW_PRIVATE_URLS", DEBUG)
 ORVANTA_LEASE_TTL_SECS = float(os.environ.get("ORVANTA_LEASE_TTL_SECS", "15"))
 ORVANTA_MAX_MESSAGE_BYTES = int(os.environ.get("ORVANTA_MAX_MESSAGE_BYTES", "1048576"))
 ORVANTA_REDIS_PREFIX = os.environ.get("ORVANTA_REDIS_PREFIX", "orvanta:")
+ORVANTA_RECONCILE_INTERVAL_SECS = float(os.environ.get("ORVANTA_RECONCILE_INTERVAL_SECS", "1"))
+ORVANTA_STATUS_WRITE_INTERVAL_SECS = float(os.environ.get("ORVANTA_STATUS_WRITE_INTERVAL_SECS", "5"))
+ORVANTA_CONNECT_TIMEOUT_SECS = float(os.environ.get("ORVANTA_CONNECT_TIMEOUT_SECS", "10"))
+ORVANTA_PING_INTERVAL_SECS = float(os.environ.get("ORVANTA_PING_INTERVAL_SECS", "20"))
+ORVANTA_PONG_TIMEOUT_SECS = float(os.environ.get("ORVANTA_PONG_TIMEOUT_SECS", "10"))
+ORVANTA_BACKOFF_MIN_SECS = float(os.environ.get("ORVANTA_BACKOFF_MIN_SECS", "0.5"))
+ORVANTA_BACKOFF_MAX_SECS = float(os.environ.get("ORVANTA_BACKOFF_MAX_SECS", "60"))
+ORVANTA_BACKOFF_RESET_AFTER_SECS = float(os.environ.get("ORVANTA_BACKOFF_RESET_AFTER_SECS", "30"))
+ORVANTA_DISPATCH_BUFFER_SIZE = int(os.environ.get("ORVANTA_DISPATCH_BUFFER_SIZE", "100000"))
+ORVANTA_OVERFLOW_POLICY = os.environ.get("ORVANTA_OVERFLOW_POLICY", "backpressure")
+ORVANTA_MAX_QUEUED_JOBS = int(os.environ.get("ORVANTA_MAX_QUEUED_JOBS", "100000"))
+ORVANTA_RUNNABLE_TIMEOUT_SECS = float(os.environ.get("ORVANTA_RUNNABLE_TIMEOUT_SECS", "30"))
+ORVANTA_CONNECTION_ERROR_NOTIFY_SECS = float(os.environ.get("ORVANTA_CONNECTION_ERROR_NOTIFY_SECS", "60"))
+ORVANTA_JOB_TIMEOUT_SECS = float(os.environ.get("ORVANTA_JOB_TIMEOUT_SECS", "300"))
+if ORVANTA_OVERFLOW_POLICY not in ("backpressure", "drop"):
+    raise ValueError("ORVANTA_OVERFLOW_POLICY must be 'backpressure' or 'drop'")
+
+# A job may run ORVANTA_JOB_TIMEOUT_SECS; its process is killed after that. The
+# broker hands an unacknowledged job to another worker only once it is surely dead.
+CELERY_TASK_TIME_LIMIT = ORVANTA_JOB_TIMEOUT_SECS
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": ORVANTA_JOB_TIMEOUT_SECS + 60}
 
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

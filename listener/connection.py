@@ -10,14 +10,17 @@ import base64
 import json
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import websocket
 from django.utils import timezone
 from websocket import ABNF
+from websocket._abnf import frame_buffer
 
 from orvanta_triggers import conf, filters, netguard
 from orvanta_triggers.models import WebSocketTrigger
@@ -44,8 +47,24 @@ class ConnectFailed(Exception):
         self.permanent = permanent
 
 
-class LeaseLost(Exception):
-    pass
+class FrameTooLarge(Exception):
+    def __init__(self, size):
+        super().__init__(size)
+        self.size = size
+
+
+class BoundedFrameBuffer(frame_buffer):
+    """websocket-client's frame reader, refusing a frame by its announced length
+    before reading its payload, so a huge frame never sits in memory."""
+
+    def __init__(self, recv_fn, skip_utf8_validation, *, max_bytes):
+        super().__init__(recv_fn, skip_utf8_validation)
+        self.max_bytes = max_bytes
+
+    def recv_length(self):
+        super().recv_length()
+        if self.length > self.max_bytes:
+            raise FrameTooLarge(self.length)
 
 
 @dataclass(frozen=True)
@@ -57,7 +76,6 @@ class ListenerServices:
     dispatcher: object
     status: object
     runnables: object
-    leases: object
 
 
 def _frame_text(value):
@@ -237,14 +255,50 @@ class Connection:
             raise ConnectFailed(f"URL runnable {path} returned an unusable URL: {problem}", permanent=True)
         return url
 
+    def _open_socket(self, url, shown):
+        """A TCP (and TLS, for wss) socket to the URL's host, on an address vetted by
+        the SSRF guard: the address checked is the address connected to, so a DNS
+        answer that changes between check and connect (rebinding) gains nothing."""
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "wss" else 80)
+        timeout = conf.connect_timeout_secs()
+        try:
+            addresses = netguard.resolve(host, port)
+        except OSError as exc:
+            raise ConnectFailed(f"{shown}: host does not resolve ({exc.strerror or exc})") from exc
+        if not conf.allow_private_urls():
+            reason = netguard.forbidden_addresses_reason(host, addresses)
+            if reason:
+                raise ConnectFailed(f"{shown}: {reason}", permanent=True)
+        errors = []
+        for address in addresses:
+            try:
+                sock = socket.create_connection((address, port), timeout=timeout)
+                break
+            except OSError as exc:
+                errors.append(f"{address}: {exc.__class__.__name__}: {exc.strerror or exc}")
+        else:
+            raise ConnectFailed(f"{shown}: {'; '.join(errors)}")
+        if parts.scheme == "wss":
+            try:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            except (OSError, ssl.SSLError) as exc:
+                sock.close()
+                raise ConnectFailed(f"{shown}: TLS failed: {exc}") from exc
+        sock.settimeout(timeout)
+        return sock
+
     def _connect(self):
         """Open the socket and send the initial messages; the connected WebSocket."""
         url = self._resolve_url()
         shown = netguard.redact_url(url)
+        sock = self._open_socket(url, shown)
         ws = websocket.WebSocket(skip_utf8_validation=False)
+        ws.frame_buffer = BoundedFrameBuffer(ws._recv, False, max_bytes=conf.max_message_bytes())
         try:
             ws.connect(
                 url,
+                socket=sock,
                 timeout=conf.connect_timeout_secs(),
                 header=self.spec.headers,
                 subprotocols=self.spec.subprotocols or None,
@@ -252,12 +306,15 @@ class Connection:
                 redirect_limit=0,
             )
         except websocket.WebSocketBadStatusException as exc:
+            sock.close()
             code = exc.status_code
             permanent = 400 <= code < 500 and code not in SERVER_RETRYABLE_STATUSES
             raise ConnectFailed(f"{shown}: the server refused the upgrade with HTTP {code}", permanent=permanent) from exc
         except (websocket.WebSocketTimeoutException, socket.timeout) as exc:
+            sock.close()
             raise ConnectFailed(f"{shown}: no answer within {conf.connect_timeout_secs():g}s") from exc
         except (OSError, websocket.WebSocketException, ValueError) as exc:
+            sock.close()
             raise ConnectFailed(f"{shown}: {exc.__class__.__name__}: {exc}") from exc
         self._url = url
         self._heartbeat_state = None
@@ -305,10 +362,15 @@ class Connection:
         """Receive until the connection ends; the reason it ended."""
         try:
             return self._receive(ws)
-        except LeaseLost:
-            self._closing.set()
-            self._close_reason = "lease lost to another listener"
-            return self._close_reason
+        except FrameTooLarge as exc:
+            metrics.FRAMES_DROPPED.labels("too_large").inc()
+            self._send_close(ws, websocket.STATUS_MESSAGE_TOO_BIG)
+            reason = (
+                f"refused a frame of {exc.size} bytes (ORVANTA_MAX_MESSAGE_BYTES is {conf.max_message_bytes()}); "
+                "closed with 1009"
+            )
+            logger.warning("trigger %s: %s", self.spec.path, reason)
+            return reason
         except websocket.WebSocketConnectionClosedException:
             return "the server dropped the connection"
         except websocket.WebSocketPayloadException as exc:
@@ -378,6 +440,9 @@ class Connection:
         if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT):
             ws.cont_frame.validate(frame)
             ws.cont_frame.add(frame)
+            buffered = len(ws.cont_frame.cont_data[1]) if ws.cont_frame.cont_data else 0
+            if buffered > conf.max_message_bytes():
+                raise FrameTooLarge(buffered)
             if ws.cont_frame.is_fire(frame):
                 opcode, frame = ws.cont_frame.extract(frame)
                 self._on_message(frame.data, opcode)
@@ -411,12 +476,6 @@ class Connection:
             msg, msg_type = base64.b64encode(data).decode("ascii"), "binary"
         metrics.FRAMES_IN.labels(msg_type).inc()
         self._services.status.touch(spec.id, spec.path)
-        if len(data) > conf.max_message_bytes():
-            metrics.FRAMES_DROPPED.labels("too_large").inc()
-            reason = f"refused a {len(data)}-byte frame (ORVANTA_MAX_MESSAGE_BYTES is {conf.max_message_bytes()})"
-            logger.warning("trigger %s: %s", spec.path, reason)
-            self._status(error=reason)
-            return
         parsed = None
         state_field = (spec.heartbeat or {}).get("state_field")
         if msg_type == "text" and (spec.filters or state_field):
@@ -426,6 +485,6 @@ class Connection:
         if not filters.matches(parsed, spec.filters, spec.filter_logic):
             return
         metrics.FRAMES_MATCHED.inc()
-        if not self._services.leases.is_valid(spec.id):
-            raise LeaseLost()
-        self._services.dispatcher.submit(job_spec=spec.job_spec, msg=msg, msg_type=msg_type, url=self._url)
+        self._services.dispatcher.submit(
+            job_spec=spec.job_spec, msg=msg, msg_type=msg_type, url=self._url, cancelled=self._closing
+        )

@@ -10,12 +10,18 @@ from orvanta_triggers import bus
 
 logger = logging.getLogger(__name__)
 
-# Renew every lease this listener still owns in one round trip; report the rest lost.
+# Renew every lease this listener still owns in one round trip, and report those
+# another listener owns now. A lease that is gone altogether (it expired during a
+# pause, or Redis restarted empty) is owned by nobody: its holder, whose socket is
+# still open, takes it back rather than drop a healthy connection.
 RENEW_SCRIPT = """
 local lost = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('get', key) == ARGV[1] then
+  local owner = redis.call('get', key)
+  if owner == ARGV[1] then
     redis.call('pexpire', key, ARGV[2])
+  elseif not owner then
+    redis.call('set', key, ARGV[1], 'PX', ARGV[2])
   else
     table.insert(lost, i)
   end
@@ -41,22 +47,13 @@ class Leases:
         self.listener_id = listener_id
         self.ttl_secs = ttl_secs
         self._ttl_ms = int(ttl_secs * 1000)
-        self._valid_until = {}
+        self._held = set()
         redis_client = bus.client()
         self._renew = redis_client.register_script(RENEW_SCRIPT)
         self._release = redis_client.register_script(RELEASE_SCRIPT)
 
     def held(self):
-        return set(self._valid_until)
-
-    def is_valid(self, trigger_id):
-        """Whether this listener may still act for the trigger: its last renewal is
-        recent enough that no other listener can have taken the lease."""
-        return time.monotonic() < self._valid_until.get(trigger_id, 0)
-
-    def _deadline(self, started):
-        # A margin for clock drift between this process and Redis.
-        return started + self.ttl_secs * 0.9
+        return set(self._held)
 
     def heartbeat(self):
         """Announce this listener; return the ids of every live listener."""
@@ -70,33 +67,35 @@ class Leases:
         return sorted(lid.decode() for lid in live)
 
     def acquire(self, trigger_id):
-        started = time.monotonic()
         if bus.client().set(bus.lease_key(trigger_id), self.listener_id, nx=True, px=self._ttl_ms):
-            self._valid_until[trigger_id] = self._deadline(started)
+            self._held.add(trigger_id)
             return True
         return False
 
+    def owners(self, trigger_ids):
+        """{trigger id: holding listener id or None}, in one round trip."""
+        ids = list(trigger_ids)
+        if not ids:
+            return {}
+        values = bus.client().mget([bus.lease_key(t) for t in ids])
+        return {t: (v.decode() if v is not None else None) for t, v in zip(ids, values)}
+
     def renew(self):
         """Renew every held lease; return the ids of those lost to another owner."""
-        ids = sorted(self._valid_until)
+        ids = sorted(self._held)
         if not ids:
             return []
-        started = time.monotonic()
         lost_positions = self._renew(keys=[bus.lease_key(t) for t in ids], args=[self.listener_id, self._ttl_ms])
         lost = [ids[i - 1] for i in lost_positions]
-        deadline = self._deadline(started)
-        for trigger_id in ids:
-            self._valid_until[trigger_id] = deadline
-        for trigger_id in lost:
-            del self._valid_until[trigger_id]
+        self._held.difference_update(lost)
         return lost
 
     def release(self, trigger_id):
-        self._valid_until.pop(trigger_id, None)
+        self._held.discard(trigger_id)
         self._release(keys=[bus.lease_key(trigger_id)], args=[self.listener_id])
 
     def leave(self):
         """Release everything and drop out of the live set (clean shutdown)."""
-        for trigger_id in list(self._valid_until):
+        for trigger_id in list(self._held):
             self.release(trigger_id)
         bus.client().zrem(bus.listeners_key(), self.listener_id)

@@ -13,9 +13,10 @@ import threading
 import time
 import uuid
 
+import redis
 from django.db import close_old_connections
 
-from orvanta_triggers import conf, selectors
+from orvanta_triggers import bus, conf, selectors
 
 from listener import metrics
 from listener.connection import Connection, ListenerServices
@@ -42,7 +43,10 @@ class Supervisor:
         self._wake = threading.Event()
         self._leases = Leases(listener_id=self.listener_id, ttl_secs=conf.lease_ttl_secs())
         self._status = StatusWriter(touch_interval=conf.status_write_interval_secs())
-        self._dispatcher = Dispatcher(celery_app=celery_app, buffer_size=conf.dispatch_buffer_size())
+        self._dispatcher = Dispatcher(
+            celery_app=celery_app, buffer_size=conf.dispatch_buffer_size(),
+            overflow_policy=conf.overflow_policy(), max_queued_jobs=conf.max_queued_jobs(),
+        )
         self._router = ResultRouter(on_config_changed=self._wake.set)
         self._services = ListenerServices(
             listener_id=self.listener_id,
@@ -50,7 +54,6 @@ class Supervisor:
             dispatcher=self._dispatcher,
             status=self._status,
             runnables=RunnableClient(celery_app=celery_app, timeout_secs=conf.runnable_timeout_secs()),
-            leases=self._leases,
         )
         self._connections = {}
         # When each wanted trigger was first seen held by nobody (takeover fallback).
@@ -88,41 +91,54 @@ class Supervisor:
 
     def _reconcile(self):
         close_old_connections()
-        for trigger_id in self._leases.renew():
-            connection = self._connections.get(trigger_id)
-            path = connection.spec.path if connection else trigger_id
-            logger.warning("trigger %s: lease lost to another listener; closing at once", path)
-            self._stop_connections([trigger_id], reason="lease lost", release=False)
-        live = self._leases.heartbeat()
+        try:
+            for trigger_id in self._leases.renew():
+                connection = self._connections.get(trigger_id)
+                path = connection.spec.path if connection else trigger_id
+                logger.warning("trigger %s: lease lost to another listener; closing at once", path)
+                self._stop_connections([trigger_id], reason="lease lost", release=False)
+            live = self._leases.heartbeat()
+        except redis.RedisError as exc:
+            # Nobody can take a lease while Redis is away: keep every socket open,
+            # apply only what needs no lease (closing disabled and deleted triggers).
+            logger.warning("listener %s: Redis unavailable (%s); keeping %s connections", self.listener_id, exc, len(self._connections))
+            live = None
         wanted = selectors.listenable_trigger_versions()
 
         gone = [tid for tid in self._connections if tid not in wanted]
-        self._stop_connections(gone, reason="disabled or deleted")
+        self._stop_connections(gone, reason="disabled or deleted", release=live is not None)
+        if live is None:
+            return
         moving = [tid for tid in self._connections if rendezvous_owner(tid, live) != self.listener_id]
         self._stop_connections(moving, reason="handed over to another listener")
         edited = [tid for tid, c in self._connections.items() if c.spec.edited_at != wanted[tid]]
         self._stop_connections(edited, reason="configuration changed", release=False)
+        self._start_connections(edited + self._claim_unheld(wanted, live))
+        metrics.LEASES_HELD.set(len(self._connections))
 
-        to_start = list(edited)
+    def _claim_unheld(self, wanted, live):
+        """Acquire the wanted triggers nobody holds that are ours: those this listener
+        is the preferred owner of, and any left unheld for a whole lease TTL, so no
+        trigger depends on one listener's health."""
         now = time.monotonic()
-        for trigger_id in wanted:
-            if trigger_id in self._connections or trigger_id in to_start:
+        unheld = [tid for tid in wanted if tid not in self._connections]
+        for trigger_id in list(self._unheld_since):
+            if trigger_id not in wanted or trigger_id in self._connections:
+                del self._unheld_since[trigger_id]
+        claimed = []
+        for trigger_id, owner in self._leases.owners(unheld).items():
+            if owner is not None:
                 self._unheld_since.pop(trigger_id, None)
                 continue
             preferred = rendezvous_owner(trigger_id, live) == self.listener_id
-            # A trigger its preferred owner leaves alone for a whole TTL is taken
-            # by whoever sees it, so no trigger depends on one listener's health.
             stale = now - self._unheld_since.setdefault(trigger_id, now) > self._leases.ttl_secs
             if (preferred or stale) and self._leases.acquire(trigger_id):
-                to_start.append(trigger_id)
-        for trigger_id in list(self._unheld_since):
-            if trigger_id not in wanted:
-                del self._unheld_since[trigger_id]
-        if to_start:
-            self._start_connections(to_start)
-        metrics.LEASES_HELD.set(len(self._connections))
+                claimed.append(trigger_id)
+        return claimed
 
     def _start_connections(self, trigger_ids):
+        if not trigger_ids:
+            return
         triggers = selectors.triggers_by_id(trigger_ids)
         for trigger_id in trigger_ids:
             trigger = triggers.get(trigger_id)
@@ -163,6 +179,8 @@ class Supervisor:
             self._status.stop()
             self._router.stop()
             self._leases.leave()
+            # The others take the handed-back triggers now, not at their next poll.
+            bus.nudge_listeners()
         except Exception as exc:
             logger.warning("listener %s: unclean shutdown: %s", self.listener_id, exc)
         logger.info("listener %s stopped", self.listener_id)

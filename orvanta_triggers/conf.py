@@ -1,85 +1,98 @@
-"""The app's knobs, in one place. Values come from Django settings (set from the
-environment in config/settings.py); defaults live here for the internal ones."""
+"""The app's knobs, typed, in one place. Values and defaults come from Django settings
+(config/settings.py reads them from the environment); nothing else reads them."""
 
 from django.conf import settings
 
 
-def _get(name, default):
-    return getattr(settings, name, default)
-
-
 def runnable_packages():
-    return list(_get("ORVANTA_RUNNABLE_PACKAGES", ["runnables"]))
+    return list(settings.ORVANTA_RUNNABLE_PACKAGES)
 
 
 def allow_private_urls():
-    return bool(_get("ORVANTA_ALLOW_PRIVATE_URLS", False))
+    return bool(settings.ORVANTA_ALLOW_PRIVATE_URLS)
 
 
 def lease_ttl_secs():
-    return float(_get("ORVANTA_LEASE_TTL_SECS", 15))
+    return float(settings.ORVANTA_LEASE_TTL_SECS)
 
 
 def max_message_bytes():
-    return int(_get("ORVANTA_MAX_MESSAGE_BYTES", 1048576))
+    return int(settings.ORVANTA_MAX_MESSAGE_BYTES)
 
 
 def redis_url():
-    return _get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    return settings.REDIS_URL
 
 
 def redis_prefix():
-    return _get("ORVANTA_REDIS_PREFIX", "orvanta:")
+    return settings.ORVANTA_REDIS_PREFIX
 
 
 def reconcile_interval_secs():
     """How often a listener polls the database for trigger changes."""
-    return float(_get("ORVANTA_RECONCILE_INTERVAL_SECS", 1.0))
+    return float(settings.ORVANTA_RECONCILE_INTERVAL_SECS)
 
 
 def status_write_interval_secs():
     """Minimum time between two `last_message_at` writes for one trigger."""
-    return float(_get("ORVANTA_STATUS_WRITE_INTERVAL_SECS", 5.0))
+    return float(settings.ORVANTA_STATUS_WRITE_INTERVAL_SECS)
 
 
 def connect_timeout_secs():
     """TCP connect plus WebSocket upgrade; a silent server is an error after this."""
-    return float(_get("ORVANTA_CONNECT_TIMEOUT_SECS", 10.0))
+    return float(settings.ORVANTA_CONNECT_TIMEOUT_SECS)
 
 
 def ping_interval_secs():
     """A connection that received nothing for this long is sent a protocol ping."""
-    return float(_get("ORVANTA_PING_INTERVAL_SECS", 20.0))
+    return float(settings.ORVANTA_PING_INTERVAL_SECS)
 
 
 def pong_timeout_secs():
     """A ping unanswered for this long marks the connection dead."""
-    return float(_get("ORVANTA_PONG_TIMEOUT_SECS", 10.0))
+    return float(settings.ORVANTA_PONG_TIMEOUT_SECS)
 
 
 def backoff_min_secs():
-    return float(_get("ORVANTA_BACKOFF_MIN_SECS", 0.5))
+    return float(settings.ORVANTA_BACKOFF_MIN_SECS)
 
 
 def backoff_max_secs():
-    return float(_get("ORVANTA_BACKOFF_MAX_SECS", 60.0))
+    return float(settings.ORVANTA_BACKOFF_MAX_SECS)
 
 
 def backoff_reset_after_secs():
     """A connection that stayed up this long starts its next backoff from scratch."""
-    return float(_get("ORVANTA_BACKOFF_RESET_AFTER_SECS", 30.0))
+    return float(settings.ORVANTA_BACKOFF_RESET_AFTER_SECS)
 
 
 def dispatch_buffer_size():
-    """Frames the listener holds in memory while Redis does not answer."""
-    return int(_get("ORVANTA_DISPATCH_BUFFER_SIZE", 100000))
+    """Frames the listener holds in memory while the broker can't take them."""
+    return int(settings.ORVANTA_DISPATCH_BUFFER_SIZE)
+
+
+def overflow_policy():
+    """What a full buffer does: "backpressure" (stop reading the socket) or "drop"
+    (count and log the frame)."""
+    return settings.ORVANTA_OVERFLOW_POLICY
+
+
+def max_queued_jobs():
+    """Jobs waiting in the broker beyond which listeners stop publishing."""
+    return int(settings.ORVANTA_MAX_QUEUED_JOBS)
 
 
 def runnable_timeout_secs():
     """How long the listener waits for a URL or initial-message runnable."""
-    return float(_get("ORVANTA_RUNNABLE_TIMEOUT_SECS", 30.0))
+    return float(settings.ORVANTA_RUNNABLE_TIMEOUT_SECS)
 
 
 def connection_error_notify_secs():
     """A trigger in `error` this long notifies its error handler (once per streak)."""
-    return float(_get("ORVANTA_CONNECTION_ERROR_NOTIFY_SECS", 60.0))
+    return float(settings.ORVANTA_CONNECTION_ERROR_NOTIFY_SECS)
+
+
+def job_timeout_secs():
+    """A job's longest run; a row `running` for longer than this (plus the broker's
+    redelivery margin) belongs to a dead worker."""
+    return float(settings.ORVANTA_JOB_TIMEOUT_SECS)

@@ -8,6 +8,8 @@ import json
 import logging
 import traceback
 
+from django.db import IntegrityError
+
 from orvanta_triggers import bus, registry, selectors, services
 from orvanta_triggers.models import Job
 
@@ -132,10 +134,16 @@ def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
     """Run one job for one trigger message. `requeue(countdown, attempt)` schedules a
     retry. Returns the job's final status for this attempt."""
     event = {"kind": "websocket", "msg": msg, "url": url, "trigger_path": spec["trigger_path"], "msg_type": msg_type}
-    job = services.start_job(
-        job_id=job_id, workspace_id=spec["workspace_id"], trigger_path=spec["trigger_path"],
-        script_path=spec["script_path"], is_flow=spec["is_flow"], args={"msg": msg}, attempt=attempt,
-    )
+    try:
+        job = services.start_job(
+            job_id=job_id, workspace_id=spec["workspace_id"], trigger_path=spec["trigger_path"],
+            script_path=spec["script_path"], is_flow=spec["is_flow"], args={"msg": msg}, attempt=attempt,
+        )
+    except IntegrityError:
+        if selectors.workspace_by_id(spec["workspace_id"]) is None:
+            logger.info("trigger %s: job %s dropped: its workspace was deleted", spec["trigger_path"], job_id)
+            return None
+        raise
     early_sent = []
 
     def on_early_return(result):

@@ -19,9 +19,9 @@ def is_forbidden_address(address):
 
 
 def resolve(host, port):
-    """Every address `host` resolves to, as strings."""
+    """Every address `host` resolves to, as strings, in the resolver's order."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
+    return list(dict.fromkeys(info[4][0] for info in infos))
 
 
 def forbidden_target_reason(host, port):
@@ -30,6 +30,11 @@ def forbidden_target_reason(host, port):
         addresses = resolve(host, port)
     except OSError as exc:
         return f"host '{host}' does not resolve ({exc.strerror or exc})"
+    return forbidden_addresses_reason(host, addresses)
+
+
+def forbidden_addresses_reason(host, addresses):
+    """Why connecting to any of `addresses` (what `host` resolved to) is refused, or None."""
     forbidden = [a for a in addresses if is_forbidden_address(a)]
     if forbidden:
         return (

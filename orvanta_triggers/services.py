@@ -196,3 +196,17 @@ def finish_job(*, job, status, args=None, result=None, error=None):
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "result", "error", "args", "finished_at"])
     return job
+
+
+def fail_abandoned_jobs(*, running_since_before):
+    """Mark failed the jobs still `running` that started before the given time: their
+    worker died and the broker did not hand them to another. Returns how many."""
+    return Job.objects.filter(status=Job.Status.RUNNING, started_at__lt=running_since_before).update(
+        status=Job.Status.FAILURE,
+        finished_at=timezone.now(),
+        error={
+            "name": "JobLost",
+            "message": "the worker running this job stopped and the job was not run again",
+            "stack": "",
+        },
+    )

@@ -2,11 +2,14 @@
 
 import json
 import logging
+import time
+from datetime import timedelta
 
 from celery import shared_task
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from orvanta_triggers import bus, execution
+from orvanta_triggers import bus, conf, execution, services
 
 logger = logging.getLogger(__name__)
 
@@ -16,8 +19,27 @@ NOTIFY_CONNECTION_FAILURE = "orvanta.notify_connection_failure"
 REPLY_TTL_SECS = 300
 
 
+SWEEP_INTERVAL_SECS = 60
+_last_sweep = 0.0
+
+
+def _sweep_abandoned_jobs():
+    """At most once a minute per worker process: no job row stays `running` forever.
+    A job older than its time limit plus the broker's redelivery delay is dead."""
+    global _last_sweep
+    now = time.monotonic()
+    if now - _last_sweep < SWEEP_INTERVAL_SECS:
+        return
+    _last_sweep = now
+    horizon = timezone.now() - timedelta(seconds=conf.job_timeout_secs() * 2 + 120)
+    swept = services.fail_abandoned_jobs(running_since_before=horizon)
+    if swept:
+        logger.warning("marked %s abandoned running jobs as failed", swept)
+
+
 @shared_task(name=RUN_TRIGGER_JOB)
 def run_trigger_job(job_id, spec, msg, msg_type, url, attempt=1):
+    _sweep_abandoned_jobs()
     def requeue(countdown, next_attempt):
         run_trigger_job.apply_async(
             kwargs=dict(job_id=job_id, spec=spec, msg=msg, msg_type=msg_type, url=url, attempt=next_attempt),

@@ -14,12 +14,19 @@ from orvanta_triggers.models import Membership
 from tests.wsserver import WsServer
 
 
+def _delete_own_keys():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(match=f"{settings.ORVANTA_REDIS_PREFIX}*", count=1000):
+        client.delete(key)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def clean_redis():
-    """Tests own Redis database 9: start each session from an empty one."""
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    """This test process's Redis keys (prefix, job queue) start and end empty."""
+    _delete_own_keys()
     bus.reset_client()
     yield
+    _delete_own_keys()
 
 
 @pytest.fixture

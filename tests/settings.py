@@ -1,22 +1,27 @@
 """Test settings: the project's settings, pointed at a Redis database of their own
 and with the listener's timers shortened."""
 
+import os
 from urllib.parse import urlsplit, urlunsplit
 
 from config.settings import *  # noqa: F401,F403
+from config.settings import ORVANTA_REDIS_PREFIX as _BASE_PREFIX
 from config.settings import REDIS_URL as _BASE_REDIS_URL
 
-# Database 9 of the same server, flushed per session: a `make run` on this machine
-# keeps its queues and leases in its own database.
+# Database 9 of the same server, apart from a `make run` on this machine; and within
+# it, keys and the job queue of this test process only, so concurrent runs never
+# share leases or steal each other's jobs. A listener subprocess started by a test
+# inherits the prefix through ORVANTA_REDIS_PREFIX.
 REDIS_URL = urlunsplit(urlsplit(_BASE_REDIS_URL)._replace(path="/9"))
+ORVANTA_REDIS_PREFIX = _BASE_PREFIX if _BASE_PREFIX != "orvanta:" else f"orvanta-test-{os.getpid()}:"
 CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_DEFAULT_QUEUE = f"{ORVANTA_REDIS_PREFIX}jobs"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": f"{ORVANTA_REDIS_PREFIX}asgi"},
     }
 }
-ORVANTA_REDIS_PREFIX = "orvanta-test:"
 ORVANTA_ALLOW_PRIVATE_URLS = True
 ORVANTA_RECONCILE_INTERVAL_SECS = 0.3
 ORVANTA_LEASE_TTL_SECS = 5.0
@@ -26,7 +31,6 @@ ORVANTA_RUNNABLE_TIMEOUT_SECS = 10.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
-    import os
     import tempfile
 
     # One file per test process, so concurrent runs never share (and clobber) one.

@@ -73,9 +73,10 @@ class TriggerDetailView(WorkspaceMixin, generics.GenericAPIView):
         serializer.is_valid(raise_exception=True)
         fields = dict(serializer.validated_data)
         if not partial:
-            # PUT replaces: optional fields it leaves out go back to their defaults.
+            # PUT replaces: optional fields it leaves out go back to their defaults,
+            # except `enabled`, which Windmill's update body never carries.
             for name in services.TRIGGER_CONFIG_FIELDS:
-                if name not in fields:
+                if name not in fields and name != "enabled":
                     fields[name] = type(trigger)._meta.get_field(name).get_default()
         trigger = services.update_trigger(trigger=trigger, **fields)
         return Response(self.get_serializer(trigger).data)

@@ -18,7 +18,7 @@ from tests.wsserver import wait_for
 
 @pytest.fixture(autouse=True)
 def empty_error_sink():
-    bus.client().delete(error_sink.KEY)
+    bus.client().delete(error_sink.key())
 
 
 def reconnects():

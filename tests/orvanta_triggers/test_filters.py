@@ -187,9 +187,9 @@ json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=F
 json_values = st.recursive(
     json_scalars,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
-    max_leaves=12,
+    max_leaves=8,
 )
-json_objects = st.dictionaries(st.text(max_size=5), json_values, min_size=1, max_size=5)
+json_objects = st.dictionaries(st.text(max_size=5), json_values, min_size=1, max_size=4)
 
 
 @st.composite

@@ -3,14 +3,16 @@ a worker passed it."""
 
 import json
 
-from orvanta_triggers import bus
+from orvanta_triggers import bus, conf
 
-KEY = "orvanta-test:error-sink"
+
+def key():
+    return f"{conf.redis_prefix()}error-sink"
 
 
 def main(**kwargs):
-    bus.client().rpush(KEY, json.dumps(kwargs))
+    bus.client().rpush(key(), json.dumps(kwargs))
 
 
 def calls():
-    return [json.loads(item) for item in bus.client().lrange(KEY, 0, -1)]
+    return [json.loads(item) for item in bus.client().lrange(key(), 0, -1)]

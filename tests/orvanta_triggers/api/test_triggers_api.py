@@ -327,7 +327,8 @@ def test_developer_can_write(workspace, member_client):
 def test_unauthenticated_refused(workspace, method, url):
     """Without credentials every endpoint answers 401/403 and nothing is written."""
     make_trigger(workspace)
-    response = getattr(APIClient(), method)(url, BODY, format="json")
+    client = APIClient()
+    response = getattr(client, method)(url) if method in ("get", "delete") else client.post(url, BODY, format="json")
     assert response.status_code in (401, 403)
     assert WebSocketTrigger.objects.count() == 1
 

@@ -27,7 +27,10 @@ def test_signal_closes_every_socket_within_5s(e2e_workspace, ws_server_factory, 
     servers = [ws_server_factory() for _ in range(2)]
     for index, server in enumerate(servers):
         make_trigger(e2e_workspace, server, path=f"f/test/t{index}")
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
+    env = {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(),
+        "ORVANTA_REDIS_PREFIX": settings.ORVANTA_REDIS_PREFIX,
+    }
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runlisteners", "--listener-id", "proc-1"],
         cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
