@@ -33,8 +33,6 @@ from listener.runnables import RunnableFailed
 logger = logging.getLogger(__name__)
 
 Status = WebSocketTrigger.Status
-# Close codes a peer may put on the wire (RFC 6455 7.4): 1005, 1006 and 1015 never are.
-VALID_CLOSE_CODES = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
 SERVER_RETRYABLE_STATUSES = {429}
 
 
@@ -459,14 +457,12 @@ class Connection:
             return self._close_reason
         code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
         reason = data[2:].decode("utf-8", "replace")
+        # websocket-client has already refused invalid codes (a protocol error).
         if code is None:
             self._send_close(ws, websocket.STATUS_NORMAL)
             return "the server closed the connection (no close code)"
-        if code in VALID_CLOSE_CODES or 3000 <= code <= 4999:
-            self._send_close(ws, code)
-            return f"the server closed the connection (code {code}{': ' + reason if reason else ''})"
-        self._send_close(ws, websocket.STATUS_PROTOCOL_ERROR)
-        return f"the server sent an invalid close code {code}"
+        self._send_close(ws, code)
+        return f"the server closed the connection (code {code}{': ' + reason if reason else ''})"
 
     def _on_message(self, data, opcode):
         spec = self.spec

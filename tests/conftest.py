@@ -93,18 +93,32 @@ def celery_worker(transactional_db):
 
 
 @pytest.fixture
-def listener(transactional_db):
-    """A real listener (the runlisteners process object) on a background thread."""
+def listener_factory(transactional_db):
+    """start(listener_id) -> a real listener (the runlisteners process object) on a
+    background thread, built with the settings in force when it is called."""
     from listener.supervisor import Supervisor
 
-    stop_event = threading.Event()
-    supervisor = Supervisor(celery_app=celery_app, stop_event=stop_event, listener_id="test-listener")
-    thread = threading.Thread(target=supervisor.run, daemon=True)
-    thread.start()
-    yield supervisor
-    stop_event.set()
-    thread.join(10)
-    assert not thread.is_alive(), "listener did not stop within 10s"
+    running = []
+
+    def start(listener_id="test-listener"):
+        stop_event = threading.Event()
+        supervisor = Supervisor(celery_app=celery_app, stop_event=stop_event, listener_id=listener_id)
+        thread = threading.Thread(target=supervisor.run, daemon=True)
+        thread.start()
+        running.append((stop_event, thread))
+        return supervisor
+
+    yield start
+    for stop_event, thread in running:
+        stop_event.set()
+    for _, thread in running:
+        thread.join(10)
+        assert not thread.is_alive(), "listener did not stop within 10s"
+
+
+@pytest.fixture
+def listener(listener_factory):
+    return listener_factory()
 
 
 @pytest.fixture

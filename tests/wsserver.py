@@ -19,6 +19,7 @@ class WsServer:
         self.request_headers = []
         self.request_paths = []
         self.close_codes = []
+        self.max_open = 0
         self._clients = set()
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -51,6 +52,8 @@ class WsServer:
             self.request_headers.append(dict(websocket.request.headers.raw_items()))
             self.request_paths.append(websocket.request.path)
         self._clients.add(websocket)
+        with self._lock:
+            self.max_open = max(self.max_open, len(self._clients))
         try:
             for message in self.on_connect_messages:
                 await websocket.send(message)

@@ -390,3 +390,20 @@ def test_retried_failure_not_published(make_trigger, published):
     frames = published(trigger)
     _, job = run(trigger)
     assert job.status == "queued" and frames(job.id) == []
+
+
+def test_abandoned_running_jobs_are_marked_failed(workspace):
+    """A job left running since before the horizon is failed as lost; a recent one is left alone."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = services.start_job(job_id="00000000-0000-0000-0000-00000000a001", workspace_id=workspace.id,
+                             trigger_path="f/x", script_path="examples/echo", is_flow=False, args={}, attempt=1)
+    recent = services.start_job(job_id="00000000-0000-0000-0000-00000000a002", workspace_id=workspace.id,
+                                trigger_path="f/x", script_path="examples/echo", is_flow=False, args={}, attempt=1)
+    Job.objects.filter(pk=old.pk).update(started_at=timezone.now() - timedelta(hours=2))
+    assert services.fail_abandoned_jobs(running_since_before=timezone.now() - timedelta(hours=1)) == 1
+    old.refresh_from_db()
+    recent.refresh_from_db()
+    assert old.status == "failure" and old.error["name"] == "JobLost" and recent.status == "running"

@@ -1,0 +1,58 @@
+"""When workers can't keep up: bounded listener memory, and either back-pressure
+(nothing lost) or counted drops, as ORVANTA_OVERFLOW_POLICY says."""
+
+import logging
+
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings as django_settings
+from prometheus_client import REGISTRY
+
+from config.celery import app as celery_app
+from orvanta_triggers import bus
+from orvanta_triggers.models import Job
+
+from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
+from tests.wsserver import wait_for
+
+
+def broker_queue_length():
+    return bus.client().llen(django_settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
+def dropped():
+    return REGISTRY.get_sample_value("orvanta_listener_frames_dropped_total", {"reason": "buffer_full"}) or 0
+
+
+def test_backpressure_holds_frames_until_workers_catch_up(e2e_workspace, ws_server, listener_factory, settings):
+    """With back-pressure, a flood fills the bounded buffer, then waits; nothing is lost."""
+    settings.ORVANTA_OVERFLOW_POLICY = "backpressure"
+    settings.ORVANTA_DISPATCH_BUFFER_SIZE = 5
+    settings.ORVANTA_MAX_QUEUED_JOBS = 3
+    supervisor = listener_factory()
+    make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    drops_before = dropped()
+    for n in range(40):
+        ws_server.send_all(f"m{n}")
+    wait_for(lambda: supervisor._dispatcher.backlog() == 5, timeout=10, message="a full buffer")
+    assert broker_queue_length() < 40 and dropped() == drops_before
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False):
+        jobs = wait_jobs(count=40, status=Job.Status.SUCCESS, timeout=30)
+    assert sorted(j.args["msg"] for j in jobs) == sorted(f"m{n}" for n in range(40))
+
+
+def test_drop_policy_counts_and_logs_what_it_drops(e2e_workspace, ws_server, listener_factory, settings, caplog):
+    """With the drop policy, frames past the bound are dropped, counted and logged; the socket stays."""
+    caplog.set_level(logging.ERROR)
+    settings.ORVANTA_OVERFLOW_POLICY = "drop"
+    settings.ORVANTA_DISPATCH_BUFFER_SIZE = 5
+    settings.ORVANTA_MAX_QUEUED_JOBS = 0
+    listener_factory()
+    make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    drops_before = dropped()
+    for n in range(40):
+        ws_server.send_all(f"m{n}")
+    wait_for(lambda: dropped() > drops_before, timeout=10, message="counted drops")
+    assert "dispatch buffer full" in caplog.text
+    assert ws_server.open_connections == 1 and ws_server.connects == 1

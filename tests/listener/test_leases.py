@@ -1,0 +1,90 @@
+"""Leases in Redis: compare-and-set ownership, renewal, reclaim, and rendezvous spread."""
+
+import collections
+
+import pytest
+
+from listener.leases import Leases, rendezvous_owner
+from orvanta_triggers import bus
+
+
+@pytest.fixture
+def leases():
+    made = []
+
+    def make(listener_id, ttl_secs=5):
+        lease = Leases(listener_id=listener_id, ttl_secs=ttl_secs)
+        made.append(lease)
+        return lease
+
+    yield make
+    for lease in made:
+        lease.leave()
+
+
+def test_only_one_listener_acquires_a_lease(leases):
+    """Two listeners race for a trigger; exactly one wins."""
+    a, b = leases("a"), leases("b")
+    assert a.acquire(1001) is True
+    assert b.acquire(1001) is False
+    assert a.owners([1001]) == {1001: "a"}
+
+
+def test_renew_reports_a_lease_taken_by_another(leases):
+    """A lease now owned by someone else is reported lost and dropped."""
+    a = leases("a")
+    a.acquire(1002)
+    bus.client().set(bus.lease_key(1002), "b")
+    assert a.renew() == [1002]
+    assert a.held() == set()
+
+
+def test_renew_takes_back_a_lease_that_vanished(leases):
+    """A lease gone from Redis (expired or Redis restarted) is taken back by its holder."""
+    a = leases("a")
+    a.acquire(1003)
+    bus.client().delete(bus.lease_key(1003))
+    assert a.renew() == []
+    assert bus.client().get(bus.lease_key(1003)) == b"a"
+
+
+def test_renew_extends_the_ttl(leases):
+    """Renewal pushes the expiry back to the full TTL."""
+    a = leases("a", ttl_secs=5)
+    a.acquire(1004)
+    bus.client().pexpire(bus.lease_key(1004), 100)
+    a.renew()
+    assert bus.client().pttl(bus.lease_key(1004)) > 4000
+
+
+def test_release_only_deletes_ones_own_lease(leases):
+    """Releasing a lease someone else owns leaves it alone."""
+    a = leases("a")
+    a.acquire(1005)
+    bus.client().set(bus.lease_key(1005), "b")
+    a.release(1005)
+    assert bus.client().get(bus.lease_key(1005)) == b"b"
+
+
+def test_heartbeat_lists_live_listeners_and_leave_removes(leases):
+    """Listeners announce themselves; one that leaves is no longer live."""
+    a, b = leases("a"), leases("b")
+    a.heartbeat()
+    assert b.heartbeat() == ["a", "b"]
+    a.leave()
+    assert b.heartbeat() == ["b"]
+
+
+def test_rendezvous_spreads_triggers_evenly():
+    """Over three listeners each gets about a third of 3,000 triggers."""
+    counts = collections.Counter(rendezvous_owner(t, ["l1", "l2", "l3"]) for t in range(3000))
+    assert all(900 <= n <= 1100 for n in counts.values()), counts
+
+
+def test_rendezvous_moves_only_what_a_new_listener_takes():
+    """When a listener joins, triggers move only to it, about a quarter of them."""
+    before = {t: rendezvous_owner(t, ["l1", "l2", "l3"]) for t in range(3000)}
+    after = {t: rendezvous_owner(t, ["l1", "l2", "l3", "l4"]) for t in range(3000)}
+    moved = [t for t in before if before[t] != after[t]]
+    assert all(after[t] == "l4" for t in moved)
+    assert 600 <= len(moved) <= 900

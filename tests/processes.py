@@ -1,0 +1,73 @@
+"""The product's own processes (runlisteners, celery worker) as subprocesses of a
+test, pointed at the test database and this test process's Redis keys."""
+
+import os
+import signal
+import subprocess
+import sys
+
+from django.conf import settings
+from django.db import connection
+
+
+def database_url():
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def process_env(**extra):
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        "ORVANTA_REDIS_PREFIX": settings.ORVANTA_REDIS_PREFIX,
+        **extra,
+    }
+
+
+class Process:
+    def __init__(self, args, env):
+        self.popen = subprocess.Popen(
+            args, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def signal(self, signum):
+        self.popen.send_signal(signum)
+
+    def kill(self):
+        """SIGKILL, as a crash would."""
+        self.popen.kill()
+        self.popen.wait(5)
+
+    def stop(self, timeout=10):
+        """SIGTERM and wait; the process's output."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        return self.popen.stdout.read().decode(errors="replace")
+
+
+def start_listener(listener_id, *, metrics_port=None, **env):
+    args = [sys.executable, "manage.py", "runlisteners", "--listener-id", listener_id]
+    if metrics_port:
+        args += ["--metrics-port", str(metrics_port)]
+    return Process(args, process_env(**env))
+
+
+def start_worker(name, *, concurrency=1, **env):
+    return Process(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-n", f"{name}@%h", "--pool", "prefork",
+         "--concurrency", str(concurrency), "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--loglevel", "INFO"],
+        process_env(**env),
+    )
