@@ -26,3 +26,9 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) db.sqlite3* test_db.sqlite3* .run
+
+.PHONY: chaos
+
+# Chaos run: 2 listeners, 2 workers, a private Redis and a fresh database under failures (scripts/chaos.py).
+chaos: $(STAMP)
+	$(PY) -m scripts.chaos

@@ -9,60 +9,28 @@ sends with its own lock, and this thread is the only reader of the socket.
 import base64
 import json
 import logging
-import socket
-import ssl
 import struct
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import websocket
 from django.utils import timezone
 from websocket import ABNF
-from websocket._abnf import frame_buffer
 
 from orvanta_triggers import conf, filters, netguard
+from orvanta_triggers.execution import result_frame
 from orvanta_triggers.models import WebSocketTrigger
 from orvanta_triggers.tasks import NOTIFY_CONNECTION_FAILURE
 
 from listener import metrics
 from listener.backoff import Backoff
+from listener.handshake import ConnectFailed, FrameTooLarge, open_websocket, resolve_url
 from listener.runnables import RunnableFailed
 
 logger = logging.getLogger(__name__)
 
 Status = WebSocketTrigger.Status
-SERVER_RETRYABLE_STATUSES = {429}
-
-
-class ConnectFailed(Exception):
-    """A connection attempt failed; `permanent` ones are retried at the backoff cap."""
-
-    def __init__(self, reason, *, permanent=False):
-        super().__init__(reason)
-        self.reason = reason
-        self.permanent = permanent
-
-
-class FrameTooLarge(Exception):
-    def __init__(self, size):
-        super().__init__(size)
-        self.size = size
-
-
-class BoundedFrameBuffer(frame_buffer):
-    """websocket-client's frame reader, refusing a frame by its announced length
-    before reading its payload, so a huge frame never sits in memory."""
-
-    def __init__(self, recv_fn, skip_utf8_validation, *, max_bytes):
-        super().__init__(recv_fn, skip_utf8_validation)
-        self.max_bytes = max_bytes
-
-    def recv_length(self):
-        super().recv_length()
-        if self.length > self.max_bytes:
-            raise FrameTooLarge(self.length)
 
 
 @dataclass(frozen=True)
@@ -74,11 +42,6 @@ class ListenerServices:
     dispatcher: object
     status: object
     runnables: object
-
-
-def _frame_text(value):
-    """An initial message or runnable result as a text frame: strings as-is, else JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
@@ -228,92 +191,13 @@ class Connection:
             self._closing.wait(delay)
         logger.info("trigger %s: connection closed (%s)", self.spec.path, self._close_reason)
 
-    def _resolve_url(self):
-        runnable = self.spec.url_runnable
-        if runnable is None:
-            return self.spec.url
-        path, is_flow = runnable
-        try:
-            url = self._services.runnables.call(
-                workspace_id=self.spec.workspace_id, path=path, is_flow=is_flow,
-                args=self.spec.url_runnable_args, cancelled=self._closing,
-            )
-        except RunnableFailed as exc:
-            raise ConnectFailed(f"URL runnable {exc}") from exc
-        except Exception as exc:
-            raise ConnectFailed(f"URL runnable {path} could not be run: {exc}") from exc
-        if not isinstance(url, str):
-            raise ConnectFailed(
-                f"URL runnable {path} did not return a string (it returned {type(url).__name__})", permanent=True
-            )
-        from orvanta_triggers.validation import ws_url_error
-
-        problem = ws_url_error(url)
-        if problem:
-            raise ConnectFailed(f"URL runnable {path} returned an unusable URL: {problem}", permanent=True)
-        return url
-
-    def _open_socket(self, url, shown):
-        """A TCP (and TLS, for wss) socket to the URL's host, on an address vetted by
-        the SSRF guard: the address checked is the address connected to, so a DNS
-        answer that changes between check and connect (rebinding) gains nothing."""
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port or (443 if parts.scheme == "wss" else 80)
-        timeout = conf.connect_timeout_secs()
-        try:
-            addresses = netguard.resolve(host, port)
-        except OSError as exc:
-            raise ConnectFailed(f"{shown}: host does not resolve ({exc.strerror or exc})") from exc
-        if not conf.allow_private_urls():
-            reason = netguard.forbidden_addresses_reason(host, addresses)
-            if reason:
-                raise ConnectFailed(f"{shown}: {reason}", permanent=True)
-        errors = []
-        for address in addresses:
-            try:
-                sock = socket.create_connection((address, port), timeout=timeout)
-                break
-            except OSError as exc:
-                errors.append(f"{address}: {exc.__class__.__name__}: {exc.strerror or exc}")
-        else:
-            raise ConnectFailed(f"{shown}: {'; '.join(errors)}")
-        if parts.scheme == "wss":
-            try:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-            except (OSError, ssl.SSLError) as exc:
-                sock.close()
-                raise ConnectFailed(f"{shown}: TLS failed: {exc}") from exc
-        sock.settimeout(timeout)
-        return sock
-
     def _connect(self):
         """Open the socket and send the initial messages; the connected WebSocket."""
-        url = self._resolve_url()
-        shown = netguard.redact_url(url)
-        sock = self._open_socket(url, shown)
-        ws = websocket.WebSocket(skip_utf8_validation=False)
-        ws.frame_buffer = BoundedFrameBuffer(ws._recv, False, max_bytes=conf.max_message_bytes())
-        try:
-            ws.connect(
-                url,
-                socket=sock,
-                timeout=conf.connect_timeout_secs(),
-                header=self.spec.headers,
-                subprotocols=self.spec.subprotocols or None,
-                suppress_origin=True,
-                redirect_limit=0,
-            )
-        except websocket.WebSocketBadStatusException as exc:
-            sock.close()
-            code = exc.status_code
-            permanent = 400 <= code < 500 and code not in SERVER_RETRYABLE_STATUSES
-            raise ConnectFailed(f"{shown}: the server refused the upgrade with HTTP {code}", permanent=permanent) from exc
-        except (websocket.WebSocketTimeoutException, socket.timeout) as exc:
-            sock.close()
-            raise ConnectFailed(f"{shown}: no answer within {conf.connect_timeout_secs():g}s") from exc
-        except (OSError, websocket.WebSocketException, ValueError) as exc:
-            sock.close()
-            raise ConnectFailed(f"{shown}: {exc.__class__.__name__}: {exc}") from exc
+        url = resolve_url(
+            self.spec.url, url_runnable_args=self.spec.url_runnable_args, workspace_id=self.spec.workspace_id,
+            runnables=self._services.runnables, cancelled=self._closing,
+        )
+        ws = open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
         self._url = url
         self._heartbeat_state = None
         try:
@@ -328,7 +212,7 @@ class Connection:
             self._ws = None
             ws.shutdown()
             raise ConnectFailed("closed while connecting")
-        logger.info("trigger %s: connected to %s", self.spec.path, shown)
+        logger.info("trigger %s: connected to %s", self.spec.path, netguard.redact_url(url))
         self._status(
             status=Status.CONNECTED, error=None, last_connected_at=timezone.now(), subprotocol=ws.getsubprotocol()
         )
@@ -350,7 +234,7 @@ class Connection:
                     )
                 except RunnableFailed as exc:
                     raise ConnectFailed(f"initial message {index}: runnable {exc}") from exc
-                text = _frame_text(result)
+                text = result_frame(result)
             try:
                 ws.send(text)
             except Exception as exc:

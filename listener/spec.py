@@ -22,14 +22,6 @@ class TriggerSpec:
     edited_at: datetime
     job_spec: dict
 
-    @property
-    def url_runnable(self):
-        """(path, is_flow) when the URL is computed by a runnable, else None."""
-        for prefix, is_flow in (("$script:", False), ("$flow:", True)):
-            if self.url.startswith(prefix):
-                return self.url[len(prefix):], is_flow
-        return None
-
     @classmethod
     def from_trigger(cls, trigger):
         return cls(

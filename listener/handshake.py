@@ -1,0 +1,142 @@
+"""Opening a trigger's WebSocket: resolving a runnable URL (on a worker), the SSRF
+check on the address actually connected to, the upgrade with headers and
+subprotocols, and the classification of failures. Shared by the listener's
+connections and the API's test-connection endpoint."""
+
+import socket
+import ssl
+from urllib.parse import urlsplit
+
+import websocket
+from websocket._abnf import frame_buffer
+
+from orvanta_triggers import conf, netguard
+from orvanta_triggers.validation import ws_url_error
+
+from listener.runnables import RunnableFailed
+
+# Statuses on the upgrade that say "later", not "never".
+RETRYABLE_CLIENT_STATUSES = {408, 429}
+
+
+class ConnectFailed(Exception):
+    """A connection attempt failed; `permanent` ones are retried at the backoff cap."""
+
+    def __init__(self, reason, *, permanent=False):
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class FrameTooLarge(Exception):
+    def __init__(self, size):
+        super().__init__(size)
+        self.size = size
+
+
+class BoundedFrameBuffer(frame_buffer):
+    """websocket-client's frame reader, refusing a frame by its announced length
+    before reading its payload, so a huge frame never sits in memory."""
+
+    def __init__(self, recv_fn, skip_utf8_validation, *, max_bytes):
+        super().__init__(recv_fn, skip_utf8_validation)
+        self.max_bytes = max_bytes
+
+    def recv_length(self):
+        super().recv_length()
+        if self.length > self.max_bytes:
+            raise FrameTooLarge(self.length)
+
+
+def url_runnable(url):
+    """(path, is_flow) when `url` names a runnable that computes the URL, else None."""
+    for prefix, is_flow in (("$script:", False), ("$flow:", True)):
+        if url.startswith(prefix):
+            return url[len(prefix):], is_flow
+    return None
+
+
+def resolve_url(url, *, url_runnable_args, workspace_id, runnables, cancelled):
+    """The ws(s) URL to connect to: `url` itself, or what its runnable returns."""
+    runnable = url_runnable(url)
+    if runnable is None:
+        return url
+    path, is_flow = runnable
+    try:
+        resolved = runnables.call(
+            workspace_id=workspace_id, path=path, is_flow=is_flow, args=url_runnable_args, cancelled=cancelled
+        )
+    except RunnableFailed as exc:
+        raise ConnectFailed(f"URL runnable {exc}") from exc
+    except Exception as exc:
+        raise ConnectFailed(f"URL runnable {path} could not be run: {exc}") from exc
+    if not isinstance(resolved, str):
+        raise ConnectFailed(
+            f"URL runnable {path} did not return a string (it returned {type(resolved).__name__})", permanent=True
+        )
+    problem = ws_url_error(resolved)
+    if problem:
+        raise ConnectFailed(f"URL runnable {path} returned an unusable URL: {problem}", permanent=True)
+    return resolved
+
+
+def _open_socket(url, shown, timeout):
+    """A TCP (and TLS, for wss) socket to the URL's host, on an address vetted by the
+    SSRF guard: the address checked is the address connected to, so a DNS answer
+    that changes between check and connect (rebinding) gains nothing."""
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "wss" else 80)
+    try:
+        addresses = netguard.resolve(host, port)
+    except OSError as exc:
+        raise ConnectFailed(f"{shown}: host does not resolve ({exc.strerror or exc})") from exc
+    if not conf.allow_private_urls():
+        reason = netguard.forbidden_addresses_reason(host, addresses)
+        if reason:
+            raise ConnectFailed(f"{shown}: {reason}", permanent=True)
+    errors = []
+    for address in addresses:
+        try:
+            sock = socket.create_connection((address, port), timeout=timeout)
+            break
+        except OSError as exc:
+            errors.append(f"{address}: {exc.__class__.__name__}: {exc.strerror or exc}")
+    else:
+        raise ConnectFailed(f"{shown}: {'; '.join(errors)}")
+    if parts.scheme == "wss":
+        try:
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            raise ConnectFailed(f"{shown}: TLS failed: {exc}") from exc
+    sock.settimeout(timeout)
+    return sock
+
+
+def open_websocket(url, *, headers, subprotocols):
+    """A connected websocket-client WebSocket, or ConnectFailed saying why not
+    (secrets in the URL redacted)."""
+    shown = netguard.redact_url(url)
+    timeout = conf.connect_timeout_secs()
+    sock = _open_socket(url, shown, timeout)
+    ws = websocket.WebSocket(skip_utf8_validation=False)
+    ws.frame_buffer = BoundedFrameBuffer(ws._recv, False, max_bytes=conf.max_message_bytes())
+    try:
+        ws.connect(
+            url, socket=sock, timeout=timeout, header=headers, subprotocols=subprotocols or None,
+            suppress_origin=True,
+            # Following a redirect would connect to an address the SSRF guard never saw.
+            redirect_limit=0,
+        )
+    except websocket.WebSocketBadStatusException as exc:
+        sock.close()
+        code = exc.status_code
+        permanent = 400 <= code < 500 and code not in RETRYABLE_CLIENT_STATUSES
+        raise ConnectFailed(f"{shown}: the server refused the upgrade with HTTP {code}", permanent=permanent) from exc
+    except (websocket.WebSocketTimeoutException, socket.timeout) as exc:
+        sock.close()
+        raise ConnectFailed(f"{shown}: no answer within {timeout:g}s") from exc
+    except (OSError, websocket.WebSocketException, ValueError) as exc:
+        sock.close()
+        raise ConnectFailed(f"{shown}: {exc.__class__.__name__}: {exc}") from exc
+    return ws
