@@ -29,6 +29,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "orvanta_triggers",
 ]
@@ -112,6 +114,19 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "orvanta_triggers.api.pagination.StandardPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "orvanta_triggers.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Orvanta WebSocket triggers API",
+    "DESCRIPTION": "WebSocket triggers, flows, jobs and workspace settings. Authenticate with `Authorization: Token <key>`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page's assets are served from this app, not fetched from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # Celery: Redis broker; jobs record their own results in the database.

@@ -5,6 +5,7 @@ Resolution only reads package metadata (`importlib.util.find_spec`), so a script
 never imported before a worker runs it; unknown paths are never imported at all.
 """
 
+import ast
 import importlib
 import importlib.util
 import pkgutil
@@ -78,3 +79,34 @@ def list_scripts():
             path = info.name[len(package) + 1 :].replace(".", "/")
             found.setdefault(path, info.name)
     return sorted(found)
+
+
+def describe_script(script_path):
+    """{"path", "has_preprocessor", "parameters"} read from the script's source with
+    `ast`, so listing the registry imports (and runs) nothing."""
+    spec = importlib.util.find_spec(module_name(script_path))
+    with open(spec.origin, encoding="utf-8") as source:
+        tree = ast.parse(source.read(), filename=spec.origin)
+    functions = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    main = functions.get("main")
+    return {
+        "path": script_path,
+        "has_preprocessor": "preprocessor" in functions,
+        "parameters": _parameters(main) if main else [],
+    }
+
+
+def _parameters(function):
+    args = function.args
+    positional = args.posonlyargs + args.args
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    described = []
+    for arg, default in [*zip(positional, defaults), *zip(args.kwonlyargs, args.kw_defaults)]:
+        entry = {"name": arg.arg, "type": ast.unparse(arg.annotation) if arg.annotation else None, "required": default is None}
+        if default is not None:
+            try:
+                entry["default"] = ast.literal_eval(default)
+            except ValueError:
+                entry["default"] = ast.unparse(default)
+        described.append(entry)
+    return described

@@ -573,6 +573,9 @@ class Chaos:
             sys.path.insert(0, str(ROOT))
         django.setup()
         self.django_ready = True
+        import logging
+
+        logging.getLogger("websockets").setLevel(logging.WARNING)
         from orvanta_triggers import services
         from orvanta_triggers.models import WebSocketTrigger
 
@@ -636,8 +639,12 @@ class Chaos:
                 if name == "L1" and "L1_killed" in self.events:
                     continue
                 if not self.procs.alive(name):
-                    raise ChaosFailure(f"{name} exited unexpectedly (code {self.procs.procs[name].returncode}); "
-                                       f"see {self.procs.logs[name]}")
+                    lines, _ = grep(self.procs.logs[name], ["CRITICAL", "Unrecoverable", "Error"], 3)
+                    raise ChaosFailure(
+                        f"{name} (pid {self.procs.procs[name].pid}) exited unexpectedly with code "
+                        f"{self.procs.procs[name].returncode} ({label}); see {self.procs.logs[name]}; "
+                        f"its log says: {lines}"
+                    )
             time.sleep(0.2)
 
     def wait_connected(self, WebSocketTrigger):

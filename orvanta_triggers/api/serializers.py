@@ -3,7 +3,8 @@ orvanta_triggers.validation, reached through the services."""
 
 from rest_framework import serializers
 
-from orvanta_triggers.models import Flow, Job, WebSocketTrigger
+from orvanta_triggers import windmill
+from orvanta_triggers.models import Flow, Job, WebSocketTrigger, Workspace
 
 
 class LenientJSONField(serializers.JSONField):
@@ -37,6 +38,13 @@ class WebSocketTriggerSerializer(serializers.ModelSerializer):
         validators = []
         extra_kwargs = {"path": {"validators": []}}
 
+    def to_internal_value(self, data):
+        try:
+            data = windmill.from_windmill(data)
+        except windmill.WindmillShapeError as exc:
+            raise serializers.ValidationError(exc.errors) from exc
+        return super().to_internal_value(data)
+
     def get_status(self, trigger) -> str:
         return WebSocketTrigger.Status.DISABLED if not trigger.enabled else trigger.status
 
@@ -64,3 +72,48 @@ class FlowSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at", "edited_at"]
         validators = []
         extra_kwargs = {"path": {"validators": []}}
+
+
+class WorkspaceSettingsSerializer(serializers.ModelSerializer):
+    error_handler_args = LenientJSONField(required=False)
+
+    class Meta:
+        model = Workspace
+        fields = ["error_handler_path", "error_handler_args", "plan"]
+        read_only_fields = ["plan"]
+
+
+class ScriptParameterSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField(allow_null=True)
+    required = serializers.BooleanField()
+    default = serializers.JSONField(required=False)
+
+
+class ScriptSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    has_preprocessor = serializers.BooleanField()
+    parameters = ScriptParameterSerializer(many=True)
+
+
+class FlowSummarySerializer(serializers.Serializer):
+    path = serializers.CharField()
+    has_preprocessor = serializers.BooleanField()
+
+
+class RunnablesSerializer(serializers.Serializer):
+    scripts = ScriptSerializer(many=True)
+    flows = FlowSummarySerializer(many=True)
+
+
+class TestConnectionRequestSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    url_runnable_args = LenientJSONField(required=False)
+    headers = LenientJSONField(required=False)
+    subprotocols = LenientJSONField(required=False)
+
+
+class TestConnectionResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    error = serializers.CharField(allow_null=True)
+    subprotocol = serializers.CharField(allow_null=True)

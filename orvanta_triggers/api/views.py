@@ -2,18 +2,25 @@
 service, serialize."""
 
 from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from orvanta_triggers import selectors, services
+from config.celery import app as celery_app
+from listener.probe import probe_connection
+from orvanta_triggers import registry, selectors, services
 from orvanta_triggers.api.permissions import WorkspaceRolePermission
 from orvanta_triggers.api.serializers import (
     FlowSerializer,
     JobSerializer,
+    RunnablesSerializer,
     SetEnabledSerializer,
+    TestConnectionRequestSerializer,
+    TestConnectionResultSerializer,
     WebSocketTriggerSerializer,
+    WorkspaceSettingsSerializer,
 )
-from orvanta_triggers.models import Workspace
+from orvanta_triggers.models import Job, Workspace
 
 
 class WorkspaceMixin:
@@ -37,13 +44,23 @@ class WorkspaceMixin:
         super().check_permissions(request)
 
 
-def _trigger_or_404(workspace, path):
-    trigger = selectors.workspace_triggers(workspace=workspace).filter(path=path).first()
-    if trigger is None:
-        raise Http404(f"no WebSocket trigger '{path}'")
-    return trigger
+class TriggerLookupMixin:
+    lookup_field = "path"
+
+    def get_queryset(self):
+        return selectors.workspace_triggers(workspace=self.workspace)
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="List WebSocket triggers",
+        parameters=[
+            OpenApiParameter("script_path", str, description="Only triggers running this script or flow."),
+            OpenApiParameter("path_start", str, description="Only triggers whose path starts with this."),
+        ],
+    ),
+    post=extend_schema(summary="Create a WebSocket trigger (Windmill's trigger JSON is accepted as-is)"),
+)
 class TriggerListView(WorkspaceMixin, generics.ListCreateAPIView):
     serializer_class = WebSocketTriggerSerializer
 
@@ -61,14 +78,20 @@ class TriggerListView(WorkspaceMixin, generics.ListCreateAPIView):
         return Response(self.get_serializer(trigger).data, status=status.HTTP_201_CREATED)
 
 
-class TriggerDetailView(WorkspaceMixin, generics.GenericAPIView):
+@extend_schema_view(
+    get=extend_schema(summary="Get a WebSocket trigger"),
+    put=extend_schema(summary="Replace a WebSocket trigger's configuration"),
+    patch=extend_schema(summary="Change some of a WebSocket trigger's configuration"),
+    delete=extend_schema(summary="Delete a WebSocket trigger", responses={204: None}),
+)
+class TriggerDetailView(WorkspaceMixin, TriggerLookupMixin, generics.GenericAPIView):
     serializer_class = WebSocketTriggerSerializer
 
     def get(self, request, *args, **kwargs):
-        return Response(self.get_serializer(_trigger_or_404(self.workspace, kwargs["path"])).data)
+        return Response(self.get_serializer(self.get_object()).data)
 
     def _update(self, request, partial):
-        trigger = _trigger_or_404(self.workspace, self.kwargs["path"])
+        trigger = self.get_object()
         serializer = self.get_serializer(trigger, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
         fields = dict(serializer.validated_data)
@@ -88,21 +111,32 @@ class TriggerDetailView(WorkspaceMixin, generics.GenericAPIView):
         return self._update(request, partial=True)
 
     def delete(self, request, *args, **kwargs):
-        services.delete_trigger(trigger=_trigger_or_404(self.workspace, kwargs["path"]))
+        services.delete_trigger(trigger=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class TriggerSetEnabledView(WorkspaceMixin, generics.GenericAPIView):
+@extend_schema_view(post=extend_schema(summary="Enable or disable a WebSocket trigger", responses=WebSocketTriggerSerializer))
+class TriggerSetEnabledView(WorkspaceMixin, TriggerLookupMixin, generics.GenericAPIView):
     serializer_class = SetEnabledSerializer
 
     def post(self, request, *args, **kwargs):
-        trigger = _trigger_or_404(self.workspace, kwargs["path"])
+        trigger = self.get_object()
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         trigger = services.set_trigger_enabled(trigger=trigger, enabled=serializer.validated_data["enabled"])
         return Response(WebSocketTriggerSerializer(trigger).data)
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="List jobs, newest first",
+        parameters=[
+            OpenApiParameter("trigger_path", str, description="Only jobs of this trigger."),
+            OpenApiParameter("status", str, enum=[s.value for s in Job.Status], description="Only jobs in this status."),
+            OpenApiParameter("script_path", str, description="Only jobs of this script or flow."),
+        ],
+    )
+)
 class JobListView(WorkspaceMixin, generics.ListAPIView):
     serializer_class = JobSerializer
 
@@ -116,6 +150,7 @@ class JobListView(WorkspaceMixin, generics.ListAPIView):
         )
 
 
+@extend_schema_view(get=extend_schema(summary="Get a job"))
 class JobDetailView(WorkspaceMixin, generics.RetrieveAPIView):
     serializer_class = JobSerializer
     lookup_url_kwarg = "job_id"
@@ -125,13 +160,7 @@ class JobDetailView(WorkspaceMixin, generics.RetrieveAPIView):
         return selectors.workspace_jobs(workspace=self.workspace)
 
 
-def _flow_or_404(workspace, path):
-    flow = selectors.workspace_flows(workspace=workspace).filter(path=path).first()
-    if flow is None:
-        raise Http404(f"no flow '{path}'")
-    return flow
-
-
+@extend_schema_view(get=extend_schema(summary="List flows"), post=extend_schema(summary="Create a flow"))
 class FlowListView(WorkspaceMixin, generics.ListCreateAPIView):
     serializer_class = FlowSerializer
 
@@ -145,14 +174,24 @@ class FlowListView(WorkspaceMixin, generics.ListCreateAPIView):
         return Response(self.get_serializer(flow).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(
+    get=extend_schema(summary="Get a flow"),
+    put=extend_schema(summary="Replace a flow"),
+    patch=extend_schema(summary="Change some of a flow"),
+    delete=extend_schema(summary="Delete a flow (refused while a trigger uses it)", responses={204: None}),
+)
 class FlowDetailView(WorkspaceMixin, generics.GenericAPIView):
     serializer_class = FlowSerializer
+    lookup_field = "path"
+
+    def get_queryset(self):
+        return selectors.workspace_flows(workspace=self.workspace)
 
     def get(self, request, *args, **kwargs):
-        return Response(self.get_serializer(_flow_or_404(self.workspace, kwargs["path"])).data)
+        return Response(self.get_serializer(self.get_object()).data)
 
     def _update(self, request, partial):
-        flow = _flow_or_404(self.workspace, self.kwargs["path"])
+        flow = self.get_object()
         serializer = self.get_serializer(flow, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
         fields = dict(serializer.validated_data)
@@ -168,5 +207,52 @@ class FlowDetailView(WorkspaceMixin, generics.GenericAPIView):
         return self._update(request, partial=True)
 
     def delete(self, request, *args, **kwargs):
-        services.delete_flow(flow=_flow_or_404(self.workspace, kwargs["path"]))
+        services.delete_flow(flow=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    get=extend_schema(summary="Get the workspace's settings"),
+    patch=extend_schema(summary="Change the workspace's error handler"),
+)
+class WorkspaceSettingsView(WorkspaceMixin, generics.GenericAPIView):
+    serializer_class = WorkspaceSettingsSerializer
+
+    def get(self, request, *args, **kwargs):
+        return Response(self.get_serializer(self.workspace).data)
+
+    def patch(self, request, *args, **kwargs):
+        serializer = self.get_serializer(self.workspace, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        workspace = services.update_workspace_settings(workspace=self.workspace, **serializer.validated_data)
+        return Response(self.get_serializer(workspace).data)
+
+
+@extend_schema_view(get=extend_schema(summary="Scripts in the registry and the workspace's flows"))
+class RunnablesView(WorkspaceMixin, generics.GenericAPIView):
+    serializer_class = RunnablesSerializer
+
+    def get(self, request, *args, **kwargs):
+        scripts = [registry.describe_script(path) for path in registry.list_scripts()]
+        flows = [
+            {"path": flow.path, "has_preprocessor": bool(flow.preprocessor_path)}
+            for flow in selectors.workspace_flows(workspace=self.workspace)
+        ]
+        return Response(self.get_serializer({"scripts": scripts, "flows": flows}).data)
+
+
+class TestConnectionView(WorkspaceMixin, generics.GenericAPIView):
+    """Connect as the listener would (a URL runnable runs on a worker), then close.
+    Members who may write triggers may test connections."""
+
+    serializer_class = TestConnectionRequestSerializer
+
+    @extend_schema(
+        summary="Test a WebSocket connection", request=TestConnectionRequestSerializer,
+        responses=TestConnectionResultSerializer,
+    )
+    def post(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = probe_connection(celery_app=celery_app, workspace_id=self.workspace.id, **serializer.validated_data)
+        return Response(TestConnectionResultSerializer(result).data)
