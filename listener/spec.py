@@ -4,6 +4,8 @@ configuration version, so the per-frame path never touches the database."""
 from dataclasses import dataclass
 from datetime import datetime
 
+from orvanta_triggers import execution
+
 
 @dataclass(frozen=True)
 class TriggerSpec:
@@ -38,18 +40,5 @@ class TriggerSpec:
             headers=trigger.headers or {},
             subprotocols=trigger.subprotocols or [],
             edited_at=trigger.edited_at,
-            # What a worker needs to run a job, as plain JSON (tasks never get models).
-            job_spec={
-                "trigger_id": trigger.id,
-                "trigger_path": trigger.path,
-                "workspace_id": trigger.workspace_id,
-                "workspace": trigger.workspace.slug,
-                "script_path": trigger.script_path,
-                "is_flow": trigger.is_flow,
-                "can_return_message": trigger.can_return_message,
-                "can_return_error_result": trigger.can_return_error_result,
-                "retry": trigger.retry,
-                "error_handler_path": trigger.error_handler_path,
-                "error_handler_args": trigger.error_handler_args or {},
-            },
+            job_spec=execution.job_spec(trigger),
         )

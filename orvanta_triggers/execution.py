@@ -20,6 +20,24 @@ class RunnableError(Exception):
     """A runnable broke its contract (bad preprocessor return, unserializable result...)."""
 
 
+def job_spec(trigger):
+    """What a worker needs to run a job of `trigger`, as plain JSON (tasks never get
+    model instances). Built once per trigger version by the listener."""
+    return {
+        "trigger_id": trigger.id,
+        "trigger_path": trigger.path,
+        "workspace_id": trigger.workspace_id,
+        "workspace": trigger.workspace.slug,
+        "script_path": trigger.script_path,
+        "is_flow": trigger.is_flow,
+        "can_return_message": trigger.can_return_message,
+        "can_return_error_result": trigger.can_return_error_result,
+        "retry": trigger.retry,
+        "error_handler_path": trigger.error_handler_path,
+        "error_handler_args": trigger.error_handler_args or {},
+    }
+
+
 def error_payload(exc):
     return {
         "name": type(exc).__name__,

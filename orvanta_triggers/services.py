@@ -1,6 +1,7 @@
 """Every write to the database goes through here; callers pass keyword arguments."""
 
 import logging
+import uuid
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -210,3 +211,19 @@ def fail_abandoned_jobs(*, running_since_before):
             "stack": "",
         },
     )
+
+
+def enqueue_trigger_job(*, trigger, msg, msg_type="text", url=None):
+    """Run the trigger's runnable on `msg` as if it had just arrived (a replay from
+    the admin or the monitor). The job id, once the job is queued."""
+    # Imported here: execution and tasks call back into these services.
+    from orvanta_triggers.execution import job_spec
+    from orvanta_triggers.tasks import run_trigger_job
+
+    job_id = str(uuid.uuid4())
+    kwargs = {
+        "job_id": job_id, "spec": job_spec(trigger), "msg": msg, "msg_type": msg_type,
+        "url": url if url is not None else trigger.url,
+    }
+    transaction.on_commit(lambda: run_trigger_job.apply_async(kwargs=kwargs, task_id=job_id))
+    return job_id

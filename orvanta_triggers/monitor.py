@@ -1,0 +1,102 @@
+"""What the live monitor shows: the last frames of each trigger (kept in Redis,
+bounded) and events pushed to a workspace's monitor group on the Channels layer.
+
+Producers (the listener, workers) never send per event: `MonitorPublisher` batches
+events on a thread of its own and flushes them a few times a second.
+"""
+
+import collections
+import json
+import logging
+import threading
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from orvanta_triggers import bus, conf
+
+logger = logging.getLogger(__name__)
+
+FRAMES_KEPT = 50
+FLUSH_INTERVAL_SECS = 0.2
+MAX_PENDING_EVENTS = 10000
+
+
+def frames_key(trigger_id):
+    return f"{conf.redis_prefix()}frames:{trigger_id}"
+
+
+def group_name(workspace_slug):
+    """The Channels group of a workspace's monitor pages."""
+    return f"monitor.{workspace_slug}"
+
+
+def recent_frames(trigger_id, limit=FRAMES_KEPT):
+    """The trigger's last frames, newest first: [{"at", "msg", "msg_type", "url"}]."""
+    return [json.loads(item) for item in bus.client().lrange(frames_key(trigger_id), 0, limit - 1)]
+
+
+class MonitorPublisher:
+    """Collects monitor events and stored frames; a thread flushes them in batches:
+    frames to their Redis lists (trimmed to FRAMES_KEPT), events to each
+    workspace's group. Overflow while Redis is away is counted, never blocking."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._events = collections.defaultdict(list)
+        self._frames = collections.defaultdict(list)
+        self._pending = 0
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="monitor-publisher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.flush()
+
+    def event(self, workspace_slug, event):
+        """Queue an event ({"type": "frame"|"job"|"result"|"status", ...}) for the
+        workspace's monitor pages."""
+        with self._lock:
+            if self._pending >= MAX_PENDING_EVENTS:
+                self.dropped += 1
+                return
+            self._events[workspace_slug].append(event)
+            self._pending += 1
+
+    def frame(self, workspace_slug, trigger_id, trigger_path, entry):
+        """Keep a received frame (entry: {"at", "msg", "msg_type", "url"}) and show it live."""
+        with self._lock:
+            self._frames[trigger_id].append(entry)
+        self.event(workspace_slug, {"type": "frame", "trigger_path": trigger_path, **entry})
+
+    def flush(self):
+        with self._lock:
+            events, self._events = self._events, collections.defaultdict(list)
+            frames, self._frames = self._frames, collections.defaultdict(list)
+            self._pending = 0
+        try:
+            if frames:
+                pipe = bus.client().pipeline(transaction=False)
+                for trigger_id, entries in frames.items():
+                    key = frames_key(trigger_id)
+                    pipe.lpush(key, *[json.dumps(e) for e in entries[-FRAMES_KEPT:]])
+                    pipe.ltrim(key, 0, FRAMES_KEPT - 1)
+                pipe.execute()
+            if events:
+                layer = get_channel_layer()
+                for workspace_slug, batch in events.items():
+                    async_to_sync(layer.group_send)(group_name(workspace_slug), {"type": "monitor.events", "events": batch})
+        except Exception as exc:
+            logger.warning("monitor: could not publish %s events: %s", sum(map(len, events.values())), exc)
+
+    def _run(self):
+        while not self._stop.wait(FLUSH_INTERVAL_SECS):
+            self.flush()
