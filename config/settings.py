@@ -189,3 +189,4 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+LOGIN_URL = "/admin/login/"

@@ -18,7 +18,7 @@ import websocket
 from django.utils import timezone
 from websocket import ABNF
 
-from orvanta_triggers import conf, filters, netguard
+from orvanta_triggers import conf, filters, monitor, netguard
 from orvanta_triggers.execution import result_frame
 from orvanta_triggers.models import WebSocketTrigger
 from orvanta_triggers.tasks import NOTIFY_CONNECTION_FAILURE
@@ -42,6 +42,7 @@ class ListenerServices:
     dispatcher: object
     status: object
     runnables: object
+    monitor: object
 
 
 RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
@@ -120,6 +121,9 @@ class Connection:
             logger.warning("trigger %s: could not send result of job %s: %s", self.spec.path, job_id, exc)
             return False
         logger.debug("trigger %s: sent result of job %s", self.spec.path, job_id)
+        self._services.monitor.event(self.spec.workspace_slug, {
+            "type": "result", "trigger_path": self.spec.path, "job_id": job_id, "frame": monitor.shorten(frame),
+        })
         return True
 
     def notify_failure(self, reason, since):
@@ -143,6 +147,8 @@ class Connection:
 
     def _status(self, **fields):
         self._services.status.set(self.spec.id, self.spec.path, **fields)
+        shown = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in fields.items()}
+        self._services.monitor.event(self.spec.workspace_slug, {"type": "status", "trigger_path": self.spec.path, **shown})
 
     def _wait_for_results_channel(self):
         deadline = time.monotonic() + RESULTS_SUBSCRIBE_TIMEOUT_SECS
@@ -356,6 +362,10 @@ class Connection:
             msg, msg_type = base64.b64encode(data).decode("ascii"), "binary"
         metrics.FRAMES_IN.labels(msg_type).inc()
         self._services.status.touch(spec.id, spec.path)
+        self._services.monitor.frame(
+            spec.workspace_slug, spec.id, spec.path,
+            at=timezone.now().isoformat(), msg=msg, msg_type=msg_type, url=self._url,
+        )
         parsed = None
         state_field = (spec.heartbeat or {}).get("state_field")
         if msg_type == "text" and (spec.filters or state_field):

@@ -17,6 +17,7 @@ import redis
 from django.db import close_old_connections
 
 from orvanta_triggers import bus, conf, selectors
+from orvanta_triggers.monitor import MonitorPublisher
 
 from listener import metrics
 from listener.connection import Connection, ListenerServices
@@ -48,12 +49,14 @@ class Supervisor:
             overflow_policy=conf.overflow_policy(), max_queued_jobs=conf.max_queued_jobs(),
         )
         self._router = ResultRouter(on_config_changed=self._wake.set)
+        self._monitor = MonitorPublisher()
         self._services = ListenerServices(
             listener_id=self.listener_id,
             celery_app=celery_app,
             dispatcher=self._dispatcher,
             status=self._status,
             runnables=RunnableClient(celery_app=celery_app, timeout_secs=conf.runnable_timeout_secs()),
+            monitor=self._monitor,
         )
         self._connections = {}
         # When each wanted trigger was first seen held by nobody (takeover fallback).
@@ -70,6 +73,7 @@ class Supervisor:
         self._status.start()
         self._dispatcher.start()
         self._router.start()
+        self._monitor.start()
         try:
             while not self.stop_event.is_set():
                 try:
@@ -177,6 +181,7 @@ class Supervisor:
                 self._status.set(trigger_id, path, status="connecting", error=f"listener {self.listener_id} stopped")
             self._dispatcher.stop(timeout=3.0)
             self._status.stop()
+            self._monitor.stop()
             self._router.stop()
             self._leases.leave()
             # The others take the handed-back triggers now, not at their next poll.

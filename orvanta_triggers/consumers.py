@@ -1,12 +1,17 @@
-"""Channels consumers. The demo feed is the WebSocket server `make run` points its
-demo trigger at: a JSON tick every second, and a log line for every message received."""
+"""Channels consumers: the live monitor of a workspace, and the demo feed (the
+WebSocket server `make run` points its demo trigger at: a JSON tick every second,
+and a log line for every message received)."""
 
 import asyncio
 import json
 import logging
 from datetime import datetime, timezone
 
-from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+
+from orvanta_triggers import monitor, selectors
+from orvanta_triggers.models import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +37,54 @@ class DemoFeedConsumer(AsyncWebsocketConsumer):
             n += 1
             await self.send(json.dumps({"type": "tick", "n": n, "at": datetime.now(timezone.utc).isoformat()}))
             await asyncio.sleep(TICK_INTERVAL_SECS)
+
+
+class MonitorConsumer(AsyncJsonWebsocketConsumer):
+    """A workspace's live monitor: a snapshot on connect (every trigger's status and
+    its latest frames), then every event the listeners and workers publish to the
+    workspace's group. Members only; nothing polls."""
+
+    SNAPSHOT_FRAMES = 10
+
+    async def connect(self):
+        slug = self.scope["url_route"]["kwargs"]["workspace"]
+        workspace = await database_sync_to_async(self._member_workspace)(self.scope["user"], slug)
+        if workspace is None:
+            await self.close(code=4403)
+            return
+        self.group = monitor.group_name(workspace.slug)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json({"snapshot": await database_sync_to_async(self._snapshot)(workspace)})
+
+    async def disconnect(self, code):
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def monitor_events(self, message):
+        await self.send_json({"events": message["events"]})
+
+    @staticmethod
+    def _member_workspace(user, slug):
+        workspace = Workspace.objects.filter(slug=slug).first()
+        if workspace is None or selectors.membership_role(user=user, workspace=workspace) is None:
+            return None
+        return workspace
+
+    def _snapshot(self, workspace):
+        triggers = []
+        for trigger in selectors.workspace_triggers(workspace=workspace):
+            try:
+                frames = monitor.recent_frames(trigger.id, limit=self.SNAPSHOT_FRAMES)
+            except Exception as exc:
+                logger.warning("monitor %s: frames of %s unavailable: %s", workspace.slug, trigger.path, exc)
+                frames = []
+            triggers.append({
+                "path": trigger.path,
+                "status": "disabled" if not trigger.enabled else trigger.status,
+                "error": trigger.error,
+                "last_message_at": trigger.last_message_at.isoformat() if trigger.last_message_at else None,
+                "listener_id": trigger.listener_id,
+                "frames": frames,
+            })
+        return {"workspace": workspace.slug, "triggers": triggers}

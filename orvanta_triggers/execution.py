@@ -6,12 +6,14 @@ Called from orvanta_triggers.tasks with plain JSON; never from the listener.
 
 import json
 import logging
+import threading
 import traceback
 
 from django.db import IntegrityError
 
 from orvanta_triggers import bus, registry, selectors, services
 from orvanta_triggers.models import Job
+from orvanta_triggers.monitor import MonitorPublisher, shorten
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +136,27 @@ def run_runnable(*, workspace_id, path, is_flow, args):
     return run_script(path, kwargs=args)[1]
 
 
+_monitor = None
+_monitor_lock = threading.Lock()
+
+
+def worker_monitor():
+    """This worker process's monitor publisher (started on first use, so a prefork
+    child starts its own thread after the fork)."""
+    global _monitor
+    with _monitor_lock:
+        if _monitor is None:
+            _monitor = MonitorPublisher().start()
+        return _monitor
+
+
+def _show_job(spec, job_id, status, error=None):
+    worker_monitor().event(spec["workspace"], {
+        "type": "job", "trigger_path": spec["trigger_path"], "job_id": job_id, "status": status,
+        "error": f"{error['name']}: {shorten(error['message'])}" if error else None,
+    })
+
+
 def _publish(spec, job_id, result):
     try:
         bus.publish_result(trigger_id=spec["trigger_id"], job_id=job_id, frame=result_frame(result))
@@ -190,6 +213,7 @@ def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
             return Job.Status.QUEUED
         logger.info("trigger %s: job %s failed: %s: %s", spec["trigger_path"], job_id, error["name"], error["message"])
         services.finish_job(job=job, status=Job.Status.FAILURE, error=error)
+        _show_job(spec, job_id, Job.Status.FAILURE, error)
         if spec["can_return_message"] and spec["can_return_error_result"]:
             _publish(spec, job_id, {"error": error})
         call_error_handler(
@@ -197,6 +221,7 @@ def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
         )
         return Job.Status.FAILURE
     services.finish_job(job=job, status=Job.Status.SUCCESS, args=args, result=result)
+    _show_job(spec, job_id, Job.Status.SUCCESS)
     if spec["can_return_message"] and result is not None and not early_sent:
         _publish(spec, job_id, result)
     return Job.Status.SUCCESS

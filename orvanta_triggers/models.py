@@ -23,15 +23,20 @@ class Workspace(models.Model):
     # Plans on which WebSocket triggers are not available (product page).
     PLANS_WITHOUT_WEBSOCKET_TRIGGERS = (Plan.FREE, Plan.TEAM)
 
-    slug = models.SlugField(max_length=50, unique=True)
-    name = models.CharField(max_length=200)
-    plan = models.CharField(max_length=20, choices=Plan.choices, default=Plan.SELF_HOSTED)
+    slug = models.SlugField(
+        max_length=50, unique=True, help_text="Short name used in API URLs (/api/w/<slug>/...); can't be changed later.",
+    )
+    name = models.CharField(max_length=200, help_text="Display name.")
+    plan = models.CharField(
+        max_length=20, choices=Plan.choices, default=Plan.SELF_HOSTED,
+        help_text="WebSocket triggers are not available on the Free and Team plans.",
+    )
     error_handler_path = models.CharField(
         max_length=255, null=True, blank=True,
         help_text="Script run after a job's final failure when its trigger sets no handler of its own.",
     )
     error_handler_args = models.JSONField(default=dict, blank=True, help_text="Extra arguments for the error handler (a JSON object).")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the workspace was created.")
 
     class Meta:
         ordering = ["slug"]
@@ -55,9 +60,17 @@ class Membership(models.Model):
 
     WRITE_ROLES = (Role.ADMIN, Role.DEVELOPER)
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orvanta_memberships")
-    role = models.CharField(max_length=20, choices=Role.choices, default=Role.DEVELOPER)
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="memberships", help_text="The workspace the user belongs to.",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orvanta_memberships",
+        help_text="The member.",
+    )
+    role = models.CharField(
+        max_length=20, choices=Role.choices, default=Role.DEVELOPER,
+        help_text="Viewers read; developers and admins change triggers, flows and settings.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["workspace", "user"], name="unique_membership")]
@@ -67,7 +80,9 @@ class Membership(models.Model):
 
 
 class Flow(models.Model):
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="flows")
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="flows", help_text="The workspace that owns the flow.",
+    )
     path = models.CharField(max_length=255, help_text="Unique in the workspace, e.g. f/demo/pipeline.")
     preprocessor_path = models.CharField(
         max_length=255, null=True, blank=True,
@@ -78,8 +93,8 @@ class Flow(models.Model):
         max_length=100, null=True, blank=True,
         help_text="Id of the step whose result is sent back as soon as it exists.",
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    edited_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the flow was created.")
+    edited_at = models.DateTimeField(auto_now=True, help_text="When the flow was last changed.")
 
     class Meta:
         ordering = ["path"]
@@ -103,7 +118,10 @@ class WebSocketTrigger(models.Model):
         CONNECTED = "connected", "Connected"
         ERROR = "error", "Error"
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="websocket_triggers")
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="websocket_triggers",
+        help_text="The workspace that owns the trigger; its plan must include WebSocket triggers.",
+    )
     path = models.CharField(max_length=255, help_text="Unique in the workspace, e.g. f/demo/ticks.")
     url = models.CharField(
         max_length=2048,
@@ -112,9 +130,14 @@ class WebSocketTrigger(models.Model):
     url_runnable_args = models.JSONField(default=dict, blank=True, help_text="Arguments for the URL runnable (a JSON object).")
     script_path = models.CharField(max_length=255, help_text="The script (or flow, with is_flow) run for every matching message.")
     is_flow = models.BooleanField(default=False, help_text="script_path names a flow of this workspace.")
-    enabled = models.BooleanField(default=True)
+    enabled = models.BooleanField(
+        default=True, help_text="A listener holds enabled triggers only; disabling closes the connection.",
+    )
     filters = models.JSONField(default=list, blank=True, help_text='JSON filters: [{"key": ..., "value": ...}].')
-    filter_logic = models.CharField(max_length=3, choices=FilterLogic.choices, default=FilterLogic.AND)
+    filter_logic = models.CharField(
+        max_length=3, choices=FilterLogic.choices, default=FilterLogic.AND,
+        help_text="AND: a message must match every filter; OR: any one filter.",
+    )
     initial_messages = models.JSONField(
         default=list, blank=True,
         help_text='Sent in order after every connect: {"raw_message": "<JSON text>"} or {"runnable_result": {"path", "args", "is_flow"}}.',
@@ -136,18 +159,33 @@ class WebSocketTrigger(models.Model):
     subprotocols = models.JSONField(default=list, blank=True, help_text="WebSocket subprotocols offered, in order of preference.")
 
     # Written by the listener only, with update_fields.
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CONNECTING, editable=False)
-    error = models.TextField(null=True, blank=True, editable=False)
-    last_connected_at = models.DateTimeField(null=True, blank=True, editable=False)
-    last_message_at = models.DateTimeField(null=True, blank=True, editable=False)
-    listener_id = models.CharField(max_length=200, null=True, blank=True, editable=False)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.CONNECTING, editable=False,
+        help_text="disabled, connecting, connected or error; written by the listener holding the trigger.",
+    )
+    error = models.TextField(
+        null=True, blank=True, editable=False,
+        help_text="The last connection error (secrets in the URL's query string redacted).",
+    )
+    last_connected_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the listener last connected.",
+    )
+    last_message_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When a message was last received.",
+    )
+    listener_id = models.CharField(
+        max_length=200, null=True, blank=True, editable=False,
+        help_text="The listener process that holds the trigger's connection.",
+    )
     subprotocol = models.CharField(
         max_length=200, null=True, blank=True, editable=False, help_text="The subprotocol the server chose."
     )
 
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the trigger was created.")
     # Bumped by every configuration write; listeners poll it to notice changes.
-    edited_at = models.DateTimeField(editable=False)
+    edited_at = models.DateTimeField(
+        editable=False, help_text="When the configuration last changed; listeners reconnect after a change.",
+    )
 
     STATUS_FIELDS = ("status", "error", "last_connected_at", "last_message_at", "listener_id", "subprotocol")
 
@@ -170,20 +208,26 @@ class Job(models.Model):
         SUCCESS = "success", "Success"
         FAILURE = "failure", "Failure"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="jobs")
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False, help_text="The job id.")
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="jobs", help_text="The workspace the job ran in.",
+    )
     # A path, not a foreign key: a job outlives edits and deletion of its trigger.
-    trigger_path = models.CharField(max_length=255, blank=True, default="")
-    script_path = models.CharField(max_length=255)
-    is_flow = models.BooleanField(default=False)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
-    args = models.JSONField(null=True, blank=True)
-    result = models.JSONField(null=True, blank=True)
-    error = models.JSONField(null=True, blank=True)
-    attempt = models.PositiveIntegerField(default=1)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    trigger_path = models.CharField(
+        max_length=255, blank=True, default="", help_text="Path of the trigger whose message started the job.",
+    )
+    script_path = models.CharField(max_length=255, help_text="The script (or flow) that ran.")
+    is_flow = models.BooleanField(default=False, help_text="script_path names a flow.")
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.QUEUED, help_text="queued, running, success or failure.",
+    )
+    args = models.JSONField(null=True, blank=True, help_text="The arguments main() was called with.")
+    result = models.JSONField(null=True, blank=True, help_text="What the runnable returned.")
+    error = models.JSONField(null=True, blank=True, help_text="On failure: {name, message, stack}.")
+    attempt = models.PositiveIntegerField(default=1, help_text="1 for the first run; retries count up.")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the job row was created.")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the latest attempt started.")
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="When the job finished.")
 
     class Meta:
         ordering = ["-created_at"]

@@ -18,8 +18,16 @@ from orvanta_triggers import bus, conf
 logger = logging.getLogger(__name__)
 
 FRAMES_KEPT = 50
+# Frames are kept whole up to this size (so they can be replayed), cut beyond it.
+FRAME_KEEP_BYTES = 65536
+# Live events carry at most this much of a message or result.
+EVENT_TEXT_CHARS = 1000
 FLUSH_INTERVAL_SECS = 0.2
 MAX_PENDING_EVENTS = 10000
+
+
+def shorten(text, limit=EVENT_TEXT_CHARS):
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def frames_key(trigger_id):
@@ -71,11 +79,17 @@ class MonitorPublisher:
             self._events[workspace_slug].append(event)
             self._pending += 1
 
-    def frame(self, workspace_slug, trigger_id, trigger_path, entry):
-        """Keep a received frame (entry: {"at", "msg", "msg_type", "url"}) and show it live."""
+    def frame(self, workspace_slug, trigger_id, trigger_path, *, at, msg, msg_type, url):
+        """Keep a received frame for replay (whole up to FRAME_KEEP_BYTES, else cut
+        and marked `truncated`) and show it live."""
+        entry = {"at": at, "msg": msg, "msg_type": msg_type, "url": url}
+        if len(msg) > FRAME_KEEP_BYTES:
+            entry.update(msg=msg[:FRAME_KEEP_BYTES], truncated=True)
         with self._lock:
             self._frames[trigger_id].append(entry)
-        self.event(workspace_slug, {"type": "frame", "trigger_path": trigger_path, **entry})
+        self.event(workspace_slug, {
+            "type": "frame", "trigger_path": trigger_path, "at": at, "msg": shorten(msg), "msg_type": msg_type,
+        })
 
     def flush(self):
         with self._lock:

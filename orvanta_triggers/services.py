@@ -227,3 +227,16 @@ def enqueue_trigger_job(*, trigger, msg, msg_type="text", url=None):
     }
     transaction.on_commit(lambda: run_trigger_job.apply_async(kwargs=kwargs, task_id=job_id))
     return job_id
+
+
+# Workspace plan
+
+@transaction.atomic
+def set_workspace_plan(*, workspace, plan):
+    """Change the workspace's plan. Listeners drop (or pick up) its triggers on their
+    next poll; the nudge makes that immediate."""
+    workspace.plan = plan
+    workspace.full_clean()
+    workspace.save(update_fields=["plan"])
+    transaction.on_commit(bus.nudge_listeners)
+    return workspace

@@ -623,6 +623,7 @@ class Chaos:
         self.drain()
         self.check_final_connections(WebSocketTrigger)
         self.l2_ports = client_ports(self.procs.procs["L2"].pid, self.feeds.port)
+        self.events["stopping"] = time.time()
         step("stopping listeners and workers (SIGTERM)")
         self.procs.stop(["L2", "L1"])
         self.procs.stop(["w1", "w2"])
@@ -878,8 +879,8 @@ class Chaos:
         ]
         client_closes_later = [
             c for c in conns.values()
-            if c["closed"] and c["closed_by"] in ("client", "abnormal") and c["closed"] > self.events["connected"]
-            and c["id"] not in self.l1_conns
+            if c["closed"] and c["closed_by"] in ("client", "abnormal")
+            and self.events["connected"] < c["closed"] < self.events["stopping"] and c["id"] not in self.l1_conns
         ]
         l1_abnormal = [
             c for c in conns.values()
@@ -894,6 +895,11 @@ class Chaos:
         worker_lost = [grep(self.procs.logs[w], ["WorkerLostError", "exited with 'signal", "SIGKILL"], 3)
                        for w in ("w1", "w2")]
         tracebacks = {n: grep(p, ["Traceback"], 1)[1] for n, p in self.procs.logs.items()}
+        close_reasons = Counter()
+        for name, path in zip(("L1", "L2"), listener_logs):
+            for line in grep(path, ["connection closed ("], 100000)[0]:
+                close_reasons[f"{name}: {line.split('connection closed (', 1)[1].rstrip(')')}"] += 1
+        lease_lost = sum(grep(p, ["lease lost"], 1)[1] for p in listener_logs)
 
         # (a)
         self.check(not not_success, f"(a) {len(not_success)} messages whose job did not succeed, e.g. {not_success[:5]}")
@@ -935,7 +941,8 @@ class Chaos:
             ("  closed by the server (chaos drops)", sum(1 for c in conns.values() if c["closed_by"] == "server")),
             ("  closed by a listener", sum(1 for c in conns.values() if c["closed_by"] == "client")),
             ("  closed abnormally (no close frame)", sum(1 for c in conns.values() if c["closed_by"] == "abnormal")),
-            ("  listener-side closes after start-up (not L1)", len(client_closes_later)),
+            ("  by listeners between 'connected' and the stop", len(client_closes_later)),
+            ("  'lease lost' in listener logs", lease_lost),
             ("max live connections per trigger", max_live),
             ("Job rows", len(rows)),
             ("(a) messages with exactly one successful job", len(ok)),
@@ -973,6 +980,7 @@ class Chaos:
         for key, value in table:
             print(f"  {key:<{width}}  {value}")
         print("-" * 78)
+        print(f"  listener-side closes by reason (logs): {dict(sorted(close_reasons.items()))}")
         kc = self.killed_child
         print(f"  killed pool process {kc['pid']}: job {kc['msg']} ({starts[killed_msg]} executions)")
         if other_dups:

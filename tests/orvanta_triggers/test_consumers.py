@@ -1,0 +1,138 @@
+"""The live monitor: the page, and its WebSocket consumer over the real channels-redis
+layer, fed by a real listener and worker."""
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from config.asgi import application
+from orvanta_triggers.monitor import MonitorPublisher
+
+from tests.listener.helpers import make_trigger, wait_connected
+
+
+def session_headers(user):
+    client = Client()
+    client.force_login(user)
+    return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), (b"origin", b"http://localhost")]
+
+
+async def open_monitor(headers, slug):
+    communicator = WebsocketCommunicator(application, f"/ws/monitor/{slug}/", headers=headers)
+    connected, code = await communicator.connect(timeout=10)
+    return communicator, connected, code
+
+
+async def receive(communicator, timeout=10):
+    return json.loads(await communicator.receive_from(timeout=timeout))
+
+
+async def events_until(communicator, predicate, timeout=15):
+    """Collect pushed events until one satisfies predicate; all collected."""
+    seen = []
+    while True:
+        for event in (await receive(communicator, timeout)).get("events", []):
+            seen.append(event)
+            if predicate(event):
+                return seen
+
+
+@pytest.fixture
+def owner(e2e_workspace):
+    return e2e_workspace.memberships.get().user
+
+
+def test_monitor_page_is_for_members_only(e2e_workspace, owner, django_user_model):
+    """The page needs a login and a membership; members get the page."""
+    client = Client()
+    assert client.get("/monitor/e2e/").status_code == 302
+    stranger = django_user_model.objects.create_user(username="stranger", password="pw")
+    client.force_login(stranger)
+    assert client.get("/monitor/e2e/").status_code == 404
+    client.force_login(owner)
+    response = client.get("/monitor/e2e/")
+    assert response.status_code == 200 and b"/ws/monitor/" in response.content
+
+
+def test_socket_refuses_non_members(e2e_workspace, django_user_model):
+    """A logged-in non-member's monitor socket is closed at once."""
+    headers = session_headers(django_user_model.objects.create_user(username="stranger", password="pw"))
+
+    async def scenario():
+        _, connected, code = await open_monitor(headers, "e2e")
+        assert not connected and code == 4403
+
+    async_to_sync(scenario)()
+
+
+def test_socket_sends_a_snapshot_of_every_trigger(e2e_workspace, owner, ws_server):
+    """On connect a member gets every trigger with its status."""
+    make_trigger(e2e_workspace, ws_server, enabled=False)
+    headers = session_headers(owner)
+
+    async def scenario():
+        communicator, connected, _ = await open_monitor(headers, "e2e")
+        assert connected
+        snapshot = (await receive(communicator))["snapshot"]
+        await communicator.disconnect()
+        return snapshot
+
+    snapshot = async_to_sync(scenario)()
+    assert [(t["path"], t["status"]) for t in snapshot["triggers"]] == [("f/test/feed", "disabled")]
+
+
+def test_published_events_are_pushed_live(e2e_workspace, owner):
+    """An event published for the workspace reaches its open monitors."""
+    headers = session_headers(owner)
+    publisher = MonitorPublisher()
+
+    async def scenario():
+        communicator, _, _ = await open_monitor(headers, "e2e")
+        await receive(communicator)
+        publisher.event("e2e", {"type": "status", "trigger_path": "f/x", "status": "connected"})
+        await sync_to_async(publisher.flush)()
+        seen = await events_until(communicator, lambda e: e["type"] == "status")
+        await communicator.disconnect()
+        return seen
+
+    assert async_to_sync(scenario)()[-1]["trigger_path"] == "f/x"
+
+
+def test_frames_jobs_and_results_arrive_live(e2e_workspace, owner, ws_server, celery_worker, listener):
+    """A frame received, its job finishing and its result sent all show up, pushed."""
+    make_trigger(e2e_workspace, ws_server, can_return_message=True, script_path="upper")
+    wait_connected(ws_server)
+    headers = session_headers(owner)
+
+    async def scenario():
+        communicator, _, _ = await open_monitor(headers, "e2e")
+        await receive(communicator)
+        await sync_to_async(ws_server.send_all)("live")
+        seen = await events_until(communicator, lambda e: e["type"] == "result")
+        if not any(e["type"] == "job" for e in seen):
+            seen += await events_until(communicator, lambda e: e["type"] == "job")
+        await communicator.disconnect()
+        return {e["type"]: e for e in seen}
+
+    kinds = async_to_sync(scenario)()
+    assert kinds["frame"]["msg"] == "live" and kinds["result"]["frame"] == "LIVE"
+    assert kinds["job"]["status"] == "success"
+
+
+def test_last_frames_are_kept_bounded(e2e_workspace, ws_server, listener):
+    """Each trigger keeps its last 50 frames, newest first, for the monitor and the admin."""
+    from orvanta_triggers.monitor import recent_frames
+
+    from tests.wsserver import wait_for
+
+    trigger = make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    for n in range(60):
+        ws_server.send_all(f"f{n}")
+    wait_for(lambda: recent_frames(trigger.id) and recent_frames(trigger.id)[0]["msg"] == "f59", timeout=5,
+             message="the last frame stored")
+    frames = recent_frames(trigger.id, limit=100)
+    assert len(frames) == 50 and frames[-1]["msg"] == "f10" and frames[0]["url"] == ws_server.url
