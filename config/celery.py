@@ -1,9 +1,36 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_init, worker_process_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("orvanta")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def serve_worker_metrics(**_):
+    """Job metrics on ORVANTA_WORKER_METRICS_PORT, gathered from every pool process
+    when prometheus-client runs in multiprocess mode."""
+    from django.conf import settings
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+
+    if not settings.ORVANTA_WORKER_METRICS_PORT:
+        return
+    registry = REGISTRY
+    if settings.PROMETHEUS_MULTIPROC_DIR:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(settings.ORVANTA_WORKER_METRICS_PORT, registry=registry)
+
+
+@worker_process_shutdown.connect
+def forget_pool_process_metrics(pid=None, **_):
+    from django.conf import settings
+
+    if settings.PROMETHEUS_MULTIPROC_DIR:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

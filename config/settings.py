@@ -162,6 +162,10 @@ ORVANTA_MAX_QUEUED_JOBS = int(os.environ.get("ORVANTA_MAX_QUEUED_JOBS", "100000"
 ORVANTA_RUNNABLE_TIMEOUT_SECS = float(os.environ.get("ORVANTA_RUNNABLE_TIMEOUT_SECS", "30"))
 ORVANTA_CONNECTION_ERROR_NOTIFY_SECS = float(os.environ.get("ORVANTA_CONNECTION_ERROR_NOTIFY_SECS", "60"))
 ORVANTA_JOB_TIMEOUT_SECS = float(os.environ.get("ORVANTA_JOB_TIMEOUT_SECS", "300"))
+# Workers serve Prometheus metrics on this port when set; with a prefork pool, also set
+# PROMETHEUS_MULTIPROC_DIR (prometheus-client's own variable) to an empty directory.
+ORVANTA_WORKER_METRICS_PORT = int(os.environ.get("ORVANTA_WORKER_METRICS_PORT") or 0)
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 if ORVANTA_OVERFLOW_POLICY not in ("backpressure", "drop"):
     raise ValueError("ORVANTA_OVERFLOW_POLICY must be 'backpressure' or 'drop'")
 

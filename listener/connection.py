@@ -81,6 +81,7 @@ class Connection:
         self._thread = threading.Thread(target=self._run, name=f"ws:{spec.path}", daemon=True)
         self._heartbeat_state = None
         self._close_reason = "closed by the listener"
+        self.status = Status.CONNECTING
 
     # Lifecycle, called by the supervisor
 
@@ -146,6 +147,8 @@ class Connection:
     # The connection thread
 
     def _status(self, **fields):
+        if "status" in fields:
+            self.status = fields["status"]
         self._services.status.set(self.spec.id, self.spec.path, **fields)
         shown = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in fields.items()}
         self._services.monitor.event(self.spec.workspace_slug, {"type": "status", "trigger_path": self.spec.path, **shown})

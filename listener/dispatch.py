@@ -62,7 +62,7 @@ class Dispatcher:
                 if cancelled.is_set():
                     return False
                 self._space.wait(0.1)
-            self._buffer.append((str(uuid.uuid4()), job_spec, msg, msg_type, url))
+            self._buffer.append((str(uuid.uuid4()), job_spec, msg, msg_type, url, time.monotonic()))
             self._ready.notify()
         return True
 
@@ -79,7 +79,7 @@ class Dispatcher:
         return len(self._buffer)
 
     def _publish(self, item):
-        job_id, job_spec, msg, msg_type, url = item
+        job_id, job_spec, msg, msg_type, url, _ = item
         self._app.send_task(
             RUN_TRIGGER_JOB,
             kwargs={"job_id": job_id, "spec": job_spec, "msg": msg, "msg_type": msg_type, "url": url},
@@ -133,6 +133,7 @@ class Dispatcher:
                 self._buffer.popleft()
                 self._space.notify()
             metrics.FRAMES_DISPATCHED.inc()
+            metrics.DISPATCH_LATENCY.observe(time.monotonic() - item[5])
         self._drain()
 
     def _drain(self):

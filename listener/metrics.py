@@ -1,6 +1,6 @@
 """Prometheus metrics of the listener process (served by runlisteners --metrics-port)."""
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 FRAMES_IN = Counter("orvanta_listener_frames_in_total", "Frames received from WebSocket servers", ["msg_type"])
 FRAMES_MATCHED = Counter("orvanta_listener_frames_matched_total", "Frames that passed the trigger's filters")
@@ -13,3 +13,7 @@ RECONNECTS = Counter("orvanta_listener_reconnects_total", "Connection attempts a
 CONNECTIONS = Gauge("orvanta_listener_connections", "Connections held, by status", ["status"])
 LEASES_HELD = Gauge("orvanta_listener_leases_held", "Trigger leases held by this listener")
 DISPATCH_BACKLOG = Gauge("orvanta_listener_dispatch_backlog", "Frames waiting for the broker")
+DISPATCH_LATENCY = Histogram(
+    "orvanta_listener_dispatch_latency_seconds", "From a frame's arrival to its job being handed to the broker",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
+)

@@ -6,6 +6,7 @@ One stop event drives it; `run()` returns within seconds of it being set, after
 closing every socket, handing its leases back and flushing buffered frames.
 """
 
+import functools
 import logging
 import os
 import socket
@@ -20,7 +21,7 @@ from orvanta_triggers import bus, conf, selectors
 from orvanta_triggers.monitor import MonitorPublisher
 
 from listener import metrics
-from listener.connection import Connection, ListenerServices
+from listener.connection import Connection, ListenerServices, Status
 from listener.dispatch import Dispatcher
 from listener.leases import Leases, rendezvous_owner
 from listener.results import ResultRouter
@@ -59,8 +60,15 @@ class Supervisor:
             monitor=self._monitor,
         )
         self._connections = {}
+        # Read at scrape time, so the numbers are never a tick behind.
+        metrics.LEASES_HELD.set_function(lambda: len(self._connections))
+        for status in (Status.CONNECTING, Status.CONNECTED, Status.ERROR):
+            metrics.CONNECTIONS.labels(status).set_function(functools.partial(self._count_connections, status))
         # When each wanted trigger was first seen held by nobody (takeover fallback).
         self._unheld_since = {}
+
+    def _count_connections(self, status):
+        return sum(1 for c in list(self._connections.values()) if c.status == status)
 
     def connections(self):
         """{trigger id: Connection} held now (for tests and metrics)."""
@@ -118,7 +126,6 @@ class Supervisor:
         edited = [tid for tid, c in self._connections.items() if c.spec.edited_at != wanted[tid]]
         self._stop_connections(edited, reason="configuration changed", release=False)
         self._start_connections(edited + self._claim_unheld(wanted, live))
-        metrics.LEASES_HELD.set(len(self._connections))
 
     def _claim_unheld(self, wanted, live):
         """Acquire the wanted triggers nobody holds that are ours: those this listener

@@ -7,11 +7,12 @@ Called from orvanta_triggers.tasks with plain JSON; never from the listener.
 import json
 import logging
 import threading
+import time
 import traceback
 
 from django.db import IntegrityError
 
-from orvanta_triggers import bus, registry, selectors, services
+from orvanta_triggers import bus, metrics, registry, selectors, services
 from orvanta_triggers.models import Job
 from orvanta_triggers.monitor import MonitorPublisher, shorten
 
@@ -150,7 +151,9 @@ def worker_monitor():
         return _monitor
 
 
-def _show_job(spec, job_id, status, error=None):
+def _show_job(spec, job_id, status, started, error=None):
+    metrics.JOBS_FINISHED.labels(status).inc()
+    metrics.JOB_DURATION.observe(time.monotonic() - started)
     worker_monitor().event(spec["workspace"], {
         "type": "job", "trigger_path": spec["trigger_path"], "job_id": job_id, "status": status,
         "error": f"{error['name']}: {shorten(error['message'])}" if error else None,
@@ -174,6 +177,7 @@ def retry_delay(retry, attempt):
 def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
     """Run one job for one trigger message. `requeue(countdown, attempt)` schedules a
     retry. Returns the job's final status for this attempt."""
+    started = time.monotonic()
     event = {"kind": "websocket", "msg": msg, "url": url, "trigger_path": spec["trigger_path"], "msg_type": msg_type}
     try:
         job = services.start_job(
@@ -209,11 +213,12 @@ def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
                 spec["trigger_path"], job_id, attempt, error["name"], error["message"], delay,
             )
             services.finish_job(job=job, status=Job.Status.QUEUED, error=error)
+            metrics.JOBS_FINISHED.labels("retried").inc()
             requeue(delay, attempt + 1)
             return Job.Status.QUEUED
         logger.info("trigger %s: job %s failed: %s: %s", spec["trigger_path"], job_id, error["name"], error["message"])
         services.finish_job(job=job, status=Job.Status.FAILURE, error=error)
-        _show_job(spec, job_id, Job.Status.FAILURE, error)
+        _show_job(spec, job_id, Job.Status.FAILURE, started, error)
         if spec["can_return_message"] and spec["can_return_error_result"]:
             _publish(spec, job_id, {"error": error})
         call_error_handler(
@@ -221,7 +226,7 @@ def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
         )
         return Job.Status.FAILURE
     services.finish_job(job=job, status=Job.Status.SUCCESS, args=args, result=result)
-    _show_job(spec, job_id, Job.Status.SUCCESS)
+    _show_job(spec, job_id, Job.Status.SUCCESS, started)
     if spec["can_return_message"] and result is not None and not early_sent:
         _publish(spec, job_id, result)
     return Job.Status.SUCCESS

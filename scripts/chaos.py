@@ -23,7 +23,7 @@ path is printed at the end.
 
 Knobs (environment): CHAOS_TRIGGERS (20), CHAOS_RATE (messages/s per trigger, 2),
 CHAOS_PHASE_SECS (20), CHAOS_DROP_MIN_SECS/CHAOS_DROP_MAX_SECS (5/15),
-CHAOS_REDIS_DOWN_SECS (3), CHAOS_SLEEP_MS (job duration range, "20-100"),
+CHAOS_REDIS_DOWN_SECS (3), CHAOS_SLEEP_MS (job duration range, "20-60"),
 CHAOS_DRAIN_TIMEOUT_SECS (120), CHAOS_IN_FLIGHT_MS (50), CHAOS_SEED,
 CHAOS_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/postgres; "" for SQLite).
 """
@@ -35,7 +35,6 @@ import random
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,7 @@ DROP_MAX_SECS = _env_float("CHAOS_DROP_MAX_SECS", 15)
 REDIS_DOWN_SECS = _env_float("CHAOS_REDIS_DOWN_SECS", 3)
 DRAIN_TIMEOUT_SECS = _env_float("CHAOS_DRAIN_TIMEOUT_SECS", 120)
 IN_FLIGHT_SECS = _env_float("CHAOS_IN_FLIGHT_MS", 50) / 1000.0
-SLEEP_MS = os.environ.get("CHAOS_SLEEP_MS", "20-100")
+SLEEP_MS = os.environ.get("CHAOS_SLEEP_MS", "20-60")
 SEED = int(_env_float("CHAOS_SEED", time.time_ns() % 1_000_000))
 POSTGRES_URL = os.environ.get("CHAOS_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
@@ -685,9 +684,9 @@ class Chaos:
             exec_log.poll()
             children = set(children_of(w1))
             now = time.time()
-            # Prefer a job that has just started: it surely still runs when the signal lands.
+            # A job that has just started: it surely still runs (sleeps) when the signal lands.
             candidates = sorted(
-                ((t, pid, msg) for pid, (msg, t) in exec_log.running.items() if pid in children and now - t < 0.015),
+                ((t, pid, msg) for pid, (msg, t) in exec_log.running.items() if pid in children and now - t < 0.010),
                 reverse=True,
             )
             if candidates:
@@ -725,6 +724,8 @@ class Chaos:
                 if c["port"] in ports and c["opened"] <= after and (c["closed"] is None or c["closed"] >= at)
             }
             self.l1_triggers = {self.feeds.conns[cid]["trigger"] for cid in self.l1_conns}
+        index_of = {path: i for i, path in self.trigger_paths.items()}
+        self.l1_triggers |= {index_of[path] for path in held if path in index_of}
         self.l1_ports = ports
         self.l1_held_db = held
         step(f"SIGKILL listener L1 (pid {l1.pid}): it held {len(self.l1_conns)} live sockets "
@@ -869,6 +870,18 @@ class Chaos:
         killed_msg = self.killed_child["msg"]
         expected_dups = {m: n for m, n in dups.items() if m == killed_msg}
         other_dups = {m: n for m, n in dups.items() if m != killed_msg}
+        # A job running or in flight across the Redis restart may run twice (its ack, or
+        # the listener's publish, was cut off): at-least-once. Anything else is a bug.
+        window = (self.events["redis_down"] - 2.0, self.events["redis_up"] + 5.0)
+        first_start = {}
+        for pid, t, msg in exec_log.starts:
+            first_start.setdefault(msg, t)
+        write_time = {msg: sends[0][1] for msg, sends in written.items()}
+        restart_dups = {
+            m: n for m, n in other_dups.items()
+            if window[0] <= first_start[m] <= window[1] or window[0] <= write_time.get(m, 0) <= window[1]
+        }
+        unexplained_dups = {m: n for m, n in other_dups.items() if m not in restart_dups}
         no_exec = [m for m in ok if ends[m] == 0]
 
         # Connection closes by whom, and when.
@@ -910,9 +923,13 @@ class Chaos:
         self.check(not missing_bad, f"(b) {len(missing_bad)} messages without a job that were not written to L1 at "
                                     f"its death: e.g. (msg, conn, client port, written at) {missing_bad[:5]}")
         self.check(bool(self.l1_conns), "(b) could not find L1's sockets (via /proc) at the moment it was killed")
-        self.check({c["id"] for c in l1_abnormal} == set(self.l1_conns),
-                   f"(b) L1's sockets by /proc {sorted(self.l1_conns)} != sockets closed abnormally within 2s of "
-                   f"the kill {sorted(c['id'] for c in l1_abnormal)}")
+        abnormal_ids = {c["id"] for c in l1_abnormal}
+        mismatch = (abnormal_ids - self.l1_conns) | {
+            cid for cid in self.l1_conns - abnormal_ids if conns[cid]["closed_by"] != "server"
+        }
+        self.check(not mismatch,
+                   f"(b) L1's sockets by /proc {sorted(self.l1_conns)} differ from the sockets closed abnormally "
+                   f"within 2s of the kill {sorted(abnormal_ids)}")
         # (c)
         self.check(max_live <= 1, f"(c) a trigger had {max_live} live connections at once: "
                                   f"{[(clock(t), i, o) for t, i, o in feeds.overlaps[:5]]}")
@@ -926,6 +943,8 @@ class Chaos:
         self.check(not slow, f"takeover: L1's triggers not reconnected within {TAKEOVER_LIMIT_SECS:g}s: {slow}")
         self.check(not closes_in_outage,
                    f"listener sockets closed while Redis was away: {[(c['id'], c['trigger'], c['closed_by'], clock(c['closed'])) for c in closes_in_outage]}")
+        self.check(not unexplained_dups, f"(a) duplicate executions not explained by the pool process kill or the "
+                                         f"Redis restart: {dict(list(unexplained_dups.items())[:10])}")
         self.check(not self.killed_child["finished_before_kill"],
                    f"the pool process kill missed its job ({killed_msg} had ended before the signal)")
         self.check(starts[killed_msg] >= 2 and ends[killed_msg] >= 1,
@@ -953,7 +972,8 @@ class Chaos:
             ("executions recorded by the runnable", sum(starts.values())),
             ("duplicate executions (messages run > once)", len(dups)),
             ("  of the killed pool process's job", len(expected_dups)),
-            ("  others", len(other_dups)),
+            ("  around the Redis restart (at-least-once)", len(restart_dups)),
+            ("  unexplained (FAIL if > 0)", len(unexplained_dups)),
             ("(b) L1 sockets at its death (by /proc)", len(self.l1_conns)),
             ("(b) L1 sockets closed abnormally within 2s", len(l1_abnormal)),
             ("(b) lost: written to L1 at/after its death", len(lost_after_kill)),
