@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench setup clean
+.PHONY: run test bench chaos setup clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,13 @@ run: $(STAMP)
 	./scripts/ensure_redis.sh
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py setupdemo
-	@echo "admin: http://127.0.0.1:8000/admin/   API: http://127.0.0.1:8000/api/w/demo/websocket_triggers/"
+	rm -rf .run/worker-metrics && mkdir -p .run/worker-metrics
+	@echo ""
+	@echo "  admin      http://127.0.0.1:8000/admin/          (admin / admin)"
+	@echo "  monitor    http://127.0.0.1:8000/monitor/demo/"
+	@echo "  API docs   http://127.0.0.1:8000/api/docs/"
+	@echo "  metrics    http://127.0.0.1:9100/metrics (listener)   http://127.0.0.1:9101/metrics (worker)"
+	@echo ""
 	$(VENV)/bin/honcho start -f Procfile
 
 test: $(STAMP)
@@ -26,8 +32,6 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) db.sqlite3* test_db.sqlite3* .run
-
-.PHONY: chaos
 
 # Chaos run: 2 listeners, 2 workers, a private Redis and a fresh database under failures (scripts/chaos.py).
 chaos: $(STAMP)

@@ -25,7 +25,7 @@ from orvanta_triggers.tasks import NOTIFY_CONNECTION_FAILURE
 
 from listener import metrics
 from listener.backoff import Backoff
-from listener.handshake import ConnectFailed, FrameTooLarge, open_websocket, resolve_url
+from listener.handshake import ConnectFailed, open_websocket, resolve_url
 from listener.runnables import RunnableFailed
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class Connection:
         self._url = None
         self._thread = threading.Thread(target=self._run, name=f"ws:{spec.path}", daemon=True)
         self._heartbeat_state = None
+        self._skipping_message = False
         self._close_reason = "closed by the listener"
         self.status = Status.CONNECTING
 
@@ -209,6 +210,7 @@ class Connection:
         ws = open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
         self._url = url
         self._heartbeat_state = None
+        self._skipping_message = False
         try:
             self._send_initial_messages(ws)
         except ConnectFailed:
@@ -253,15 +255,6 @@ class Connection:
         """Receive until the connection ends; the reason it ended."""
         try:
             return self._receive(ws)
-        except FrameTooLarge as exc:
-            metrics.FRAMES_DROPPED.labels("too_large").inc()
-            self._send_close(ws, websocket.STATUS_MESSAGE_TOO_BIG)
-            reason = (
-                f"refused a frame of {exc.size} bytes (ORVANTA_MAX_MESSAGE_BYTES is {conf.max_message_bytes()}); "
-                "closed with 1009"
-            )
-            logger.warning("trigger %s: %s", self.spec.path, reason)
-            return reason
         except websocket.WebSocketConnectionClosedException:
             return "the server dropped the connection"
         except websocket.WebSocketPayloadException as exc:
@@ -329,14 +322,7 @@ class Connection:
         """Act on one frame; a reason string when the connection ends."""
         opcode = frame.opcode
         if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT):
-            ws.cont_frame.validate(frame)
-            ws.cont_frame.add(frame)
-            buffered = len(ws.cont_frame.cont_data[1]) if ws.cont_frame.cont_data else 0
-            if buffered > conf.max_message_bytes():
-                raise FrameTooLarge(buffered)
-            if ws.cont_frame.is_fire(frame):
-                opcode, frame = ws.cont_frame.extract(frame)
-                self._on_message(frame.data, opcode)
+            self._on_data_frame(ws, frame)
             return None
         if opcode == ABNF.OPCODE_PING:
             ws.pong(frame.data)
@@ -344,6 +330,34 @@ class Connection:
         if opcode == ABNF.OPCODE_CLOSE:
             return self._on_close(ws, frame.data)
         return None
+
+    def _on_data_frame(self, ws, frame):
+        """Assemble messages from frames; refuse (and skip the rest of) one that grows
+        past ORVANTA_MAX_MESSAGE_BYTES, keeping the connection."""
+        ws.cont_frame.validate(frame)
+        if self._skipping_message:
+            if frame.fin:
+                self._skipping_message = False
+                ws.cont_frame.recving_frames = None
+            return
+        ws.cont_frame.add(frame)
+        buffered = len(ws.cont_frame.cont_data[1]) if ws.cont_frame.cont_data else 0
+        size = getattr(frame, "oversized", None) or buffered
+        if size > conf.max_message_bytes():
+            # Forget the message; later fragments of it are skipped until its last.
+            ws.cont_frame.cont_data = None
+            self._skipping_message = not frame.fin
+            self._refuse_oversized(size)
+            return
+        if ws.cont_frame.is_fire(frame):
+            opcode, frame = ws.cont_frame.extract(frame)
+            self._on_message(frame.data, opcode)
+
+    def _refuse_oversized(self, size):
+        metrics.FRAMES_DROPPED.labels("too_large").inc()
+        reason = f"refused a message of {size}+ bytes (ORVANTA_MAX_MESSAGE_BYTES is {conf.max_message_bytes()})"
+        logger.warning("trigger %s: %s", self.spec.path, reason)
+        self._status(error=reason)
 
     def _on_close(self, ws, data):
         if self._closing.is_set():

@@ -8,6 +8,7 @@ import ssl
 from urllib.parse import urlsplit
 
 import websocket
+from websocket import ABNF
 from websocket._abnf import frame_buffer
 
 from orvanta_triggers import conf, netguard
@@ -28,24 +29,38 @@ class ConnectFailed(Exception):
         self.permanent = permanent
 
 
-class FrameTooLarge(Exception):
-    def __init__(self, size):
-        super().__init__(size)
-        self.size = size
-
-
 class BoundedFrameBuffer(frame_buffer):
-    """websocket-client's frame reader, refusing a frame by its announced length
-    before reading its payload, so a huge frame never sits in memory."""
+    """websocket-client's frame reader, refusing a frame by its announced length:
+    its payload is read and thrown away in small chunks (never held in memory), and
+    an empty frame marked `oversized` (its announced length) stands in for it, so the
+    connection stays up. Resumable across socket timeouts, like the original."""
 
     def __init__(self, recv_fn, skip_utf8_validation, *, max_bytes):
         super().__init__(recv_fn, skip_utf8_validation)
         self.max_bytes = max_bytes
+        self._discard_left = 0
+        self._discarded = None
 
-    def recv_length(self):
-        super().recv_length()
-        if self.length > self.max_bytes:
-            raise FrameTooLarge(self.length)
+    def recv_frame(self):
+        if self._discarded is None:
+            if self.needs_header():
+                self.recv_header()
+            if self.needs_length():
+                self.recv_length()
+            if self.length <= self.max_bytes:
+                return super().recv_frame()
+            if self.needs_mask():
+                self.recv_mask()
+            fin, _, _, _, opcode, _, _ = self.header
+            self._discarded = ABNF(fin, 0, 0, 0, opcode, 0, b"")
+            self._discarded.oversized = self.length
+            self._discard_left = self.length - sum(len(b) for b in self.recv_buffer)
+            self.recv_buffer = []
+        while self._discard_left > 0:
+            self._discard_left -= len(self.recv(min(self._discard_left, 65536)))
+        frame, self._discarded = self._discarded, None
+        self.clear()
+        return frame
 
 
 def url_runnable(url):

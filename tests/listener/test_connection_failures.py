@@ -8,7 +8,7 @@ import pytest
 
 from orvanta_triggers.models import WebSocketTrigger
 
-from tests.listener.helpers import make_trigger, wait_connected, wait_status
+from tests.listener.helpers import make_trigger, wait_connected, wait_jobs, wait_status
 from tests.rawservers import RawServer, frame, http_status, silent, upgrade_then
 from tests.wsserver import wait_for
 
@@ -73,25 +73,33 @@ def test_unanswered_ping_drops_a_dead_connection(e2e_workspace, raw_server, list
     wait_for(lambda: "no pong within" in trigger_error(trigger), timeout=5, message="the recorded reason")
 
 
-def test_oversized_frame_is_refused_with_1009_and_recorded(e2e_workspace, raw_server, ws_server, listener, settings):
-    """A frame over the limit closes with 1009, is recorded, and leaves other triggers alone."""
+def test_oversized_frame_is_refused_recorded_and_the_connection_kept(
+    e2e_workspace, raw_server, ws_server, celery_worker, listener, settings
+):
+    """A frame over the limit is skipped unread and recorded; the next frame still runs, others unaffected."""
     settings.ORVANTA_MAX_MESSAGE_BYTES = 1000
-    big = raw_server(upgrade_then(frame(0x1, b"x" * 5000)))
+    big = raw_server(upgrade_then(frame(0x1, b"x" * 5000), frame(0x1, b"after")))
     trigger = make_trigger(e2e_workspace, big, path="f/test/big")
     make_trigger(e2e_workspace, ws_server, path="f/test/other")
-    wait_for(lambda: "refused a frame of 5000 bytes" in trigger_error(trigger), timeout=5, message="the refusal")
-    wait_for(lambda: 1009 in big.close_codes(), timeout=5, message="a 1009 close frame")
+    [job] = wait_jobs(count=1, status="success", trigger_path="f/test/big")
+    assert job.args == {"msg": "after"}
+    wait_for(lambda: "refused a message of 5000+ bytes" in trigger_error(trigger), timeout=5, message="the record")
+    assert big.requests == 1 and big.close_codes() == []
     wait_connected(ws_server)
-    assert ws_server.open_connections == 1
 
 
-def test_fragmented_message_over_the_limit_is_refused(e2e_workspace, raw_server, listener, settings):
-    """Fragments adding up past the limit are refused like one big frame."""
+def test_fragmented_message_over_the_limit_is_refused(e2e_workspace, raw_server, celery_worker, listener, settings):
+    """Fragments adding up past the limit are refused like one big frame; the next message runs."""
     settings.ORVANTA_MAX_MESSAGE_BYTES = 1000
-    fragments = [frame(0x1, b"a" * 600, fin=False), frame(0x0, b"b" * 600, fin=True)]
+    fragments = [
+        frame(0x1, b"a" * 600, fin=False), frame(0x0, b"b" * 600, fin=False), frame(0x0, b"c" * 10, fin=True),
+        frame(0x1, b"next"),
+    ]
     server = raw_server(upgrade_then(*fragments))
     trigger = make_trigger(e2e_workspace, server)
-    wait_for(lambda: "refused a frame of 1200 bytes" in trigger_error(trigger), timeout=5, message="the refusal")
+    [job] = wait_jobs(count=1, status="success")
+    assert job.args == {"msg": "next"}
+    wait_for(lambda: "refused a message of 1200+ bytes" in trigger_error(trigger), timeout=5, message="the record")
 
 
 def test_non_utf8_text_frame_is_refused_with_1007(e2e_workspace, raw_server, listener):
