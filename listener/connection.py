@@ -18,15 +18,14 @@ import websocket
 from django.utils import timezone
 from websocket import ABNF
 
-from orvanta_triggers import conf, filters, monitor, netguard
-from orvanta_triggers.execution import result_frame
-from orvanta_triggers.models import WebSocketTrigger
-from orvanta_triggers.tasks import NOTIFY_CONNECTION_FAILURE
-
 from listener import metrics
 from listener.backoff import Backoff
 from listener.handshake import ConnectFailed, open_websocket, resolve_url
 from listener.runnables import RunnableFailed
+from orvanta_triggers import conf, filters, monitor, netguard
+from orvanta_triggers.execution import result_frame
+from orvanta_triggers.models import WebSocketTrigger
+from orvanta_triggers.tasks import NOTIFY_CONNECTION_FAILURE
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +79,7 @@ class Connection:
         self._url = None
         self._thread = threading.Thread(target=self._run, name=f"ws:{spec.path}", daemon=True)
         self._heartbeat_state = None
+        self._next_heartbeat = None
         self._skipping_message = False
         self._close_reason = "closed by the listener"
         self.status = Status.CONNECTING
@@ -283,13 +283,9 @@ class Connection:
         now = time.monotonic()
         last_received = now
         ping_sent_at = None
-        next_heartbeat = now + heartbeat["interval_secs"] if heartbeat else None
+        self._next_heartbeat = now + heartbeat["interval_secs"] if heartbeat else None
         while True:
-            now = time.monotonic()
-            if next_heartbeat is not None and now >= next_heartbeat:
-                self._send_heartbeat(ws, heartbeat)
-                # Keep the cadence; after a long stall, restart it instead of bursting.
-                next_heartbeat = max(next_heartbeat + heartbeat["interval_secs"], now)
+            now = self._beat_if_due(ws)
             if ping_sent_at is not None:
                 if now - ping_sent_at >= pong_timeout:
                     return f"no pong within {pong_timeout:g}s: connection presumed dead"
@@ -300,8 +296,8 @@ class Connection:
                 wake_at = now + pong_timeout
             else:
                 wake_at = last_received + ping_interval
-            if next_heartbeat is not None:
-                wake_at = min(wake_at, next_heartbeat)
+            if self._next_heartbeat is not None:
+                wake_at = min(wake_at, self._next_heartbeat)
             ws.settimeout(max(wake_at - now, 0.001))
             try:
                 frame = ws.recv_frame()
@@ -313,10 +309,20 @@ class Connection:
             if reason is not None:
                 return reason
 
-    def _send_heartbeat(self, ws, heartbeat):
-        message = heartbeat["message"].replace("{{state}}", json.dumps(self._heartbeat_state))
-        ws.send(message)
+    def _beat_if_due(self, ws):
+        """Send the heartbeat if it is due (from the receive loop, and while
+        back-pressure holds this thread); the current monotonic time."""
+        now = time.monotonic()
+        if self._next_heartbeat is None or now < self._next_heartbeat:
+            return now
+        interval = self.spec.heartbeat["interval_secs"]
+        ws.send(self.spec.heartbeat["message"].replace("{{state}}", json.dumps(self._heartbeat_state)))
         metrics.HEARTBEATS_SENT.inc()
+        # Keep the cadence; after a long stall, restart it instead of bursting.
+        self._next_heartbeat += interval
+        if self._next_heartbeat <= now:
+            self._next_heartbeat = now + interval
+        return now
 
     def _handle_frame(self, ws, frame):
         """Act on one frame; a reason string when the connection ends."""
@@ -392,6 +398,8 @@ class Connection:
         if not filters.matches(parsed, spec.filters, spec.filter_logic):
             return
         metrics.FRAMES_MATCHED.inc()
+        ws = self._ws
         self._services.dispatcher.submit(
-            job_spec=spec.job_spec, msg=msg, msg_type=msg_type, url=self._url, cancelled=self._closing
+            job_spec=spec.job_spec, msg=msg, msg_type=msg_type, url=self._url, cancelled=self._closing,
+            while_waiting=lambda: self._beat_if_due(ws),
         )

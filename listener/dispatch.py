@@ -1,6 +1,10 @@
 """Turns matched frames into Celery jobs, in order, from one thread.
 
-Connections only append to a bounded in-memory buffer; this thread publishes. While
+Connections only append to a bounded in-memory buffer; this thread publishes, in
+adaptive batches: one broker message carries every frame that arrived while the
+previous message was being published (a lone frame goes at once, so low rates add no
+latency; bursts cost one publish per batch, not per frame). Each frame stays its own
+job (own row, result, retry and error handling) on the worker. While
 Redis does not answer, frames wait in the buffer and are sent in order once it does.
 While workers lag (more than ORVANTA_MAX_QUEUED_JOBS waiting in the broker) it holds
 off publishing. A full buffer either blocks the connection that submits (the
@@ -14,14 +18,16 @@ import threading
 import time
 import uuid
 
-from orvanta_triggers.tasks import RUN_TRIGGER_JOB
-
 from listener import metrics
 from listener.backoff import Backoff
+from orvanta_triggers.tasks import RUN_TRIGGER_JOBS
 
 logger = logging.getLogger(__name__)
 
 QUEUE_CHECK_INTERVAL_SECS = 0.5
+# One broker message carries at most this many jobs, and this many bytes of messages.
+MAX_BATCH_JOBS = 500
+MAX_BATCH_BYTES = 1 << 20
 
 
 class Dispatcher:
@@ -39,6 +45,9 @@ class Dispatcher:
         self.dropped = 0
         self._queue_checked_at = 0.0
         self._lagging = False
+        self._jobs_per_message = 1.0
+        self._queued_at_check = 0
+        self._published_since_check = 0
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
 
     def start(self):
@@ -51,9 +60,10 @@ class Dispatcher:
             self._ready.notify()
         self._thread.join(timeout)
 
-    def submit(self, *, job_spec, msg, msg_type, url, cancelled):
+    def submit(self, *, job_spec, msg, msg_type, url, cancelled, while_waiting):
         """Queue one job. Under back-pressure, waits for room until `cancelled` is
-        set; returns False when the frame was not queued (dropped or cancelled)."""
+        set, calling `while_waiting()` (outside the lock) every 100 ms meanwhile;
+        returns False when the frame was not queued (dropped or cancelled)."""
         with self._lock:
             while len(self._buffer) >= self._buffer_size:
                 if self._overflow_policy == "drop":
@@ -62,6 +72,12 @@ class Dispatcher:
                 if cancelled.is_set():
                     return False
                 self._space.wait(0.1)
+                if len(self._buffer) >= self._buffer_size:
+                    self._lock.release()
+                    try:
+                        while_waiting()
+                    finally:
+                        self._lock.acquire()
             self._buffer.append((str(uuid.uuid4()), job_spec, msg, msg_type, url, time.monotonic()))
             self._ready.notify()
         return True
@@ -78,28 +94,47 @@ class Dispatcher:
     def backlog(self):
         return len(self._buffer)
 
-    def _publish(self, item):
-        job_id, job_spec, msg, msg_type, url, _ = item
-        self._app.send_task(
-            RUN_TRIGGER_JOB,
-            kwargs={"job_id": job_id, "spec": job_spec, "msg": msg, "msg_type": msg_type, "url": url},
-            task_id=job_id,
-            retry=False,
-        )
+    def _next_batch(self):
+        """The oldest buffered frames, as many as fit one message (by count and size):
+        a lone frame goes out at once; frames that arrive while a publish is in flight
+        go out together in the next one."""
+        batch, size = [], 0
+        with self._lock:
+            for item in self._buffer:
+                if batch and (len(batch) >= MAX_BATCH_JOBS or size + len(item[2]) > MAX_BATCH_BYTES):
+                    break
+                batch.append(item)
+                size += len(item[2])
+        return batch
 
-    def _workers_lagging(self):
-        """Whether the broker holds more waiting jobs than allowed (checked at most
-        every QUEUE_CHECK_INTERVAL_SECS; the answer is kept in between)."""
+    def _publish(self, batch):
+        specs = {}
+        jobs = []
+        for job_id, job_spec, msg, msg_type, url, _ in batch:
+            specs.setdefault(str(job_spec["trigger_id"]), job_spec)
+            jobs.append([job_id, job_spec["trigger_id"], msg, msg_type, url])
+        self._app.send_task(RUN_TRIGGER_JOBS, kwargs={"specs": specs, "jobs": jobs}, retry=False)
+        self._jobs_per_message += (len(batch) - self._jobs_per_message) * 0.2
+        self._published_since_check += len(batch)
+
+    def _publish_allowance(self):
+        """How many more jobs may go to the broker before about ORVANTA_MAX_QUEUED_JOBS
+        wait there (messages waiting times the recent jobs per message, checked at
+        most every QUEUE_CHECK_INTERVAL_SECS, plus what was published since)."""
         now = time.monotonic()
-        if now - self._queue_checked_at < QUEUE_CHECK_INTERVAL_SECS:
-            return self._lagging
-        self._queue_checked_at = now
-        with self._app.connection_for_write() as connection:
-            queued = connection.default_channel.client.llen(self._app.conf.task_default_queue)
-        self._lagging = queued > self._max_queued_jobs
-        if self._lagging:
-            logger.warning("%s jobs wait for workers (limit %s); holding frames back", queued, self._max_queued_jobs)
-        return self._lagging
+        if now - self._queue_checked_at >= QUEUE_CHECK_INTERVAL_SECS:
+            self._queue_checked_at = now
+            with self._app.connection_for_write() as connection:
+                messages = connection.default_channel.client.llen(self._app.conf.task_default_queue)
+            self._queued_at_check = messages * self._jobs_per_message
+            self._published_since_check = 0
+        # Between checks, what this listener published counts as still waiting.
+        queued = self._queued_at_check + self._published_since_check
+        allowance = max(int(self._max_queued_jobs - queued), 0)
+        if not allowance and not self._lagging:
+            logger.warning("about %d jobs wait for workers (limit %s); holding frames back", queued, self._max_queued_jobs)
+        self._lagging = not allowance
+        return allowance
 
     def _run(self):
         backoff = Backoff(base=0.2, cap=5.0)
@@ -110,17 +145,19 @@ class Dispatcher:
                     self._ready.wait(0.5)
                 if not self._buffer:
                     return
-                item = self._buffer[0]
+            batch = self._next_batch()
             try:
-                if self._workers_lagging() and not self._stop.is_set():
+                allowance = self._publish_allowance()
+                if not allowance and not self._stop.is_set():
                     self._stop.wait(0.1)
                     continue
-                self._publish(item)
+                batch = batch[:max(allowance, 1)]
+                self._publish(batch)
             except Exception as exc:
                 if self._stop.is_set():
                     break
                 if not failing:
-                    logger.warning("trigger %s: broker unavailable, buffering frames: %s", item[1]["trigger_path"], exc)
+                    logger.warning("trigger %s: broker unavailable, buffering frames: %s", batch[0][1]["trigger_path"], exc)
                 failing = True
                 metrics.DISPATCH_BACKLOG.set(len(self._buffer))
                 self._stop.wait(backoff.next_delay())
@@ -130,19 +167,24 @@ class Dispatcher:
                 failing = False
                 backoff.reset()
             with self._lock:
-                self._buffer.popleft()
-                self._space.notify()
-            metrics.FRAMES_DISPATCHED.inc()
-            metrics.DISPATCH_LATENCY.observe(time.monotonic() - item[5])
+                for _ in batch:
+                    self._buffer.popleft()
+                self._space.notify_all()
+            metrics.FRAMES_DISPATCHED.inc(len(batch))
+            now = time.monotonic()
+            for item in batch:
+                metrics.DISPATCH_LATENCY.observe(now - item[5])
         self._drain()
 
     def _drain(self):
         """On shutdown: one last try to publish what is buffered, then say what was lost."""
         while self._buffer:
+            batch = self._next_batch()
             try:
-                self._publish(self._buffer[0])
+                self._publish(batch)
             except Exception as exc:
                 logger.error("shutdown with %s frames not handed to the broker: %s", len(self._buffer), exc)
                 metrics.FRAMES_DROPPED.labels("shutdown").inc(len(self._buffer))
                 return
-            self._buffer.popleft()
+            for _ in batch:
+                self._buffer.popleft()

@@ -11,10 +11,9 @@ import websocket
 from websocket import ABNF
 from websocket._abnf import frame_buffer
 
+from listener.runnables import RunnableFailed
 from orvanta_triggers import conf, netguard
 from orvanta_triggers.validation import ws_url_error
-
-from listener.runnables import RunnableFailed
 
 # Statuses on the upgrade that say "later", not "never".
 RETRYABLE_CLIENT_STATUSES = {408, 429}

@@ -6,10 +6,9 @@ import threading
 
 import websocket
 
-from orvanta_triggers import conf, netguard, validation
-
 from listener.handshake import ConnectFailed, open_websocket, resolve_url
 from listener.runnables import RunnableClient
+from orvanta_triggers import conf, netguard, validation
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,9 @@ import threading
 
 import redis
 
-from orvanta_triggers import bus
-
 from listener import metrics
 from listener.backoff import Backoff
+from orvanta_triggers import bus
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,6 @@ import uuid
 import redis
 from django.db import close_old_connections
 
-from orvanta_triggers import bus, conf, selectors
-from orvanta_triggers.monitor import MonitorPublisher
-
 from listener import metrics
 from listener.connection import Connection, ListenerServices, Status
 from listener.dispatch import Dispatcher
@@ -28,6 +25,8 @@ from listener.results import ResultRouter
 from listener.runnables import RunnableClient
 from listener.spec import TriggerSpec
 from listener.status import StatusWriter
+from orvanta_triggers import bus, conf, selectors
+from orvanta_triggers.monitor import MonitorPublisher
 
 logger = logging.getLogger(__name__)
 

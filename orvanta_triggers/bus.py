@@ -58,6 +58,14 @@ def publish_result(*, trigger_id, job_id, frame):
     client().publish(results_channel(trigger_id), json.dumps({"job_id": job_id, "frame": frame}))
 
 
+def publish_results(frames):
+    """publish_result for many [(trigger id, job id, frame)], in one round trip."""
+    pipe = client().pipeline(transaction=False)
+    for trigger_id, job_id, frame in frames:
+        pipe.publish(results_channel(trigger_id), json.dumps({"job_id": job_id, "frame": frame}))
+    pipe.execute()
+
+
 def nudge_listeners():
     """Tell listeners that trigger configuration changed; they also poll, so a lost
     nudge only delays the change to the next poll."""

@@ -4,13 +4,16 @@ the outcome, send the result back through Redis, retry, call the error handler.
 Called from orvanta_triggers.tasks with plain JSON; never from the listener.
 """
 
+import collections
 import json
 import logging
 import threading
 import time
 import traceback
+from dataclasses import dataclass, field
 
 from django.db import IntegrityError
+from django.utils import timezone
 
 from orvanta_triggers import bus, metrics, registry, selectors, services
 from orvanta_triggers.models import Job
@@ -174,11 +177,98 @@ def retry_delay(retry, attempt):
     return retry.get("delay_secs", 0) * retry.get("multiplier", 1) ** (attempt - 1)
 
 
+@dataclass
+class JobRun:
+    """One job attempt on its way through a worker: what to run, then what happened."""
+
+    job_id: str
+    spec: dict
+    msg: str
+    msg_type: str
+    url: str
+    attempt: int = 1
+    args: dict = None
+    result: object = None
+    error: dict = None
+    status: str = None
+    retry_in: float = None
+    started_at: object = None
+    finished_at: object = None
+    early_result_sent: bool = False
+    clock: float = field(default_factory=time.monotonic)
+
+    def row_values(self):
+        return dict(
+            workspace_id=self.spec["workspace_id"], trigger_path=self.spec["trigger_path"],
+            script_path=self.spec["script_path"], is_flow=self.spec["is_flow"], status=Job.Status.RUNNING,
+            args={"msg": self.msg}, attempt=self.attempt, started_at=self.started_at,
+        )
+
+
+def _execute(run):
+    """Run the script or flow of one job (no database writes) and note the outcome
+    on `run`: status, and result or error, and when to retry."""
+    spec = run.spec
+    run.started_at = timezone.now()
+    event = {"kind": "websocket", "msg": run.msg, "url": run.url, "trigger_path": spec["trigger_path"], "msg_type": run.msg_type}
+
+    def on_early_return(result):
+        if spec["can_return_message"] and result is not None:
+            _publish(spec, run.job_id, result)
+        run.early_result_sent = True
+
+    try:
+        if spec["is_flow"]:
+            flow = selectors.flow_by_path(workspace_id=spec["workspace_id"], path=spec["script_path"])
+            if flow is None:
+                raise RunnableError(f"no flow '{spec['script_path']}' in this workspace")
+            run.args, run.result = run_flow(flow, event=event, on_early_return=on_early_return)
+        else:
+            run.args, run.result = run_script(spec["script_path"], event=event)
+        run.status = Job.Status.SUCCESS
+    except Exception as exc:
+        run.error = error_payload(exc)
+        run.retry_in = retry_delay(spec.get("retry"), run.attempt)
+        run.status = Job.Status.QUEUED if run.retry_in is not None else Job.Status.FAILURE
+    run.finished_at = timezone.now()
+
+
+def _conclude(run, requeue, publish):
+    """Everything after a job's outcome is recorded: the result or error back to the
+    socket (through `publish(spec, job_id, value)`), a retry, the error handler,
+    metrics and the monitor."""
+    spec, job_id = run.spec, run.job_id
+    if run.status == Job.Status.QUEUED:
+        logger.info(
+            "trigger %s: job %s attempt %s failed (%s: %s); retrying in %ss",
+            spec["trigger_path"], job_id, run.attempt, run.error["name"], run.error["message"], run.retry_in,
+        )
+        metrics.JOBS_FINISHED.labels("retried").inc()
+        requeue(run, run.retry_in)
+        return
+    _show_job(spec, job_id, run.status, run.clock, run.error)
+    if run.status == Job.Status.SUCCESS:
+        if spec["can_return_message"] and run.result is not None and not run.early_result_sent:
+            publish(spec, job_id, run.result)
+        return
+    logger.info("trigger %s: job %s failed: %s: %s", spec["trigger_path"], job_id, run.error["name"], run.error["message"])
+    if spec["can_return_message"] and spec["can_return_error_result"]:
+        publish(spec, job_id, {"error": run.error})
+    call_error_handler(spec=spec, error=run.error, job_id=job_id, started_at=run.started_at, failed_at=run.finished_at)
+
+
+def _outcome(run):
+    """The row values that record a run's outcome."""
+    return dict(
+        status=run.status, args=run.args if run.status == Job.Status.SUCCESS else {"msg": run.msg},
+        result=run.result, error=run.error, started_at=run.started_at, finished_at=run.finished_at,
+    )
+
+
 def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
-    """Run one job for one trigger message. `requeue(countdown, attempt)` schedules a
-    retry. Returns the job's final status for this attempt."""
-    started = time.monotonic()
-    event = {"kind": "websocket", "msg": msg, "url": url, "trigger_path": spec["trigger_path"], "msg_type": msg_type}
+    """Run one job (a retry, a replay, or a batch of one). `requeue(run, countdown)`
+    schedules the next attempt. Returns the job's status after this attempt."""
+    run = JobRun(job_id=job_id, spec=spec, msg=msg, msg_type=msg_type, url=url, attempt=attempt)
     try:
         job = services.start_job(
             job_id=job_id, workspace_id=spec["workspace_id"], trigger_path=spec["trigger_path"],
@@ -189,47 +279,38 @@ def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
             logger.info("trigger %s: job %s dropped: its workspace was deleted", spec["trigger_path"], job_id)
             return None
         raise
-    early_sent = []
+    _execute(run)
+    services.finish_jobs(outcomes={job_id: _outcome(run)}, rows={job_id: job})
+    _conclude(run, requeue, _publish)
+    return run.status
 
-    def on_early_return(result):
-        if spec["can_return_message"] and result is not None:
-            _publish(spec, job_id, result)
-        early_sent.append(True)
 
-    try:
-        if spec["is_flow"]:
-            flow = selectors.flow_by_path(workspace_id=spec["workspace_id"], path=spec["script_path"])
-            if flow is None:
-                raise RunnableError(f"no flow '{spec['script_path']}' in this workspace")
-            args, result = run_flow(flow, event=event, on_early_return=on_early_return)
-        else:
-            args, result = run_script(spec["script_path"], event=event)
-    except Exception as exc:
-        error = error_payload(exc)
-        delay = retry_delay(spec.get("retry"), attempt)
-        if delay is not None:
-            logger.info(
-                "trigger %s: job %s attempt %s failed (%s: %s); retrying in %ss",
-                spec["trigger_path"], job_id, attempt, error["name"], error["message"], delay,
-            )
-            services.finish_job(job=job, status=Job.Status.QUEUED, error=error)
-            metrics.JOBS_FINISHED.labels("retried").inc()
-            requeue(delay, attempt + 1)
-            return Job.Status.QUEUED
-        logger.info("trigger %s: job %s failed: %s: %s", spec["trigger_path"], job_id, error["name"], error["message"])
-        services.finish_job(job=job, status=Job.Status.FAILURE, error=error)
-        _show_job(spec, job_id, Job.Status.FAILURE, started, error)
-        if spec["can_return_message"] and spec["can_return_error_result"]:
-            _publish(spec, job_id, {"error": error})
-        call_error_handler(
-            spec=spec, error=error, job_id=job_id, started_at=job.started_at, failed_at=job.finished_at
-        )
-        return Job.Status.FAILURE
-    services.finish_job(job=job, status=Job.Status.SUCCESS, args=args, result=result)
-    _show_job(spec, job_id, Job.Status.SUCCESS, started)
-    if spec["can_return_message"] and result is not None and not early_sent:
-        _publish(spec, job_id, result)
-    return Job.Status.SUCCESS
+def run_trigger_jobs(*, specs, jobs, requeue):
+    """Run a batch of jobs handed over by a listener in one message: one row each,
+    written in bulk, each job with its own outcome, result, retry and error handler.
+    `specs` maps trigger id (str) to job spec; `jobs` is [[job_id, trigger id, msg,
+    msg_type, url], ...] in arrival order. Returns {status: count}."""
+    runs = [JobRun(job_id=j[0], spec=specs[str(j[1])], msg=j[2], msg_type=j[3], url=j[4]) for j in jobs]
+    live_workspaces = selectors.existing_workspace_ids({run.spec["workspace_id"] for run in runs})
+    for run in runs:
+        if run.spec["workspace_id"] not in live_workspaces:
+            logger.info("trigger %s: job %s dropped: its workspace was deleted", run.spec["trigger_path"], run.job_id)
+    runs = [run for run in runs if run.spec["workspace_id"] in live_workspaces]
+    for run in runs:
+        run.started_at = timezone.now()
+    rows = services.start_jobs(jobs={run.job_id: run.row_values() for run in runs})
+    for run in runs:
+        _execute(run)
+    services.finish_jobs(outcomes={run.job_id: _outcome(run) for run in runs}, rows=rows)
+    frames = []
+    for run in runs:
+        _conclude(run, requeue, lambda spec, job_id, value: frames.append((spec["trigger_id"], job_id, result_frame(value))))
+    if frames:
+        try:
+            bus.publish_results(frames)
+        except Exception:
+            logger.exception("could not publish %s job results", len(frames))
+    return dict(collections.Counter(run.status for run in runs))
 
 
 def call_error_handler(*, spec, error, job_id, started_at, failed_at):

@@ -75,3 +75,7 @@ def triggers_using_flow(*, workspace_id, path):
         if runs_it or url_from_it or sends_it:
             users.append(trigger.path)
     return users
+
+
+def existing_workspace_ids(ids):
+    return set(Workspace.objects.filter(id__in=list(ids)).values_list("id", flat=True))

@@ -188,15 +188,27 @@ def start_job(*, job_id, workspace_id, trigger_path, script_path, is_flow, args,
     return job
 
 
-def finish_job(*, job, status, args=None, result=None, error=None):
-    job.status = status
-    job.result = result
-    job.error = error
-    if args is not None:
-        job.args = args
-    job.finished_at = timezone.now()
-    job.save(update_fields=["status", "result", "error", "args", "finished_at"])
-    return job
+JOB_OUTCOME_FIELDS = ("status", "args", "result", "error", "started_at", "finished_at")
+
+
+def start_jobs(*, jobs):
+    """Record that a batch of jobs runs ({job id: row values}), in one statement. A
+    redelivered batch finds its rows there already. Returns the rows by job id."""
+    rows = {job_id: Job(id=job_id, **values) for job_id, values in jobs.items()}
+    Job.objects.bulk_create(rows.values(), ignore_conflicts=True)
+    return rows
+
+
+def finish_jobs(*, outcomes, rows):
+    """Record the outcomes ({job id: {status, args, result, error, started_at,
+    finished_at}}) of a batch started with start_jobs."""
+    changed = []
+    for job_id, values in outcomes.items():
+        row = rows[job_id]
+        for name, value in values.items():
+            setattr(row, name, value)
+        changed.append(row)
+    Job.objects.bulk_update(changed, JOB_OUTCOME_FIELDS, batch_size=200)
 
 
 def fail_abandoned_jobs(*, running_since_before):

@@ -14,6 +14,7 @@ from orvanta_triggers import bus, conf, execution, services
 logger = logging.getLogger(__name__)
 
 RUN_TRIGGER_JOB = "orvanta.run_trigger_job"
+RUN_TRIGGER_JOBS = "orvanta.run_trigger_jobs"
 RUN_RUNNABLE = "orvanta.run_runnable"
 NOTIFY_CONNECTION_FAILURE = "orvanta.notify_connection_failure"
 REPLY_TTL_SECS = 300
@@ -37,18 +38,29 @@ def _sweep_abandoned_jobs():
         logger.warning("marked %s abandoned running jobs as failed", swept)
 
 
+def _requeue(run, countdown):
+    """Schedule the next attempt of a failed job, on its own."""
+    run_trigger_job.apply_async(
+        kwargs=dict(job_id=run.job_id, spec=run.spec, msg=run.msg, msg_type=run.msg_type, url=run.url, attempt=run.attempt + 1),
+        task_id=run.job_id,
+        countdown=countdown,
+    )
+
+
 @shared_task(name=RUN_TRIGGER_JOB)
 def run_trigger_job(job_id, spec, msg, msg_type, url, attempt=1):
+    """One job: a retry, a replay, or what plain Celery would do per frame."""
     _sweep_abandoned_jobs()
-    def requeue(countdown, next_attempt):
-        run_trigger_job.apply_async(
-            kwargs=dict(job_id=job_id, spec=spec, msg=msg, msg_type=msg_type, url=url, attempt=next_attempt),
-            countdown=countdown,
-        )
-
     return execution.run_trigger_job(
-        job_id=job_id, spec=spec, msg=msg, msg_type=msg_type, url=url, attempt=attempt, requeue=requeue
+        job_id=job_id, spec=spec, msg=msg, msg_type=msg_type, url=url, attempt=attempt, requeue=_requeue
     )
+
+
+@shared_task(name=RUN_TRIGGER_JOBS)
+def run_trigger_jobs(specs, jobs):
+    """The jobs a listener coalesced into one message (see listener.dispatch)."""
+    _sweep_abandoned_jobs()
+    return execution.run_trigger_jobs(specs=specs, jobs=jobs, requeue=_requeue)
 
 
 @shared_task(name=RUN_RUNNABLE)

@@ -10,7 +10,6 @@ from rest_framework.test import APIClient
 from config.celery import app as celery_app
 from orvanta_triggers import bus, services
 from orvanta_triggers.models import Membership
-
 from tests.wsserver import WsServer
 
 

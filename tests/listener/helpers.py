@@ -1,6 +1,5 @@
 from orvanta_triggers import services
 from orvanta_triggers.models import Job, WebSocketTrigger
-
 from tests.wsserver import wait_for
 
 

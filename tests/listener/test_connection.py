@@ -3,7 +3,6 @@
 import json
 
 from orvanta_triggers.models import Job
-
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs, wait_status
 from tests.wsserver import wait_for
 

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from orvanta_triggers.models import WebSocketTrigger
-
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs, wait_status
 from tests.rawservers import RawServer, frame, http_status, silent, upgrade_then
 from tests.wsserver import wait_for
@@ -60,7 +59,7 @@ def test_server_that_never_answers_is_an_error_after_the_connect_timeout(e2e_wor
     started = time.monotonic()
     trigger = wait_status(make_trigger(e2e_workspace, server), "error", timeout=5)
     assert "no answer within 1s" in trigger.error
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 6
 
 
 def test_unanswered_ping_drops_a_dead_connection(e2e_workspace, raw_server, listener, settings):

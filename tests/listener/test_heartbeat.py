@@ -7,7 +7,6 @@ import time
 import pytest
 
 from orvanta_triggers.models import Job
-
 from tests.discord_gateway import DiscordGateway
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
 from tests.wsserver import wait_for

@@ -8,7 +8,6 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from orvanta_triggers.models import Job
-
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
 from tests.processes import start_listener, start_worker
 from tests.wsserver import wait_for

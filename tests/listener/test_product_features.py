@@ -10,7 +10,6 @@ from prometheus_client import REGISTRY
 
 from orvanta_triggers import bus, services
 from orvanta_triggers.models import Job
-
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs, wait_status
 from tests.runnables import error_sink
 from tests.wsserver import wait_for

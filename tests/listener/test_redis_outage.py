@@ -11,7 +11,6 @@ import pytest
 import redis
 
 from orvanta_triggers.models import Job
-
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
 from tests.processes import start_listener, start_worker
 from tests.wsserver import wait_for

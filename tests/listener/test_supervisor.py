@@ -4,7 +4,6 @@ import time
 
 from orvanta_triggers import services
 from orvanta_triggers.models import WebSocketTrigger
-
 from tests.listener.helpers import make_trigger, wait_connected
 from tests.wsserver import wait_for
 

@@ -12,13 +12,13 @@ from django.contrib.auth.models import Permission
 from django.contrib.messages import constants, get_messages
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from config.celery import app as celery_app
 from listener.probe import probe_connection
 from orvanta_triggers import bus, monitor, services
 from orvanta_triggers.admin import frame_fingerprint
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
-
 from tests.wsserver import wait_for
 
 TRIGGER_LIST = "admin:orvanta_triggers_websockettrigger_changelist"
@@ -40,7 +40,10 @@ def make_job(workspace, *, trigger_path="f/test/feed", status=Job.Status.SUCCESS
         job_id=uuid.uuid4(), workspace_id=workspace.id, trigger_path=trigger_path,
         script_path="examples/echo", is_flow=False, args=args or {"msg": "hi"}, attempt=1,
     )
-    return services.finish_job(job=job, status=status, result=result, error=error)
+    services.finish_jobs(outcomes={job.id: dict(
+        status=status, args=job.args, result=result, error=error, started_at=job.started_at, finished_at=timezone.now(),
+    )}, rows={job.id: job})
+    return job
 
 
 def messages_of(response):
@@ -211,6 +214,20 @@ def test_change_form_groups_fields_like_the_product_page(admin_client, workspace
     assert "collapse" in dict(fieldsets)["Advanced"]["classes"]
 
 
+def test_every_trigger_form_field_has_help_text(admin_client, workspace):
+    """Every field of the trigger change form, editable or read-only, carries help text."""
+    trigger = make_trigger(workspace)
+    adminform = admin_client.get(trigger_url("change", trigger)).context["adminform"]
+    fields = [field for fieldset in adminform for line in fieldset for field in line]
+    assert len(fields) == 25
+    missing = [
+        field.field["name"] if field.is_readonly else field.field.name
+        for field in fields
+        if not (field.field["help_text"] if field.is_readonly else field.field.help_text)
+    ]
+    assert missing == []
+
+
 # Actions
 
 
@@ -370,6 +387,17 @@ def test_flow_steps_with_an_unknown_script_is_a_field_error(admin_client, worksp
     data = {"workspace": workspace.pk, "path": "f/demo/bad", "steps": json.dumps(steps), "_save": "Save"}
     response = admin_client.post(reverse("admin:orvanta_triggers_flow_add"), data)
     assert set(response.context["adminform"].form.errors) == {"steps"}
+
+
+def test_renaming_a_flow_in_use_is_a_field_error(admin_client, workspace):
+    """Renaming a flow a trigger runs is refused on the path field."""
+    flow = services.create_flow(workspace=workspace, path="f/demo/pipeline", steps=FLOW_STEPS)
+    make_trigger(workspace, script_path="f/demo/pipeline", is_flow=True)
+    data = {"path": "f/demo/renamed", "preprocessor_path": "", "steps": json.dumps(FLOW_STEPS), "early_return": "",
+            "_save": "Save"}
+    response = admin_client.post(reverse("admin:orvanta_triggers_flow_change", args=[flow.pk]), data)
+    assert "used by trigger(s) f/test/feed" in " ".join(response.context["adminform"].form.errors["path"])
+    assert Flow.objects.get(pk=flow.pk).path == "f/demo/pipeline"
 
 
 def test_deleting_a_flow_in_use_shows_the_refusal(admin_client, workspace):

@@ -10,7 +10,6 @@ from django.test import Client
 
 from config.asgi import application
 from orvanta_triggers.monitor import MonitorPublisher
-
 from tests.listener.helpers import make_trigger, wait_connected
 
 
@@ -125,7 +124,6 @@ def test_frames_jobs_and_results_arrive_live(e2e_workspace, owner, ws_server, ce
 def test_last_frames_are_kept_bounded(e2e_workspace, ws_server, listener):
     """Each trigger keeps its last 50 frames, newest first, for the monitor and the admin."""
     from orvanta_triggers.monitor import recent_frames
-
     from tests.wsserver import wait_for
 
     trigger = make_trigger(e2e_workspace, ws_server)

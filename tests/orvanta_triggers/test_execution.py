@@ -10,7 +10,6 @@ from django.conf import settings
 
 from orvanta_triggers import bus, execution, services
 from orvanta_triggers.models import Job
-
 from tests.runnables import other_error_handler, record_error, record_event
 
 URL = "ws://example.org/feed"
@@ -66,8 +65,8 @@ class Requeue:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, countdown, attempt):
-        self.calls.append((countdown, attempt))
+    def __call__(self, run, countdown):
+        self.calls.append((countdown, run.attempt + 1))
 
 
 def run(trigger, msg="hello", *, attempt=1, job_id=None, requeue=None, msg_type="text"):

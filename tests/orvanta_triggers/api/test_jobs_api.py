@@ -2,9 +2,10 @@
 
 import uuid
 
+from django.utils import timezone
+
 from orvanta_triggers import services
 from orvanta_triggers.models import Job
-
 from tests.conftest import ROLES, api_client_for
 
 JOBS = "/api/w/acme/jobs/"
@@ -17,13 +18,16 @@ JOB_JSON_KEYS = {
 
 def record_job(workspace, *, trigger_path="f/a/feed", script_path="examples/echo", status=Job.Status.SUCCESS,
                msg="hi", result=None, error=None):
-    """A job written the way workers write them: start_job, then finish_job unless still running."""
+    """A job written the way workers write them: start_job, then finish_jobs unless still running."""
     job = services.start_job(
         job_id=str(uuid.uuid4()), workspace_id=workspace.id, trigger_path=trigger_path, script_path=script_path,
         is_flow=False, args={"msg": msg}, attempt=1,
     )
     if status != Job.Status.RUNNING:
-        services.finish_job(job=job, status=status, result=result, error=error)
+        services.finish_jobs(outcomes={job.id: dict(
+            status=status, args=job.args, result=result, error=error, started_at=job.started_at,
+            finished_at=timezone.now(),
+        )}, rows={job.id: job})
     return job
 
 

@@ -5,7 +5,6 @@ from rest_framework.test import APIClient
 
 from orvanta_triggers import services
 from orvanta_triggers.models import WebSocketTrigger, Workspace
-
 from tests.conftest import ROLES, api_client_for
 
 LIST = "/api/w/acme/websocket_triggers/"
