@@ -9,6 +9,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	./scripts/ensure_chromium.sh
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -36,3 +37,7 @@ clean:
 # Chaos run: 2 listeners, 2 workers, a private Redis and a fresh database under failures (scripts/chaos.py).
 chaos: $(STAMP)
 	$(PY) -m scripts.chaos
+
+# Benchmarks: private Redis, fresh PostgreSQL database, listener + worker subprocesses (bench/).
+bench: $(STAMP)
+	$(PY) -m bench

@@ -961,3 +961,8 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
             "recent_jobs": jobs, "recent_jobs_limit": RECENT_JOBS, "recent_frames": frames,
             "recent_frames_error": frames_error, "can_replay": may_act, "can_test_connection": may_act,
         }
+
+
+admin.site.site_header = "Orvanta administration"
+admin.site.site_title = "Orvanta"
+admin.site.index_title = "WebSocket triggers, flows and jobs"

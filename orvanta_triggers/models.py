@@ -191,6 +191,7 @@ class WebSocketTrigger(models.Model):
 
     class Meta:
         ordering = ["path"]
+        verbose_name = "WebSocket trigger"
         constraints = [models.UniqueConstraint(fields=["workspace", "path"], name="unique_websocket_trigger_path")]
         indexes = [models.Index(fields=["enabled", "edited_at"], name="trigger_enabled_edited")]
 
