@@ -109,9 +109,6 @@ class Connection:
                 ws.abort()
             self._thread.join(1.0)
 
-    def is_alive(self):
-        return self._thread.is_alive()
-
     def send_result(self, frame, job_id):
         """Send a job's result on the live socket; False when there is none."""
         ws = self._ws

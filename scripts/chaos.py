@@ -24,11 +24,14 @@ path is printed at the end.
 Knobs (environment): CHAOS_TRIGGERS (20), CHAOS_RATE (messages/s per trigger, 2),
 CHAOS_PHASE_SECS (20), CHAOS_DROP_MIN_SECS/CHAOS_DROP_MAX_SECS (5/15),
 CHAOS_REDIS_DOWN_SECS (3), CHAOS_SLEEP_MS (job duration range, "20-60"),
-CHAOS_DRAIN_TIMEOUT_SECS (120), CHAOS_IN_FLIGHT_MS (50), CHAOS_SEED,
-CHAOS_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/postgres; "" for SQLite).
+CHAOS_DRAIN_TIMEOUT_SECS (150), CHAOS_IN_FLIGHT_MS (50), CHAOS_SEED,
+CHAOS_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/postgres; "" for SQLite),
+CHAOS_KEEP_WORK_DIR (1: keep the work dir, e.g. the broker's AOF). On failure the
+broker's AOF is copied next to the logs (redis-aof/).
 """
 
 import asyncio
+import collections
 import json
 import os
 import random
@@ -58,10 +61,11 @@ PHASE_SECS = _env_float("CHAOS_PHASE_SECS", 20)
 DROP_MIN_SECS = _env_float("CHAOS_DROP_MIN_SECS", 5)
 DROP_MAX_SECS = _env_float("CHAOS_DROP_MAX_SECS", 15)
 REDIS_DOWN_SECS = _env_float("CHAOS_REDIS_DOWN_SECS", 3)
-DRAIN_TIMEOUT_SECS = _env_float("CHAOS_DRAIN_TIMEOUT_SECS", 120)
+DRAIN_TIMEOUT_SECS = _env_float("CHAOS_DRAIN_TIMEOUT_SECS", 150)
 IN_FLIGHT_SECS = _env_float("CHAOS_IN_FLIGHT_MS", 50) / 1000.0
 SLEEP_MS = os.environ.get("CHAOS_SLEEP_MS", "20-60")
 SEED = int(_env_float("CHAOS_SEED", time.time_ns() % 1_000_000))
+KEEP_WORK_DIR = os.environ.get("CHAOS_KEEP_WORK_DIR", "") not in ("", "0")
 POSTGRES_URL = os.environ.get("CHAOS_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 LEASE_TTL_SECS = 5.0
@@ -111,15 +115,6 @@ def children_of(pid):
         if int(fields[1]) == pid:
             found.append(int(entry))
     return found
-
-
-def descendants_of(pid):
-    out, todo = [], [pid]
-    while todo:
-        for child in children_of(todo.pop()):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def client_ports(pid, server_port):
@@ -490,6 +485,82 @@ class ExecLog:
                     del self.running[pid]
 
 
+def _aof_commands(aof_dir):
+    """The commands of a Redis AOF directory's incremental files, in order."""
+    files = sorted(Path(aof_dir).glob("*.incr.aof"), key=lambda f: int(f.name.split(".")[-3]))
+    for path in files:
+        data = path.read_bytes()
+        i = 0
+        while i < len(data):
+            if data[i:i + 1] != b"*":
+                break
+            j = data.index(b"\r\n", i)
+            n, i, args = int(data[i + 1:j]), j + 2, []
+            for _ in range(n):
+                j = data.index(b"\r\n", i)
+                length, i = int(data[i + 1:j]), j + 2
+                args.append(data[i:i + length])
+                i += length + 2
+            yield args
+
+
+def _task_msgs(payload):
+    """(delivery tag, [trigger messages]) of a Celery message as kombu stores it."""
+    import base64
+
+    message = json.loads(payload)
+    body = json.loads(base64.b64decode(message["body"]))
+    kwargs = body[1] if isinstance(body, list) and len(body) > 1 else {}
+    msgs = [kwargs["msg"]] if "msg" in kwargs else [job[2] for job in kwargs.get("jobs", [])]
+    return message["properties"]["delivery_tag"], msgs
+
+
+def broker_trace(aof_dir, msgs):
+    """What the broker did with the task carrying each message, replayed from the
+    private Redis's AOF (the `celery` list and kombu's `unacked` hash): a diagnosis
+    for messages that never got a job."""
+    wanted = set(msgs)
+    queue = collections.deque()
+    pushed, popped, unacked = {}, {}, set()
+    for n, args in enumerate(_aof_commands(aof_dir)):
+        name = args[0].upper()
+        if name in (b"LPUSH", b"RPUSH") and args[1] == b"celery":
+            for value in args[2:]:
+                (queue.appendleft if name == b"LPUSH" else queue.append)(value)
+                try:
+                    tag, carried = _task_msgs(value)
+                except Exception:
+                    continue
+                for m in carried:
+                    if m in wanted:
+                        pushed.setdefault(m, (n, tag))
+        elif name in (b"RPOP", b"LPOP") and args[1] == b"celery":
+            for _ in range(int(args[2]) if len(args) > 2 else 1):
+                if queue:
+                    value = queue.pop() if name == b"RPOP" else queue.popleft()
+                    try:
+                        tag, _ = _task_msgs(value)
+                    except Exception:
+                        continue
+                    popped.setdefault(tag, n)
+        elif name == b"HSET" and args[1] == b"unacked":
+            unacked.update(args[2::2])
+    out = {}
+    for m in msgs:
+        if m not in pushed:
+            out[m] = "never published to the broker (no LPUSH of a task carrying it)"
+            continue
+        n, tag = pushed[m]
+        if tag not in popped:
+            out[m] = f"published (AOF command #{n}) and never consumed"
+        elif tag.encode() not in unacked:
+            out[m] = (f"published (AOF #{n}), popped by a worker's BRPOP (AOF #{popped[tag]}) and never recorded in "
+                      f"kombu's 'unacked' hash: lost between BRPOP and the unacked bookkeeping")
+        else:
+            out[m] = f"published (AOF #{n}), consumed (AOF #{popped[tag]}), recorded unacked: lost later"
+    return out
+
+
 def grep(path, needles, limit=5):
     hits = []
     try:
@@ -635,17 +706,22 @@ class Chaos:
         step(f"running {secs:.0f}s ({label})")
         deadline = time.time() + secs
         while time.time() < deadline:
-            for name in ("L1", "L2", "w1", "w2"):
-                if name == "L1" and "L1_killed" in self.events:
-                    continue
-                if not self.procs.alive(name):
-                    lines, _ = grep(self.procs.logs[name], ["CRITICAL", "Unrecoverable", "Error"], 3)
-                    raise ChaosFailure(
-                        f"{name} (pid {self.procs.procs[name].pid}) exited unexpectedly with code "
-                        f"{self.procs.procs[name].returncode} ({label}); see {self.procs.logs[name]}; "
-                        f"its log says: {lines}"
-                    )
+            self.check_alive(label)
             time.sleep(0.2)
+
+    def check_alive(self, label):
+        """Listeners and workers must not die (except L1, killed on purpose)."""
+        for name in ("L1", "L2", "w1", "w2"):
+            if name == "L1" and "L1_killed" in self.events:
+                continue
+            if not self.procs.alive(name):
+                lines = (grep(self.procs.logs[name], ["Unrecoverable error"], 1)[0]
+                         or grep(self.procs.logs[name], ["CRITICAL", "Error"], 3)[0])
+                raise ChaosFailure(
+                    f"{name} (pid {self.procs.procs[name].pid}) exited unexpectedly with code "
+                    f"{self.procs.procs[name].returncode} ({label}); see {self.procs.logs[name]}; "
+                    f"its log says: {lines}"
+                )
 
     def wait_connected(self, WebSocketTrigger):
         step("waiting until every trigger is connected")
@@ -788,6 +864,7 @@ class Chaos:
             if time.time() > deadline:
                 step(f"gave up waiting: {len(missing)} messages without a successful job, {pending} jobs pending")
                 break
+            self.check_alive("while waiting for the jobs")
             if time.time() - last_report > 10:
                 last_report = time.time()
                 queue = self._broker_counts()
@@ -868,8 +945,13 @@ class Chaos:
         ends = Counter(msg for _, _, msg in exec_log.ends)
         dups = {m: n for m, n in starts.items() if n > 1}
         killed_msg = self.killed_child["msg"]
-        expected_dups = {m: n for m, n in dups.items() if m == killed_msg}
-        other_dups = {m: n for m, n in dups.items() if m != killed_msg}
+        first_pid = {}
+        for pid, t, msg in exec_log.starts:
+            first_pid.setdefault(msg, pid)
+        # Redelivery of the broker message the killed process was running re-runs its
+        # job (and, if that message carried several jobs, those it had already run).
+        expected_dups = {m: n for m, n in dups.items() if first_pid[m] == self.killed_child["pid"]}
+        other_dups = {m: n for m, n in dups.items() if m not in expected_dups}
         # A job running or in flight across the Redis restart may run twice (its ack, or
         # the listener's publish, was cut off): at-least-once. Anything else is a bug.
         window = (self.events["redis_down"] - 2.0, self.events["redis_up"] + 5.0)
@@ -950,6 +1032,13 @@ class Chaos:
         self.check(starts[killed_msg] >= 2 and ends[killed_msg] >= 1,
                    f"the killed job {killed_msg} was not run again ({starts[killed_msg]} starts, {ends[killed_msg]} ends)")
 
+        self.lost_trace = {}
+        suspects = [m for m, *_ in missing_bad] + [m for m, _ in lost_in_flight]
+        if suspects:
+            try:
+                self.lost_trace = broker_trace(Path(self.work_dir) / "appendonlydir", suspects)
+            except Exception as exc:  # diagnostics only
+                self.lost_trace = {m: f"could not read the broker's AOF: {exc!r}" for m in suspects}
         takeover_done = [d for d in self.takeover.values() if d is not None]
         lat = latencies
         table = [
@@ -971,7 +1060,7 @@ class Chaos:
             ("    jobs for writes that raised (delivered anyway)", len(uncertain_delivered)),
             ("executions recorded by the runnable", sum(starts.values())),
             ("duplicate executions (messages run > once)", len(dups)),
-            ("  of the killed pool process's job", len(expected_dups)),
+            ("  first run by the killed pool process", len(expected_dups)),
             ("  around the Redis restart (at-least-once)", len(restart_dups)),
             ("  unexplained (FAIL if > 0)", len(unexplained_dups)),
             ("(b) L1 sockets at its death (by /proc)", len(self.l1_conns)),
@@ -1011,6 +1100,10 @@ class Chaos:
                     by_msg[msg].append(f"{pid}@{clock(t)}")
             for msg in list(other_dups)[:10]:
                 print(f"    {msg}: {other_dups[msg]} [{', '.join(by_msg[msg])}]")
+        if missing_bad:
+            print("  messages lost outside L1's death (msg, conn, client port, written at) -> broker trace (AOF):")
+            for msg, cid, port, at in missing_bad[:10]:
+                print(f"    {msg} conn {cid} port {port} at {at} -> {self.lost_trace.get(msg, '?')}")
         if lost_in_flight:
             print(f"  in flight at L1's death (ms before the kill): "
                   f"{[(m, round(d * 1000, 1)) for m, d in lost_in_flight[:10]]}")
@@ -1031,7 +1124,7 @@ class Chaos:
         print(f"    executions {self.exec_log_path}")
         print("=" * 78, flush=True)
 
-    def cleanup(self):
+    def cleanup(self, keep_broker_data=False):
         if self.procs is not None:
             try:
                 self.procs.stop_all()
@@ -1056,7 +1149,13 @@ class Chaos:
                 self.drop_db()
             except Exception as exc:
                 print(f"cleanup: could not drop the chaos database: {exc!r}", flush=True)
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        aof = Path(self.work_dir) / "appendonlydir"
+        if (keep_broker_data or KEEP_WORK_DIR) and aof.is_dir():
+            shutil.copytree(aof, Path(self.log_dir) / "redis-aof", dirs_exist_ok=True)
+        if KEEP_WORK_DIR:
+            print(f"work dir kept (CHAOS_KEEP_WORK_DIR): {self.work_dir}", flush=True)
+        else:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
 def _raise_on_signal(signum, frame):
@@ -1077,10 +1176,13 @@ def main():
         traceback.print_exc()
     finally:
         step("cleaning up (processes, Redis, database, work dir)")
-        chaos.cleanup()
+        chaos.cleanup(keep_broker_data=crashed is not None or bool(chaos.failures))
         step(f"done in {time.time() - T0:.0f}s; logs kept in {chaos.log_dir}")
     if crashed is not None:
-        print(f"CHAOS FAILED: the run did not complete: {crashed!r}", flush=True)
+        if chaos.procs is not None:
+            for name, path in chaos.procs.logs.items():
+                print(f"  log {name}: {path}", flush=True)
+        print(f"CHAOS FAILED: the run did not complete: {crashed}", flush=True)
         return 2
     if chaos.failures:
         print("CHAOS FAILED:", flush=True)
