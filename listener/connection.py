@@ -377,10 +377,14 @@ class Connection:
     def _on_message(self, data, opcode):
         spec = self.spec
         if opcode == ABNF.OPCODE_TEXT:
-            msg, msg_type = data.decode("utf-8"), "text"
+            try:
+                msg, msg_type = data.decode("utf-8"), "text"
+            except UnicodeDecodeError as exc:
+                raise websocket.WebSocketPayloadException(f"a text frame is not valid UTF-8 ({exc.reason})") from exc
+            metrics.TEXT_FRAMES_IN.inc()
         else:
             msg, msg_type = base64.b64encode(data).decode("ascii"), "binary"
-        metrics.FRAMES_IN.labels(msg_type).inc()
+            metrics.BINARY_FRAMES_IN.inc()
         self._services.status.touch(spec.id, spec.path)
         self._services.monitor.frame(
             spec.workspace_slug, spec.id, spec.path,

@@ -14,6 +14,7 @@ drops the frame, counted and logged ("drop"); never silently.
 
 import collections
 import logging
+import random
 import threading
 import time
 import uuid
@@ -28,6 +29,15 @@ QUEUE_CHECK_INTERVAL_SECS = 0.5
 # One broker message carries at most this many jobs, and this many bytes of messages.
 MAX_BATCH_JOBS = 500
 MAX_BATCH_BYTES = 1 << 20
+
+
+_ids = random.Random()
+
+
+def new_job_id():
+    """A random (version 4) UUID string, without the system call uuid.uuid4() makes
+    per id: the generator is seeded from the OS once per process."""
+    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
 
 
 class Dispatcher:
@@ -78,7 +88,7 @@ class Dispatcher:
                         while_waiting()
                     finally:
                         self._lock.acquire()
-            self._buffer.append((str(uuid.uuid4()), job_spec, msg, msg_type, url, time.monotonic()))
+            self._buffer.append((new_job_id(), job_spec, msg, msg_type, url, time.monotonic()))
             self._ready.notify()
         return True
 

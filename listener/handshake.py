@@ -62,6 +62,24 @@ class BoundedFrameBuffer(frame_buffer):
         return frame
 
 
+class BufferedRecv:
+    """websocket-client asks the socket for each frame header (2 bytes), then its
+    length, then its payload: three system calls per frame. This reads what the
+    socket has, up to 64 KiB at a time, and hands it out from memory."""
+
+    CHUNK = 65536
+
+    def __init__(self, recv_fn):
+        self._recv = recv_fn
+        self._buffer = b""
+
+    def __call__(self, bufsize):
+        if not self._buffer:
+            self._buffer = self._recv(self.CHUNK)
+        data, self._buffer = self._buffer[:bufsize], self._buffer[bufsize:]
+        return data
+
+
 def url_runnable(url):
     """(path, is_flow) when `url` names a runnable that computes the URL, else None."""
     for prefix, is_flow in (("$script:", False), ("$flow:", True)):
@@ -133,8 +151,10 @@ def open_websocket(url, *, headers, subprotocols):
     shown = netguard.redact_url(url)
     timeout = conf.connect_timeout_secs()
     sock = _open_socket(url, shown, timeout)
-    ws = websocket.WebSocket(skip_utf8_validation=False)
-    ws.frame_buffer = BoundedFrameBuffer(ws._recv, False, max_bytes=conf.max_message_bytes())
+    # Text is decoded (and so validated) by the connection in C; websocket-client's
+    # own check walks every byte in Python.
+    ws = websocket.WebSocket(skip_utf8_validation=True)
+    ws.frame_buffer = BoundedFrameBuffer(BufferedRecv(ws._recv), True, max_bytes=conf.max_message_bytes())
     try:
         ws.connect(
             url, socket=sock, timeout=timeout, header=headers, subprotocols=subprotocols or None,

@@ -3,6 +3,9 @@
 from prometheus_client import Counter, Gauge, Histogram
 
 FRAMES_IN = Counter("orvanta_listener_frames_in_total", "Frames received from WebSocket servers", ["msg_type"])
+# Bound once: a labels() lookup per frame costs more than the increment.
+TEXT_FRAMES_IN = FRAMES_IN.labels("text")
+BINARY_FRAMES_IN = FRAMES_IN.labels("binary")
 FRAMES_MATCHED = Counter("orvanta_listener_frames_matched_total", "Frames that passed the trigger's filters")
 FRAMES_DISPATCHED = Counter("orvanta_listener_frames_dispatched_total", "Jobs handed to the Celery broker")
 FRAMES_DROPPED = Counter("orvanta_listener_frames_dropped_total", "Frames not turned into jobs", ["reason"])

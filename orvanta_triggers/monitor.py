@@ -23,7 +23,9 @@ FRAME_KEEP_BYTES = 65536
 # Live events carry at most this much of a message or result.
 EVENT_TEXT_CHARS = 1000
 FLUSH_INTERVAL_SECS = 0.2
-MAX_PENDING_EVENTS = 10000
+# A page shows at most this many events of a workspace per flush (1,000 a second);
+# beyond that it is told how many it did not get.
+EVENTS_PER_FLUSH = 200
 
 
 def shorten(text, limit=EVENT_TEXT_CHARS):
@@ -47,14 +49,14 @@ def recent_frames(trigger_id, limit=FRAMES_KEPT):
 class MonitorPublisher:
     """Collects monitor events and stored frames; a thread flushes them in batches:
     frames to their Redis lists (trimmed to FRAMES_KEPT), events to each
-    workspace's group. Overflow while Redis is away is counted, never blocking."""
+    workspace's group (at most EVENTS_PER_FLUSH, then a count of the rest). Never
+    blocks the caller; what can't be published while Redis is away is logged."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._events = collections.defaultdict(list)
+        self._skipped = collections.Counter()
         self._frames = collections.defaultdict(list)
-        self._pending = 0
-        self.dropped = 0
         self._stop = threading.Event()
         self._thread = None
 
@@ -73,11 +75,11 @@ class MonitorPublisher:
         """Queue an event ({"type": "frame"|"job"|"result"|"status", ...}) for the
         workspace's monitor pages."""
         with self._lock:
-            if self._pending >= MAX_PENDING_EVENTS:
-                self.dropped += 1
-                return
-            self._events[workspace_slug].append(event)
-            self._pending += 1
+            events = self._events[workspace_slug]
+            if len(events) < EVENTS_PER_FLUSH:
+                events.append(event)
+            else:
+                self._skipped[workspace_slug] += 1
 
     def frame(self, workspace_slug, trigger_id, trigger_path, *, at, msg, msg_type, url):
         """Keep a received frame for replay (whole up to FRAME_KEEP_BYTES, else cut
@@ -94,8 +96,10 @@ class MonitorPublisher:
     def flush(self):
         with self._lock:
             events, self._events = self._events, collections.defaultdict(list)
+            skipped, self._skipped = self._skipped, collections.Counter()
             frames, self._frames = self._frames, collections.defaultdict(list)
-            self._pending = 0
+        for workspace_slug, count in skipped.items():
+            events[workspace_slug].append({"type": "skipped", "count": count})
         try:
             if frames:
                 pipe = bus.client().pipeline(transaction=False)
