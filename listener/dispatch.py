@@ -29,6 +29,11 @@ QUEUE_CHECK_INTERVAL_SECS = 0.5
 # One broker message carries at most this many jobs, and this many bytes of messages.
 MAX_BATCH_JOBS = 500
 MAX_BATCH_BYTES = 1 << 20
+# What was published lately, kept to be sent again after Redis restarts: kombu's Redis
+# transport takes a message off the queue and records it as unacknowledged in two
+# steps, so a restart between them loses it. Workers skip jobs that already ran.
+RESEND_WINDOW_SECS = 30
+RESEND_MAX_JOBS = 50000
 
 
 _ids = random.Random()
@@ -58,6 +63,10 @@ class Dispatcher:
         self._jobs_per_message = 1.0
         self._queued_at_check = 0
         self._published_since_check = 0
+        self._recent = collections.deque()
+        self._recent_jobs = 0
+        self._resend_due = threading.Event()
+        metrics.DISPATCH_BACKLOG.set_function(lambda: len(self._buffer))
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
 
     def start(self):
@@ -103,6 +112,34 @@ class Dispatcher:
 
     def backlog(self):
         return len(self._buffer)
+
+    def redis_restarted(self):
+        """Redis went away or restarted: what was published in the last
+        RESEND_WINDOW_SECS is sent again once it answers."""
+        self._resend_due.set()
+        with self._lock:
+            self._ready.notify()
+
+    def _remember(self, batch):
+        now = time.monotonic()
+        self._recent.append((now, batch))
+        self._recent_jobs += len(batch)
+        while self._recent and (
+            self._recent[0][0] < now - RESEND_WINDOW_SECS or self._recent_jobs > RESEND_MAX_JOBS
+        ):
+            self._recent_jobs -= len(self._recent.popleft()[1])
+
+    def _resend_recent(self):
+        """Send the remembered batches again, oldest first; they stay remembered."""
+        batches = list(self._recent)
+        for _, batch in batches:
+            self._publish(batch)
+        self._resend_due.clear()
+        if batches:
+            jobs = sum(len(b) for _, b in batches)
+            logger.warning("Redis restarted: sent again the %s jobs of the last %ss (workers skip any that ran)",
+                           jobs, RESEND_WINDOW_SECS)
+            metrics.JOBS_RESENT.inc(jobs)
 
     def _next_batch(self):
         """The oldest buffered frames, as many as fit one message (by count and size):
@@ -151,10 +188,20 @@ class Dispatcher:
         failing = False
         while True:
             with self._lock:
-                while not self._buffer and not self._stop.is_set():
+                while not self._buffer and not self._stop.is_set() and not self._resend_due.is_set():
                     self._ready.wait(0.5)
-                if not self._buffer:
+                if not self._buffer and not self._resend_due.is_set():
                     return
+            try:
+                if self._resend_due.is_set():
+                    self._resend_recent()
+                    continue
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                logger.warning("broker unavailable, resend of recent jobs waits: %s", exc)
+                self._stop.wait(backoff.next_delay())
+                continue
             batch = self._next_batch()
             try:
                 allowance = self._publish_allowance()
@@ -168,8 +215,8 @@ class Dispatcher:
                     break
                 if not failing:
                     logger.warning("trigger %s: broker unavailable, buffering frames: %s", batch[0][1]["trigger_path"], exc)
+                    self._resend_due.set()
                 failing = True
-                metrics.DISPATCH_BACKLOG.set(len(self._buffer))
                 self._stop.wait(backoff.next_delay())
                 continue
             if failing:
@@ -180,6 +227,7 @@ class Dispatcher:
                 for _ in batch:
                     self._buffer.popleft()
                 self._space.notify_all()
+            self._remember(batch)
             metrics.FRAMES_DISPATCHED.inc(len(batch))
             now = time.monotonic()
             for item in batch:

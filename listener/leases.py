@@ -56,15 +56,17 @@ class Leases:
         return set(self._held)
 
     def heartbeat(self):
-        """Announce this listener; return the ids of every live listener."""
+        """Announce this listener; return (ids of every live listener, the Redis
+        server's run id, which changes when Redis restarts)."""
         now = time.time()
         client = bus.client()
         pipe = client.pipeline()
         pipe.zadd(bus.listeners_key(), {self.listener_id: now})
         pipe.zremrangebyscore(bus.listeners_key(), "-inf", now - self.ttl_secs)
         pipe.zrange(bus.listeners_key(), 0, -1)
-        live = pipe.execute()[2]
-        return sorted(lid.decode() for lid in live)
+        pipe.info("server")
+        _, _, live, server = pipe.execute()
+        return sorted(lid.decode() for lid in live), server["run_id"]
 
     def acquire(self, trigger_id):
         if bus.client().set(bus.lease_key(trigger_id), self.listener_id, nx=True, px=self._ttl_ms):

@@ -59,6 +59,8 @@ class Supervisor:
             monitor=self._monitor,
         )
         self._connections = {}
+        self._redis_ok_since = None
+        self._redis_run_id = None
         # Read at scrape time, so the numbers are never a tick behind.
         metrics.LEASES_HELD.set_function(lambda: len(self._connections))
         for status in (Status.CONNECTING, Status.CONNECTED, Status.ERROR):
@@ -108,12 +110,21 @@ class Supervisor:
                 path = connection.spec.path if connection else trigger_id
                 logger.warning("trigger %s: lease lost to another listener; closing at once", path)
                 self._stop_connections([trigger_id], reason="lease lost", release=False)
-            live = self._leases.heartbeat()
+            live, redis_run_id = self._leases.heartbeat()
         except redis.RedisError as exc:
             # Nobody can take a lease while Redis is away: keep every socket open,
             # apply only what needs no lease (closing disabled and deleted triggers).
             logger.warning("listener %s: Redis unavailable (%s); keeping %s connections", self.listener_id, exc, len(self._connections))
+            self._redis_trouble()
             live = None
+        else:
+            if redis_run_id != self._redis_run_id:
+                if self._redis_run_id is not None:
+                    logger.warning("listener %s: Redis restarted", self.listener_id)
+                    self._redis_trouble()
+                self._redis_run_id = redis_run_id
+            if self._redis_ok_since is None:
+                self._redis_ok_since = time.monotonic()
         wanted = selectors.listenable_trigger_versions()
 
         gone = [tid for tid in self._connections if tid not in wanted]
@@ -124,7 +135,23 @@ class Supervisor:
         self._stop_connections(moving, reason="handed over to another listener")
         edited = [tid for tid, c in self._connections.items() if c.spec.edited_at != wanted[tid]]
         self._stop_connections(edited, reason="configuration changed", release=False)
-        self._start_connections(edited + self._claim_unheld(wanted, live))
+        claimed = self._claim_unheld(wanted, live) if self._may_claim() else []
+        self._start_connections(edited + claimed)
+
+    def _redis_trouble(self):
+        """Redis was away or restarted: its leases and live set may be missing until
+        every listener renewed them, and a message a worker was taking may be lost."""
+        self._redis_ok_since = None
+        self._dispatcher.redis_restarted()
+
+    def _may_claim(self):
+        """Claim unheld triggers only once Redis has answered for two reconcile
+        intervals: after an outage, holders first take their leases back and show
+        themselves live, so nobody claims a trigger whose socket is still open."""
+        return (
+            self._redis_ok_since is not None
+            and time.monotonic() - self._redis_ok_since >= 2 * conf.reconcile_interval_secs()
+        )
 
     def _claim_unheld(self, wanted, live):
         """Acquire the wanted triggers nobody holds that are ours: those this listener

@@ -296,6 +296,13 @@ def run_trigger_jobs(*, specs, jobs, requeue):
         if run.spec["workspace_id"] not in live_workspaces:
             logger.info("trigger %s: job %s dropped: its workspace was deleted", run.spec["trigger_path"], run.job_id)
     runs = [run for run in runs if run.spec["workspace_id"] in live_workspaces]
+    # A job delivered twice (a listener re-sends what a Redis restart may have lost)
+    # runs once: one that already ended is left alone.
+    finished = selectors.finished_job_ids(run.job_id for run in runs)
+    if finished:
+        logger.info("skipping %s jobs that already ran", len(finished))
+        metrics.JOBS_FINISHED.labels("duplicate").inc(len(finished))
+        runs = [run for run in runs if run.job_id not in finished]
     for run in runs:
         run.started_at = timezone.now()
     rows = services.start_jobs(jobs={run.job_id: run.row_values() for run in runs})

@@ -79,3 +79,11 @@ def triggers_using_flow(*, workspace_id, path):
 
 def existing_workspace_ids(ids):
     return set(Workspace.objects.filter(id__in=list(ids)).values_list("id", flat=True))
+
+
+def finished_job_ids(ids):
+    """Of these job ids, those whose job already ended (success or failure)."""
+    return set(
+        str(i) for i in Job.objects.filter(id__in=list(ids), status__in=[Job.Status.SUCCESS, Job.Status.FAILURE])
+        .values_list("id", flat=True)
+    )

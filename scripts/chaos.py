@@ -3,7 +3,8 @@ fresh database, 20 WebSocket feeds) under failures, with exact accounting of eve
 message the feeds wrote.
 
 Timeline: all triggers connected -> run -> graceful Redis restart -> run -> SIGKILL of
-a pool process of worker w1 while it runs a job -> run -> SIGKILL of listener L1 ->
+a pool process of worker w1 while it runs a job -> run -> SIGKILL of listener L1
+(frozen with SIGSTOP a few ms before, to read its sockets exactly) ->
 run -> stop the feeds -> wait for the jobs -> stop everything -> summary + assertions:
 
   (a) every message written produced exactly one Job row, status success (duplicate
@@ -788,8 +789,12 @@ class Chaos:
         held = set(
             WebSocketTrigger.objects.filter(workspace=self.workspace, listener_id="L1").values_list("path", flat=True)
         )
-        ports = client_ports(l1.pid, self.feeds.port)
+        # Freeze it first, so that the sockets read from /proc are exactly those it had
+        # when it stopped running (no connect can slip in between), then kill it. Its
+        # death is the freeze: it never runs another instruction after that.
         at = time.time()
+        os.kill(l1.pid, signal.SIGSTOP)
+        ports = client_ports(l1.pid, self.feeds.port)
         os.kill(l1.pid, signal.SIGKILL)
         after = time.time()
         l1.wait(5)
@@ -804,12 +809,13 @@ class Chaos:
         self.l1_triggers |= {index_of[path] for path in held if path in index_of}
         self.l1_ports = ports
         self.l1_held_db = held
-        step(f"SIGKILL listener L1 (pid {l1.pid}): it held {len(self.l1_conns)} live sockets "
+        step(f"SIGSTOP+SIGKILL listener L1 (pid {l1.pid}, {1000 * (after - at):.0f} ms between the two): "
+             f"it held {len(self.l1_conns)} live sockets "
              f"(client ports {sorted(ports)}), DB says it held {len(held)} triggers")
         # Takeover: each of L1's triggers gets a new connection within TTL + 2 s.
         deadline = at + TAKEOVER_LIMIT_SECS + 3
         while time.time() < deadline:
-            if all(self._reconnected_after(i, at) for i in self.l1_triggers):
+            if all(self._reconnected_after(i, at) is not None for i in self.l1_triggers):
                 break
             time.sleep(0.1)
         self.takeover = {i: self._reconnected_after(i, at) for i in self.l1_triggers}

@@ -49,7 +49,7 @@ def test_http_5xx_on_upgrade_is_retried_with_backoff(e2e_workspace, raw_server, 
     server = raw_server(http_status(503))
     trigger = make_trigger(e2e_workspace, server)
     wait_for(lambda: server.requests >= 3, timeout=5, message="three attempts")
-    assert "HTTP 503" in trigger_error(trigger)
+    wait_for(lambda: "HTTP 503" in trigger_error(trigger), timeout=5, message="the recorded reason")
 
 
 def test_server_that_never_answers_is_an_error_after_the_connect_timeout(e2e_workspace, raw_server, listener, settings):
