@@ -1,0 +1,203 @@
+"""Baseline clients, each run in a subprocess of its own (`python -m bench.clients
+KIND ...`) so it has its own interpreter, GIL and /proc entry. Each prints one JSON
+line per phase on stdout; times are time.monotonic() (one clock for all processes).
+
+  raw URL N                       websocket-client recv loop, nothing else (the ceiling)
+  naive URL N SPEC CAP            recv -> JSON filter -> app.send_task per matching frame
+  enqueue N SPEC                  N plain send_task calls of orvanta.run_trigger_job
+  rtt RATE SECS WARMUP SPEC       send_task at RATE/s, msg stamped with seq and send time
+  threads BASE N                  N websocket-client threads on BASE/t/<i>, idle; then,
+                                  on "hb" on stdin, each sends {"hb":1} every second
+"""
+
+import json
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+
+
+def emit(**data):
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def celery_app():
+    import django
+
+    django.setup()
+    from config.celery import app
+
+    return app
+
+
+def load_spec(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def raw(url, n):
+    import websocket
+
+    ws = websocket.create_connection(url)
+    recv = ws.recv
+    recv()
+    first = time.monotonic()
+    for _ in range(int(n) - 1):
+        recv()
+    last = time.monotonic()
+    emit(frames=int(n), first=first, last=last)
+    ws.close()
+
+
+def naive(url, n, spec_path, cap_secs):
+    import websocket
+
+    app = celery_app()
+    from orvanta_triggers import filters
+    from orvanta_triggers.tasks import RUN_TRIGGER_JOB
+
+    spec_file = load_spec(spec_path)
+    spec, trigger_filters = spec_file["spec"], spec_file["filters"]
+    ws = websocket.create_connection(url)
+    n, cap_secs = int(n), float(cap_secs)
+    first = last = None
+    sent = frames = 0
+    deadline = None
+    for _ in range(n):
+        msg = ws.recv()
+        if first is None:
+            first = time.monotonic()
+            deadline = first + cap_secs
+        frames += 1
+        if filters.matches(filters.parse_json(msg), trigger_filters, "and"):
+            job_id = str(uuid.uuid4())
+            app.send_task(
+                RUN_TRIGGER_JOB,
+                kwargs={"job_id": job_id, "spec": spec, "msg": msg, "msg_type": "text", "url": url},
+                task_id=job_id, retry=False,
+            )
+            sent += 1
+            last = time.monotonic()
+            if last > deadline:
+                break
+    emit(frames=frames, sent=sent, first=first, last=last, partial=frames < n)
+    ws.close()
+
+
+def enqueue(n, spec_path):
+    app = celery_app()
+    from orvanta_triggers.tasks import RUN_TRIGGER_JOB
+
+    spec = load_spec(spec_path)["spec"]
+    msg = json.dumps({"kind": "a", "seq": 0, "pad": "x" * 64})
+    first = time.monotonic()
+    for _ in range(int(n)):
+        job_id = str(uuid.uuid4())
+        app.send_task(
+            RUN_TRIGGER_JOB,
+            kwargs={"job_id": job_id, "spec": spec, "msg": msg, "msg_type": "text", "url": "ws://127.0.0.1/bench"},
+            task_id=job_id, retry=False,
+        )
+    emit(sent=int(n), first=first, last=time.monotonic())
+
+
+def rtt(rate, secs, warmup, spec_path):
+    """The plain Celery round trip's sending half: one run_trigger_job per message at
+    `rate`; the bench process receives the results on the trigger's result channel."""
+    app = celery_app()
+    from orvanta_triggers.tasks import RUN_TRIGGER_JOB
+
+    spec = load_spec(spec_path)["spec"]
+    rate, secs, warmup = float(rate), float(secs), float(warmup)
+    period = 1.0 / rate
+    total = int((secs + warmup) * rate)
+    start = time.monotonic() + 0.05
+    sent = 0
+    for seq in range(total):
+        at = start + seq * period
+        delay = at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        job_id = str(uuid.uuid4())
+        msg = json.dumps({"seq": seq, "t": time.monotonic(), "w": seq < warmup * rate})
+        app.send_task(
+            RUN_TRIGGER_JOB,
+            kwargs={"job_id": job_id, "spec": spec, "msg": msg, "msg_type": "text", "url": "ws://127.0.0.1/bench"},
+            task_id=job_id, retry=False,
+        )
+        sent += 1
+    emit(sent=sent, measured=sent - int(warmup * rate), first=start, last=time.monotonic())
+
+
+def threads(base, n):
+    import websocket
+
+    n = int(n)
+    rss0 = rss_bytes()
+    connected = threading.Semaphore(0)
+    sockets = [None] * n
+    errors = []
+
+    def hold(i):
+        try:
+            ws = websocket.create_connection(f"{base}/t/{i}")
+        except Exception as exc:
+            errors.append(repr(exc))
+            connected.release()
+            return
+        sockets[i] = ws
+        connected.release()
+        try:
+            while True:
+                ws.recv()
+        except Exception:
+            pass
+
+    def beat(i):
+        ws = sockets[i]
+        next_at = time.monotonic() + 1.0 + random.random()
+        while True:
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                ws.send('{"hb":1}')
+            except Exception:
+                return
+            next_at += 1.0
+
+    started = time.monotonic()
+    for i in range(n):
+        threading.Thread(target=hold, args=(i,), daemon=True).start()
+    for _ in range(n):
+        connected.acquire()
+    done = time.monotonic()
+    emit(phase="connected", rss0=rss0, connect_secs=done - started, connected=n - len(errors),
+         errors=errors[:3], first=started, last=done)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "hb":
+            for i in range(n):
+                if sockets[i] is not None:
+                    threading.Thread(target=beat, args=(i,), daemon=True).start()
+            emit(phase="hb", at=time.monotonic())
+        elif command == "quit":
+            break
+    os._exit(0)
+
+
+def main(argv):
+    kind, args = argv[0], argv[1:]
+    {"raw": raw, "naive": naive, "enqueue": enqueue, "rtt": rtt, "threads": threads}[kind](*args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,91 @@
+"""The product, through its public surface only: the services API, the Job table,
+the job spec of execution.job_spec, and the listener's Prometheus metrics."""
+
+import json
+import tempfile
+
+from bench.harness import LOG_DIR, metric, scrape
+
+ECHO = "examples/echo"
+KIND_A = [{"key": "kind", "value": "a"}]
+
+
+def workspace(slug):
+    from orvanta_triggers import services
+
+    return services.create_workspace(slug=slug, plan="enterprise")
+
+
+def retire_all():
+    """Move every workspace to the `free` plan, whose triggers listeners ignore: the
+    next scenario's listener sees only that scenario's triggers. One call per
+    workspace instead of one per trigger."""
+    from orvanta_triggers import services
+    from orvanta_triggers.models import Workspace
+
+    for ws in Workspace.objects.exclude(plan="free"):
+        services.set_workspace_plan(workspace=ws, plan="free")
+
+
+def trigger(ws, path, url, **fields):
+    from orvanta_triggers import services
+
+    fields.setdefault("script_path", ECHO)
+    return services.create_trigger(workspace=ws, path=path, url=url, **fields)
+
+
+def spec_file(trigger_obj, filters=None):
+    """A file holding the trigger's job spec (what a worker needs), for clients."""
+    from orvanta_triggers.execution import job_spec
+
+    trigger_obj.refresh_from_db()
+    handle = tempfile.NamedTemporaryFile(
+        "w", suffix=".json", prefix="spec-", dir=LOG_DIR, delete=False
+    )
+    with handle:
+        json.dump({"spec": job_spec(trigger_obj), "filters": filters or []}, handle)
+    return handle.name
+
+
+def job_counts(ws, trigger_path):
+    """{status: count} of the trigger's job rows."""
+    from django.db.models import Count
+
+    from orvanta_triggers.models import Job
+
+    rows = Job.objects.filter(workspace=ws, trigger_path=trigger_path).values("status").annotate(n=Count("id"))
+    return {row["status"]: row["n"] for row in rows}
+
+
+def success_count(ws, trigger_path):
+    from orvanta_triggers.models import Job
+
+    return Job.objects.filter(workspace=ws, trigger_path=trigger_path, status="success").count()
+
+
+def connected(port):
+    """How many connections the listener holds in status `connected` (None when its
+    metrics do not answer)."""
+    return metric(port, 'orvanta_listener_connections{status="connected"}')
+
+
+def dispatched(port):
+    return metric(port, "orvanta_listener_frames_dispatched_total")
+
+
+def listener_counters(port):
+    """The listener's counters, for the details of a scenario."""
+    try:
+        values = scrape(port)
+    except OSError:
+        return {}
+    return {k: v for k, v in values.items() if k.startswith("orvanta_listener_") and "_bucket" not in k}
+
+
+def held_back(listener):
+    """A note when the listener held frames back (its estimate of jobs waiting for
+    workers passed ORVANTA_MAX_QUEUED_JOBS), quoting its first such log line."""
+    lines, count = listener.log_lines("holding frames back", limit=1)
+    if not count:
+        return ""
+    return f"the listener held frames back {count}x: '{lines[0].split(' ', 3)[-1]}'"
