@@ -13,6 +13,7 @@ drops the frame, counted and logged ("drop"); never silently.
 """
 
 import collections
+import itertools
 import logging
 import random
 import threading
@@ -32,6 +33,9 @@ MAX_BATCH_BYTES = 1 << 20
 # What was published lately, kept to be sent again after Redis restarts: kombu's Redis
 # transport takes a message off the queue and records it as unacknowledged in two
 # steps, so a restart between them loses it. Workers skip jobs that already ran.
+# While workers have a backlog, a batch may wait this long for more frames.
+COALESCE_MAX_SECS = 0.02
+COALESCE_STEP_SECS = 0.002
 RESEND_WINDOW_SECS = 30
 RESEND_MAX_JOBS = 50000
 
@@ -60,7 +64,9 @@ class Dispatcher:
         self.dropped = 0
         self._queue_checked_at = 0.0
         self._lagging = False
-        self._jobs_per_message = 1.0
+        # Jobs per message of the latest messages this listener published.
+        self._message_sizes = collections.deque(maxlen=100000)
+        self._queued_messages = 0
         self._queued_at_check = 0
         self._published_since_check = 0
         self._recent = collections.deque()
@@ -154,6 +160,17 @@ class Dispatcher:
                 size += len(item[2])
         return batch
 
+    def _worth_waiting_for_more(self, batch):
+        """While messages already wait for workers, one more message now would not
+        run sooner: let the batch grow for up to COALESCE_MAX_SECS. Idle workers get
+        every frame at once."""
+        return (
+            self._queued_messages > 0
+            and len(batch) < MAX_BATCH_JOBS
+            and time.monotonic() - batch[0][5] < COALESCE_MAX_SECS
+            and not self._stop.is_set()
+        )
+
     def _publish(self, batch):
         specs = {}
         jobs = []
@@ -161,19 +178,21 @@ class Dispatcher:
             specs.setdefault(str(job_spec["trigger_id"]), job_spec)
             jobs.append([job_id, job_spec["trigger_id"], msg, msg_type, url])
         self._app.send_task(RUN_TRIGGER_JOBS, kwargs={"specs": specs, "jobs": jobs}, retry=False)
-        self._jobs_per_message += (len(batch) - self._jobs_per_message) * 0.2
+        self._message_sizes.append(len(batch))
         self._published_since_check += len(batch)
 
     def _publish_allowance(self):
         """How many more jobs may go to the broker before about ORVANTA_MAX_QUEUED_JOBS
-        wait there (messages waiting times the recent jobs per message, checked at
-        most every QUEUE_CHECK_INTERVAL_SECS, plus what was published since)."""
+        wait there: the jobs of the messages waiting (taken as this listener's latest,
+        checked at most every QUEUE_CHECK_INTERVAL_SECS) plus what it published since."""
         now = time.monotonic()
         if now - self._queue_checked_at >= QUEUE_CHECK_INTERVAL_SECS:
             self._queue_checked_at = now
             with self._app.connection_for_write() as connection:
                 messages = connection.default_channel.client.llen(self._app.conf.task_default_queue)
-            self._queued_at_check = messages * self._jobs_per_message
+            # The queue is first in, first out: what waits are the newest messages.
+            self._queued_messages = messages
+            self._queued_at_check = sum(itertools.islice(reversed(self._message_sizes), messages))
             self._published_since_check = 0
         # Between checks, what this listener published counts as still waiting.
         queued = self._queued_at_check + self._published_since_check
@@ -203,6 +222,9 @@ class Dispatcher:
                 self._stop.wait(backoff.next_delay())
                 continue
             batch = self._next_batch()
+            if self._worth_waiting_for_more(batch):
+                self._stop.wait(COALESCE_STEP_SECS)
+                continue
             try:
                 allowance = self._publish_allowance()
                 if not allowance and not self._stop.is_set():

@@ -177,7 +177,7 @@ def retry_delay(retry, attempt):
     return retry.get("delay_secs", 0) * retry.get("multiplier", 1) ** (attempt - 1)
 
 
-@dataclass
+@dataclass(eq=False)
 class JobRun:
     """One job attempt on its way through a worker: what to run, then what happened."""
 
@@ -265,37 +265,51 @@ def _outcome(run):
     )
 
 
-def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
-    """Run one job (a retry, a replay, or a batch of one). `requeue(run, countdown)`
-    schedules the next attempt. Returns the job's status after this attempt."""
-    run = JobRun(job_id=job_id, spec=spec, msg=msg, msg_type=msg_type, url=url, attempt=attempt)
+def _record(runs, *, executed):
+    """Write the rows of `runs`: the outcome of those in `executed`, `queued` for the
+    rest (with the same fields, so one statement fits all)."""
+    waiting = dict(status=Job.Status.QUEUED, result=None, error=None, started_at=None, finished_at=None)
     try:
-        job = services.start_job(
-            job_id=job_id, workspace_id=spec["workspace_id"], trigger_path=spec["trigger_path"],
-            script_path=spec["script_path"], is_flow=spec["is_flow"], args={"msg": msg}, attempt=attempt,
-        )
+        services.record_jobs(jobs={
+            run.job_id: {**run.row_values(), **(_outcome(run) if run in executed else {**waiting, "args": {"msg": run.msg}})}
+            for run in runs
+        })
     except IntegrityError:
-        if selectors.workspace_by_id(spec["workspace_id"]) is None:
-            logger.info("trigger %s: job %s dropped: its workspace was deleted", spec["trigger_path"], job_id)
-            return None
-        raise
+        # A job whose workspace was deleted meanwhile; record the others.
+        live = selectors.existing_workspace_ids({run.spec["workspace_id"] for run in runs})
+        kept = [run for run in runs if run.spec["workspace_id"] in live]
+        if len(kept) == len(runs):
+            raise
+        _record(kept, executed=executed)
+
+
+def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
+    """Run one job (a retry or a replay), its row `running` while it runs.
+    `requeue(run, countdown)` schedules the next attempt. Returns its status."""
+    run = JobRun(job_id=job_id, spec=spec, msg=msg, msg_type=msg_type, url=url, attempt=attempt)
+    if selectors.workspace_by_id(spec["workspace_id"]) is None:
+        logger.info("trigger %s: job %s dropped: its workspace was deleted", spec["trigger_path"], job_id)
+        return None
+    run.started_at = timezone.now()
+    services.record_jobs(jobs={job_id: {**run.row_values(), "result": None, "error": None, "finished_at": None}})
     _execute(run)
-    services.finish_jobs(outcomes={job_id: _outcome(run)}, rows={job_id: job})
+    _record([run], executed={run})
     _conclude(run, requeue, _publish)
     return run.status
 
 
+# A batch whose jobs take longer than this shows its rows (done and waiting) at once,
+# instead of only when the whole batch is done.
+SHOW_BATCH_ROWS_AFTER_SECS = 1.0
+
+
 def run_trigger_jobs(*, specs, jobs, requeue):
     """Run a batch of jobs handed over by a listener in one message: one row each,
-    written in bulk, each job with its own outcome, result, retry and error handler.
-    `specs` maps trigger id (str) to job spec; `jobs` is [[job_id, trigger id, msg,
-    msg_type, url], ...] in arrival order. Returns {status: count}."""
+    written together (once, when the batch ends quickly), each job with its own
+    outcome, result, retry and error handler. `specs` maps trigger id (str) to job
+    spec; `jobs` is [[job_id, trigger id, msg, msg_type, url], ...] in arrival
+    order. Returns {status: count}."""
     runs = [JobRun(job_id=j[0], spec=specs[str(j[1])], msg=j[2], msg_type=j[3], url=j[4]) for j in jobs]
-    live_workspaces = selectors.existing_workspace_ids({run.spec["workspace_id"] for run in runs})
-    for run in runs:
-        if run.spec["workspace_id"] not in live_workspaces:
-            logger.info("trigger %s: job %s dropped: its workspace was deleted", run.spec["trigger_path"], run.job_id)
-    runs = [run for run in runs if run.spec["workspace_id"] in live_workspaces]
     # A job delivered twice (a listener re-sends what a Redis restart may have lost)
     # runs once: one that already ended is left alone.
     finished = selectors.finished_job_ids(run.job_id for run in runs)
@@ -303,12 +317,16 @@ def run_trigger_jobs(*, specs, jobs, requeue):
         logger.info("skipping %s jobs that already ran", len(finished))
         metrics.JOBS_FINISHED.labels("duplicate").inc(len(finished))
         runs = [run for run in runs if run.job_id not in finished]
-    for run in runs:
-        run.started_at = timezone.now()
-    rows = services.start_jobs(jobs={run.job_id: run.row_values() for run in runs})
+    batch_started = time.monotonic()
+    executed = set()
+    shown = False
     for run in runs:
         _execute(run)
-    services.finish_jobs(outcomes={run.job_id: _outcome(run) for run in runs}, rows=rows)
+        executed.add(run)
+        if not shown and time.monotonic() - batch_started > SHOW_BATCH_ROWS_AFTER_SECS:
+            _record(runs, executed=executed)
+            shown = True
+    _record(runs, executed=executed)
     frames = []
     for run in runs:
         _conclude(run, requeue, lambda spec, job_id, value: frames.append((spec["trigger_id"], job_id, result_frame(value))))

@@ -6,6 +6,7 @@ never imported before a worker runs it; unknown paths are never imported at all.
 """
 
 import ast
+import functools
 import importlib
 import importlib.util
 import pkgutil
@@ -32,8 +33,10 @@ def _find_module(package, segments):
     return spec
 
 
+@functools.lru_cache(maxsize=4096)
 def module_name(script_path):
-    """The module that implements `script_path`, or raise UnknownScript."""
+    """The module that implements `script_path`, or raise UnknownScript. Found paths
+    are remembered (workers resolve one per job); a miss is looked up again next time."""
     if not isinstance(script_path, str) or not SCRIPT_PATH_RE.match(script_path):
         raise UnknownScript(
             f"'{script_path}' is not a script path: use segments of letters, digits and _ separated by /"

@@ -167,48 +167,23 @@ def delete_flow(*, flow):
 
 # Jobs
 
-def start_job(*, job_id, workspace_id, trigger_path, script_path, is_flow, args, attempt):
-    """Record that a job runs. Idempotent: a redelivered job reuses its row."""
-    now = timezone.now()
-    job, created = Job.objects.get_or_create(
-        id=job_id,
-        defaults=dict(
-            workspace_id=workspace_id, trigger_path=trigger_path, script_path=script_path, is_flow=is_flow,
-            status=Job.Status.RUNNING, args=args, attempt=attempt, started_at=now,
-        ),
-    )
-    if not created:
-        job.status = Job.Status.RUNNING
-        job.attempt = attempt
-        job.started_at = now
-        job.finished_at = None
-        job.result = None
-        job.error = None
-        job.save(update_fields=["status", "attempt", "started_at", "finished_at", "result", "error"])
-    return job
+JOB_RECORD_FIELDS = (
+    "workspace_id", "trigger_path", "script_path", "is_flow", "status", "args", "result", "error", "attempt",
+    "started_at", "finished_at",
+)
 
 
-JOB_OUTCOME_FIELDS = ("status", "args", "result", "error", "started_at", "finished_at")
-
-
-def start_jobs(*, jobs):
-    """Record that a batch of jobs runs ({job id: row values}), in one statement. A
-    redelivered batch finds its rows there already. Returns the rows by job id."""
+def record_jobs(*, jobs):
+    """Write job rows ({job id: field values}) in one statement, creating them or
+    updating them in place (a retry, a redelivery). Returns the rows by job id."""
     rows = {job_id: Job(id=job_id, **values) for job_id, values in jobs.items()}
-    Job.objects.bulk_create(rows.values(), ignore_conflicts=True)
+    if not rows:
+        return rows
+    fields = sorted({name for values in jobs.values() for name in values} & set(JOB_RECORD_FIELDS))
+    Job.objects.bulk_create(
+        rows.values(), update_conflicts=True, unique_fields=["id"], update_fields=[f.removesuffix("_id") for f in fields]
+    )
     return rows
-
-
-def finish_jobs(*, outcomes, rows):
-    """Record the outcomes ({job id: {status, args, result, error, started_at,
-    finished_at}}) of a batch started with start_jobs."""
-    changed = []
-    for job_id, values in outcomes.items():
-        row = rows[job_id]
-        for name, value in values.items():
-            setattr(row, name, value)
-        changed.append(row)
-    Job.objects.bulk_update(changed, JOB_OUTCOME_FIELDS, batch_size=200)
 
 
 def fail_abandoned_jobs(*, running_since_before):

@@ -36,14 +36,13 @@ def make_trigger(workspace, **fields):
 
 
 def make_job(workspace, *, trigger_path="f/test/feed", status=Job.Status.SUCCESS, result=None, error=None, args=None):
-    job = services.start_job(
-        job_id=uuid.uuid4(), workspace_id=workspace.id, trigger_path=trigger_path,
-        script_path="examples/echo", is_flow=False, args=args or {"msg": "hi"}, attempt=1,
-    )
-    services.finish_jobs(outcomes={job.id: dict(
-        status=status, args=job.args, result=result, error=error, started_at=job.started_at, finished_at=timezone.now(),
-    )}, rows={job.id: job})
-    return job
+    job_id = str(uuid.uuid4())
+    services.record_jobs(jobs={job_id: dict(
+        workspace_id=workspace.id, trigger_path=trigger_path, script_path="examples/echo", is_flow=False,
+        args=args or {"msg": "hi"}, attempt=1, status=status, result=result, error=error,
+        started_at=timezone.now(), finished_at=timezone.now(),
+    )})
+    return Job.objects.get(pk=job_id)
 
 
 def messages_of(response):

@@ -397,11 +397,13 @@ def test_abandoned_running_jobs_are_marked_failed(workspace):
 
     from django.utils import timezone
 
-    old = services.start_job(job_id="00000000-0000-0000-0000-00000000a001", workspace_id=workspace.id,
-                             trigger_path="f/x", script_path="examples/echo", is_flow=False, args={}, attempt=1)
-    recent = services.start_job(job_id="00000000-0000-0000-0000-00000000a002", workspace_id=workspace.id,
-                                trigger_path="f/x", script_path="examples/echo", is_flow=False, args={}, attempt=1)
-    Job.objects.filter(pk=old.pk).update(started_at=timezone.now() - timedelta(hours=2))
+    running = dict(workspace_id=workspace.id, trigger_path="f/x", script_path="examples/echo", is_flow=False,
+                   args={}, attempt=1, status="running")
+    rows = services.record_jobs(jobs={
+        "00000000-0000-0000-0000-00000000a001": {**running, "started_at": timezone.now() - timedelta(hours=2)},
+        "00000000-0000-0000-0000-00000000a002": {**running, "started_at": timezone.now()},
+    })
+    old, recent = rows.values()
     assert services.fail_abandoned_jobs(running_since_before=timezone.now() - timedelta(hours=1)) == 1
     old.refresh_from_db()
     recent.refresh_from_db()

@@ -18,17 +18,14 @@ JOB_JSON_KEYS = {
 
 def record_job(workspace, *, trigger_path="f/a/feed", script_path="examples/echo", status=Job.Status.SUCCESS,
                msg="hi", result=None, error=None):
-    """A job written the way workers write them: start_job, then finish_jobs unless still running."""
-    job = services.start_job(
-        job_id=str(uuid.uuid4()), workspace_id=workspace.id, trigger_path=trigger_path, script_path=script_path,
-        is_flow=False, args={"msg": msg}, attempt=1,
-    )
-    if status != Job.Status.RUNNING:
-        services.finish_jobs(outcomes={job.id: dict(
-            status=status, args=job.args, result=result, error=error, started_at=job.started_at,
-            finished_at=timezone.now(),
-        )}, rows={job.id: job})
-    return job
+    """A job written the way workers write them (services.record_jobs)."""
+    job_id = str(uuid.uuid4())
+    services.record_jobs(jobs={job_id: dict(
+        workspace_id=workspace.id, trigger_path=trigger_path, script_path=script_path, is_flow=False,
+        args={"msg": msg}, attempt=1, status=status, result=result, error=error, started_at=timezone.now(),
+        finished_at=None if status == Job.Status.RUNNING else timezone.now(),
+    )})
+    return Job.objects.get(pk=job_id)
 
 
 def test_list_newest_first(api, workspace):
