@@ -141,6 +141,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Keep a worker process's database connection across tasks (Celery's Django fixup
+# otherwise opens one per task); it is still replaced after this many tasks.
+CELERY_DB_REUSE_MAX = 1000
 
 # Orvanta knobs (README, "Running in production"); read through orvanta_triggers.conf.
 ORVANTA_RUNNABLE_PACKAGES = [p.strip() for p in os.environ.get("ORVANTA_RUNNABLE_PACKAGES", "runnables").split(",") if p.strip()]

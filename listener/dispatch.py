@@ -139,7 +139,7 @@ class Dispatcher:
         """Send the remembered batches again, oldest first; they stay remembered."""
         batches = list(self._recent)
         for _, batch in batches:
-            self._publish(batch)
+            self._publish(batch, resent=True)
         self._resend_due.clear()
         if batches:
             jobs = sum(len(b) for _, b in batches)
@@ -171,13 +171,16 @@ class Dispatcher:
             and not self._stop.is_set()
         )
 
-    def _publish(self, batch):
+    def _publish(self, batch, resent=False):
         specs = {}
         jobs = []
         for job_id, job_spec, msg, msg_type, url, _ in batch:
             specs.setdefault(str(job_spec["trigger_id"]), job_spec)
             jobs.append([job_id, job_spec["trigger_id"], msg, msg_type, url])
-        self._app.send_task(RUN_TRIGGER_JOBS, kwargs={"specs": specs, "jobs": jobs}, retry=False)
+        kwargs = {"specs": specs, "jobs": jobs}
+        if resent:
+            kwargs["resent"] = True
+        self._app.send_task(RUN_TRIGGER_JOBS, kwargs=kwargs, retry=False)
         self._message_sizes.append(len(batch))
         self._published_since_check += len(batch)
 

@@ -303,16 +303,17 @@ def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
 SHOW_BATCH_ROWS_AFTER_SECS = 1.0
 
 
-def run_trigger_jobs(*, specs, jobs, requeue):
+def run_trigger_jobs(*, specs, jobs, requeue, resent=False):
     """Run a batch of jobs handed over by a listener in one message: one row each,
     written together (once, when the batch ends quickly), each job with its own
     outcome, result, retry and error handler. `specs` maps trigger id (str) to job
     spec; `jobs` is [[job_id, trigger id, msg, msg_type, url], ...] in arrival
-    order. Returns {status: count}."""
+    order; `resent` marks a batch a listener sends again after a Redis restart.
+    Returns {status: count}."""
     runs = [JobRun(job_id=j[0], spec=specs[str(j[1])], msg=j[2], msg_type=j[3], url=j[4]) for j in jobs]
-    # A job delivered twice (a listener re-sends what a Redis restart may have lost)
-    # runs once: one that already ended is left alone.
-    finished = selectors.finished_job_ids(run.job_id for run in runs)
+    # A re-sent job (what a Redis restart may have lost) runs once: one that already
+    # ended is left alone.
+    finished = selectors.finished_job_ids(run.job_id for run in runs) if resent else set()
     if finished:
         logger.info("skipping %s jobs that already ran", len(finished))
         metrics.JOBS_FINISHED.labels("duplicate").inc(len(finished))

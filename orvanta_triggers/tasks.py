@@ -57,10 +57,10 @@ def run_trigger_job(job_id, spec, msg, msg_type, url, attempt=1):
 
 
 @shared_task(name=RUN_TRIGGER_JOBS)
-def run_trigger_jobs(specs, jobs):
+def run_trigger_jobs(specs, jobs, resent=False):
     """The jobs a listener coalesced into one message (see listener.dispatch)."""
     _sweep_abandoned_jobs()
-    return execution.run_trigger_jobs(specs=specs, jobs=jobs, requeue=_requeue)
+    return execution.run_trigger_jobs(specs=specs, jobs=jobs, requeue=_requeue, resent=resent)
 
 
 @shared_task(name=RUN_RUNNABLE)

@@ -32,21 +32,7 @@ def clear_recordings():
     yield
 
 
-def job_spec(trigger):
-    """What the listener hands a worker for one of the trigger's messages (listener.spec's job_spec)."""
-    return {
-        "trigger_id": trigger.id,
-        "trigger_path": trigger.path,
-        "workspace_id": trigger.workspace_id,
-        "workspace": trigger.workspace.slug,
-        "script_path": trigger.script_path,
-        "is_flow": trigger.is_flow,
-        "can_return_message": trigger.can_return_message,
-        "can_return_error_result": trigger.can_return_error_result,
-        "retry": trigger.retry,
-        "error_handler_path": trigger.error_handler_path,
-        "error_handler_args": trigger.error_handler_args or {},
-    }
+job_spec = execution.job_spec
 
 
 @pytest.fixture
@@ -408,3 +394,29 @@ def test_abandoned_running_jobs_are_marked_failed(workspace):
     old.refresh_from_db()
     recent.refresh_from_db()
     assert old.status == "failure" and old.error["name"] == "JobLost" and recent.status == "running"
+
+
+def batch(trigger, *msgs):
+    return [[str(uuid.uuid4()), trigger.id, msg, "text", URL] for msg in msgs]
+
+
+def test_a_batch_records_one_row_per_job_in_order(make_trigger):
+    """A batch message runs every job, each with its own row and outcome."""
+    ok, bad = make_trigger(), make_trigger(path="f/x/fails", script_path="examples/fail")
+    jobs = batch(ok, "a", "b") + batch(bad, "c")
+    specs = {str(t.id): job_spec(t) for t in (ok, bad)}
+    assert execution.run_trigger_jobs(specs=specs, jobs=jobs, requeue=Requeue()) == {"success": 2, "failure": 1}
+    rows = {str(j.id): j for j in Job.objects.all()}
+    assert [rows[j[0]].status for j in jobs] == ["success", "success", "failure"]
+    assert rows[jobs[1][0]].result == "b" and rows[jobs[2][0]].error["name"] == "RuntimeError"
+
+
+def test_a_resent_batch_skips_jobs_that_already_ended(make_trigger):
+    """Jobs sent again after a Redis restart run once: those already ended are skipped."""
+    trigger = make_trigger(script_path="upper")
+    jobs = batch(trigger, "a")
+    specs = {str(trigger.id): job_spec(trigger)}
+    execution.run_trigger_jobs(specs=specs, jobs=jobs, requeue=Requeue())
+    Job.objects.update(result="first run")
+    assert execution.run_trigger_jobs(specs=specs, jobs=jobs, requeue=Requeue(), resent=True) == {}
+    assert Job.objects.get().result == "first run"
