@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench chaos setup clean
+.PHONY: run test lint bench chaos setup clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ run: $(STAMP)
 	@echo ""
 	$(VENV)/bin/honcho start -f Procfile
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) db.sqlite3* test_db.sqlite3* .run

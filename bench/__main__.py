@@ -59,8 +59,17 @@ def table(results):
     lines = []
     for res in results:
         if res.status != "ok" and not res.rows:
-            lines.append((res.name, f"{res.status.upper()}: {(res.error or '').strip().splitlines()[-1][:90]}",
-                          "", "", "", "", "n/a"))
+            lines.append(
+                (
+                    res.name,
+                    f"{res.status.upper()}: {(res.error or '').strip().splitlines()[-1][:90]}",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "n/a",
+                )
+            )
             continue
         for row in res.rows:
             if row.error:
@@ -76,8 +85,7 @@ def table(results):
         if res.status != "ok":
             lines.append((res.name, f"{res.status.upper()} part-way: see below", "", "", "", "", "n/a"))
     widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
-    out = [" | ".join(str(h).ljust(w) for h, w in zip(header, widths)),
-           "-+-".join("-" * w for w in widths)]
+    out = [" | ".join(str(h).ljust(w) for h, w in zip(header, widths)), "-+-".join("-" * w for w in widths)]
     out += [" | ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in lines]
     return "\n".join(out)
 
@@ -144,9 +152,11 @@ def main(argv):
 
     print()
     rev = harness.revision()
-    print(f"Orvanta bench at {rev['commit']}{' + uncommitted changes' if rev['changed_files'] else ''} "
-          f"({os.cpu_count()} cores, Python {platform.python_version()}), {total:.0f}s in all; "
-          f"ratio = measured / baseline (throughput: higher is better; times, latency, RSS, CPU: lower is better)")
+    print(
+        f"Orvanta bench at {rev['commit']}{' + uncommitted changes' if rev['changed_files'] else ''} "
+        f"({os.cpu_count()} cores, Python {platform.python_version()}), {total:.0f}s in all; "
+        f"ratio = measured / baseline (throughput: higher is better; times, latency, RSS, CPU: lower is better)"
+    )
     print(table(results))
     print("\nSeconds per scenario: " + ", ".join(f"{res.name} {res.seconds:.0f}" for res in results))
     if bench.trimmed:
@@ -160,8 +170,10 @@ def main(argv):
             print(f"  - {name} / {row.figure}: {row.note}")
     busy = [f"{res.name} ({res.details['loadavg_at_start']:.1f})" for res in results if res.details.get("busy_machine")]
     if busy:
-        print(f"\nThe machine was busy (1-min load average above {os.cpu_count()} cores) at the start of: "
-              f"{', '.join(busy)}; compare ratios, not absolute figures.")
+        print(
+            f"\nThe machine was busy (1-min load average above {os.cpu_count()} cores) at the start of: "
+            f"{', '.join(busy)}; compare ratios, not absolute figures."
+        )
     problems = [res for res in results if res.status != "ok"]
     for res in problems:
         print(f"\n{res.name}: {res.status}\n{res.error}")
@@ -179,8 +191,11 @@ def main(argv):
         "aborted": fatal,
         "scenarios": {
             res.name: {
-                "status": res.status, "error": res.error, "seconds": res.seconds,
-                "rows": [row.as_json() for row in res.rows], "details": res.details,
+                "status": res.status,
+                "error": res.error,
+                "seconds": res.seconds,
+                "rows": [row.as_json() for row in res.rows],
+                "details": res.details,
             }
             for res in results
         },

@@ -82,7 +82,8 @@ def naive(url, n, spec_path, cap_secs):
             app.send_task(
                 RUN_TRIGGER_JOB,
                 kwargs={"job_id": job_id, "spec": spec, "msg": msg, "msg_type": "text", "url": url},
-                task_id=job_id, retry=False,
+                task_id=job_id,
+                retry=False,
             )
             sent += 1
             last = time.monotonic()
@@ -104,7 +105,8 @@ def enqueue(n, spec_path):
         app.send_task(
             RUN_TRIGGER_JOB,
             kwargs={"job_id": job_id, "spec": spec, "msg": msg, "msg_type": "text", "url": "ws://127.0.0.1/bench"},
-            task_id=job_id, retry=False,
+            task_id=job_id,
+            retry=False,
         )
     emit(sent=int(n), first=first, last=time.monotonic())
 
@@ -131,7 +133,8 @@ def rtt(rate, secs, warmup, spec_path):
         app.send_task(
             RUN_TRIGGER_JOB,
             kwargs={"job_id": job_id, "spec": spec, "msg": msg, "msg_type": "text", "url": "ws://127.0.0.1/bench"},
-            task_id=job_id, retry=False,
+            task_id=job_id,
+            retry=False,
         )
         sent += 1
     emit(sent=sent, measured=sent - int(warmup * rate), first=start, last=time.monotonic())
@@ -180,8 +183,15 @@ def threads(base, n):
     for _ in range(n):
         connected.acquire()
     done = time.monotonic()
-    emit(phase="connected", rss0=rss0, connect_secs=done - started, connected=n - len(errors),
-         errors=errors[:3], first=started, last=done)
+    emit(
+        phase="connected",
+        rss0=rss0,
+        connect_secs=done - started,
+        connected=n - len(errors),
+        errors=errors[:3],
+        first=started,
+        last=done,
+    )
     for line in sys.stdin:
         command = line.strip()
         if command == "hb":

@@ -79,6 +79,7 @@ def percentile(values, p):
 
 # /proc
 
+
 def rss_bytes(pid):
     """Resident set size of `pid` (VmRSS)."""
     with open(f"/proc/{pid}/statm") as f:
@@ -89,7 +90,7 @@ def cpu_seconds(pid):
     """User + system CPU time of `pid` (all its threads) so far."""
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read()
-    fields = stat[stat.rfind(")") + 2:].split()
+    fields = stat[stat.rfind(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
@@ -109,6 +110,7 @@ def loadavg():
 
 def revision():
     """The product's commit, and the files changed in the working tree (read-only git)."""
+
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -120,6 +122,7 @@ def revision():
 
 
 # Prometheus text
+
 
 def scrape(port, timeout=2.0):
     """{metric name with labels: value} from a Prometheus endpoint."""
@@ -145,6 +148,7 @@ def metric(port, name, default=0.0):
 
 
 # Results
+
 
 @dataclass
 class Row:
@@ -181,7 +185,7 @@ class Row:
 @dataclass
 class ScenarioResult:
     name: str
-    status: str = "ok"           # ok | crashed | skipped
+    status: str = "ok"  # ok | crashed | skipped
     error: str | None = None
     seconds: float = 0.0
     rows: list = field(default_factory=list)
@@ -190,6 +194,7 @@ class ScenarioResult:
 
 
 # Redis and PostgreSQL
+
 
 class PrivateRedis:
     """A redis-server of our own on a free port: the shared one stays untouched and
@@ -212,10 +217,29 @@ class PrivateRedis:
     def start(self):
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--protected-mode", "no", "--maxclients", "10000",
-             "--logfile", str(LOG_DIR / "redis.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--protected-mode",
+                "no",
+                "--maxclients",
+                "10000",
+                "--logfile",
+                str(LOG_DIR / "redis.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
         def answers():
@@ -268,6 +292,7 @@ class FreshDatabase:
 
 # The product's processes
 
+
 class Proc:
     """A subprocess in a process group of its own, its output in bench/results/logs."""
 
@@ -276,8 +301,11 @@ class Proc:
         self.log_path = LOG_DIR / f"{name}.log"
         self._log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, env=env,
-            stdout=subprocess.PIPE if stdout_pipe else self._log, stderr=self._log,
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE if stdout_pipe else self._log,
+            stderr=self._log,
             stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -371,22 +399,29 @@ class Bench:
         self.db = FreshDatabase().create()
         log(f"PostgreSQL database {self.db.name}")
         env = dict(os.environ)
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DJANGO_DEBUG": "false",
-            "DATABASE_URL": self.db.url,
-            "REDIS_URL": self.redis.url,
-            "ORVANTA_ALLOW_PRIVATE_URLS": "true",
-            "ORVANTA_REDIS_PREFIX": self.prefix,
-            "PYTHONUNBUFFERED": "1",
-            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
-        })
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "config.settings",
+                "DJANGO_DEBUG": "false",
+                "DATABASE_URL": self.db.url,
+                "REDIS_URL": self.redis.url,
+                "ORVANTA_ALLOW_PRIVATE_URLS": "true",
+                "ORVANTA_REDIS_PREFIX": self.prefix,
+                "PYTHONUNBUFFERED": "1",
+                "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+            }
+        )
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env.pop("ORVANTA_WORKER_METRICS_PORT", None)
         self.env = env
         os.environ.update(env)
         migrate = subprocess.run(
-            [PY, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+            [PY, "manage.py", "migrate", "--noinput"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if migrate.returncode != 0:
             raise BenchError(f"migrate failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-2000:]}")
@@ -450,8 +485,9 @@ class Bench:
         """`manage.py runlisteners` with its metrics on a free port; returns
         (proc, metrics port) once the metrics answer."""
         port = free_port()
-        proc = self.start(name, [PY, "manage.py", "runlisteners", "--listener-id", name, "--metrics-port", str(port)],
-                          env=env)
+        proc = self.start(
+            name, [PY, "manage.py", "runlisteners", "--listener-id", name, "--metrics-port", str(port)], env=env
+        )
 
         def up():
             if not proc.alive():
@@ -463,11 +499,29 @@ class Bench:
 
     def start_worker(self, name="worker", *, concurrency=2, env=None):
         """One `celery -A config worker` (prefork), returned once it says ready."""
-        proc = self.start(name, [
-            PY, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "--concurrency", str(concurrency),
-            "-n", f"{name}-{os.getpid()}@%h", "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "INFO"),
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ], env=env)
+        proc = self.start(
+            name,
+            [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "-n",
+                f"{name}-{os.getpid()}@%h",
+                "--loglevel",
+                os.environ.get("BENCH_WORKER_LOGLEVEL", "INFO"),
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env=env,
+        )
 
         def ready():
             if not proc.alive():

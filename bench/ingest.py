@@ -42,12 +42,14 @@ def run(bench, loop, result):
 
         # Naive: recv -> filter -> send_task per matching frame.
         ws = product.workspace("bench-ingest")
-        naive_trigger = product.trigger(ws, "f/bench/ingest_naive", server.url("/naive"), enabled=False,
-                                        filters=product.KIND_A)
+        naive_trigger = product.trigger(
+            ws, "f/bench/ingest_naive", server.url("/naive"), enabled=False, filters=product.KIND_A
+        )
         spec = product.spec_file(naive_trigger, product.KIND_A)
         naive_data, _ = burst(naive_frames)
-        client = bench.client("ingest-naive", ["naive", server.url("/naive"), str(naive_frames), spec, str(naive_cap)],
-                              stdout_pipe=True)
+        client = bench.client(
+            "ingest-naive", ["naive", server.url("/naive"), str(naive_frames), spec, str(naive_cap)], stdout_pipe=True
+        )
         started = server.fire(server.wait_connection("/naive", proc=client), naive_data)
         out = read_json_line(client, timeout=naive_cap + 30)
         naive_rate = out["frames"] / (out["last"] - started)
@@ -73,7 +75,9 @@ def run(bench, loop, result):
             done = product.dispatched(port)
             now = time.monotonic()
             if done is None:
-                raise BenchError(f"listener metrics stopped answering (alive: {listener.alive()}):\n{listener.log_tail()}")
+                raise BenchError(
+                    f"listener metrics stopped answering (alive: {listener.alive()}):\n{listener.log_tail()}"
+                )
             if done != last_change_value:
                 last_change_value, last_change_at = done, now
             if done - before >= matching or now >= deadline:
@@ -85,14 +89,22 @@ def run(bench, loop, result):
         rate = jobs * (frames / matching) / secs
         queued = bench.redis.client().llen("celery")
         details["product"] = {
-            "frames": frames, "matching": matching, "jobs_enqueued": jobs, "secs": secs, "rate": rate,
-            "partial": partial, "broker_queue_length": queued, "listener": product.listener_counters(port),
+            "frames": frames,
+            "matching": matching,
+            "jobs_enqueued": jobs,
+            "secs": secs,
+            "rate": rate,
+            "partial": partial,
+            "broker_queue_length": queued,
+            "listener": product.listener_counters(port),
             "trigger_id": trigger.id,
         }
         note = f"{frames:,} frames, {matching:,} jobs"
         if partial:
-            note = (f"PARTIAL: {jobs:,.0f} of {matching:,} jobs enqueued when the {cap:g}s cap hit; "
-                    f"rate = frames covered / time")
+            note = (
+                f"PARTIAL: {jobs:,.0f} of {matching:,} jobs enqueued when the {cap:g}s cap hit; "
+                f"rate = frames covered / time"
+            )
             bench.trim("ingest", f"product run stopped at its {cap:g}s cap ({jobs:,.0f}/{matching:,} jobs enqueued)")
         log(f"ingest: runlisteners {rate:,.0f} frames/s ({jobs:,.0f} jobs in {secs:.2f}s; broker queue {queued})")
         throttled = product.held_back(listener)
@@ -103,13 +115,33 @@ def run(bench, loop, result):
             # How fast it went until dispatching stopped, for diagnosis.
             until = (last_change_value - before) * (frames / matching) / (last_change_at - started)
             details["product"]["rate_until_last_dispatch"] = until
-            note += (f"; {until:,.0f} frames/s until the last job was dispatched, "
-                     f"{last_change_at - started:.1f}s after the first frame")
+            note += (
+                f"; {until:,.0f} frames/s until the last job was dispatched, "
+                f"{last_change_at - started:.1f}s after the first frame"
+            )
         result.rows += [
-            Row("ingest", "frames/s, one listener (vs naive loop)", "frames/s", f">= {TARGET:,}", rate >= TARGET,
-                rate, naive_rate, "naive recv->filter->send_task", note=note),
-            Row("ingest", "frames/s, one listener (vs raw recv ceiling)", "frames/s", "", None,
-                rate, raw_rate, "websocket-client recv loop", note=f"ceiling: {frames:,} frames, recv only"),
+            Row(
+                "ingest",
+                "frames/s, one listener (vs naive loop)",
+                "frames/s",
+                f">= {TARGET:,}",
+                rate >= TARGET,
+                rate,
+                naive_rate,
+                "naive recv->filter->send_task",
+                note=note,
+            ),
+            Row(
+                "ingest",
+                "frames/s, one listener (vs raw recv ceiling)",
+                "frames/s",
+                "",
+                None,
+                rate,
+                raw_rate,
+                "websocket-client recv loop",
+                note=f"ceiling: {frames:,} frames, recv only",
+            ),
         ]
         bench.stop(listener)
     finally:

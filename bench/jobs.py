@@ -40,8 +40,10 @@ def run(bench, loop, result):
     cap = env_float("BENCH_JOBS_CAP_SECS", 75)
     frames = 2 * n
     if frames < 100_000:
-        bench.trim("jobs", f"burst of {frames:,} frames ({n:,} jobs) for both runs, instead of 100,000 (50,000 jobs) "
-                           f"(BENCH_JOBS)")
+        bench.trim(
+            "jobs",
+            f"burst of {frames:,} frames ({n:,} jobs) for both runs, instead of 100,000 (50,000 jobs) (BENCH_JOBS)",
+        )
     details = result.details
     server = BurstServer(loop).start()
     try:
@@ -59,8 +61,14 @@ def run(bench, loop, result):
         done, seen, counts = wait_rows(bench, ws, trigger.path, matching, started, cap, [listener, worker])
         secs = seen - started
         rate = done / secs
-        details["product"] = {"jobs": matching, "success": done, "secs": secs, "rate": rate, "rows": counts,
-                              "listener": product.listener_counters(port)}
+        details["product"] = {
+            "jobs": matching,
+            "success": done,
+            "secs": secs,
+            "rate": rate,
+            "rows": counts,
+            "listener": product.listener_counters(port),
+        }
         log(f"jobs: product {rate:,.0f} jobs/s ({done:,}/{matching:,} success in {secs:.1f}s; rows {counts})")
         throttled = product.held_back(listener)
         bench.stop(listener)
@@ -82,21 +90,42 @@ def run(bench, loop, result):
         client = bench.client("jobs-baseline", ["enqueue", str(matching), spec], stdout_pipe=True)
         first_guess = time.monotonic()
         base_done, base_seen, base_counts = wait_rows(
-            bench, ws, base_trigger.path, matching, first_guess, cap, [worker],
+            bench,
+            ws,
+            base_trigger.path,
+            matching,
+            first_guess,
+            cap,
+            [worker],
         )
         out = read_json_line(client, timeout=30)
         base_secs = base_seen - out["first"]
         base_rate = base_done / base_secs
         bench.stop(client)
-        details["baseline"] = {"jobs": matching, "success": base_done, "secs": base_secs, "rate": base_rate,
-                               "rows": base_counts, "enqueue_secs": out["last"] - out["first"]}
+        details["baseline"] = {
+            "jobs": matching,
+            "success": base_done,
+            "secs": base_secs,
+            "rate": base_rate,
+            "rows": base_counts,
+            "enqueue_secs": out["last"] - out["first"],
+        }
         log(f"jobs: plain Celery {base_rate:,.0f} jobs/s ({base_done:,}/{matching:,} success in {base_secs:.1f}s)")
         if base_done < matching:
             note += f"; baseline PARTIAL: {base_done:,}/{matching:,} when the {cap:g}s cap hit"
             bench.trim("jobs", f"baseline stopped at its {cap:g}s cap ({base_done:,}/{matching:,} rows success)")
         result.rows.append(
-            Row("jobs", "jobs executed and recorded/s, 1 worker x2", "jobs/s", f">= {TARGET:,}", rate >= TARGET,
-                rate, base_rate, "1 Celery task per job", note=note),
+            Row(
+                "jobs",
+                "jobs executed and recorded/s, 1 worker x2",
+                "jobs/s",
+                f">= {TARGET:,}",
+                rate >= TARGET,
+                rate,
+                base_rate,
+                "1 Celery task per job",
+                note=note,
+            ),
         )
     finally:
         server.stop()

@@ -92,8 +92,12 @@ def summary(values, expected):
         return None if value is None or value == float("inf") else value
 
     return {
-        "received": len(values), "expected": expected, "lost": lost,
-        "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
+        "received": len(values),
+        "expected": expected,
+        "lost": lost,
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
         "max_ms": max(values) if values else None,
     }
 
@@ -131,8 +135,10 @@ def run(bench, loop, result):
             bench.stop(worker)
             bench.redis.flush()
             worker = bench.start_worker("latency-worker-2")
-        log(f"latency: product p50 {product_stats['p50_ms']} ms, p99 {product_stats['p99_ms']} ms, "
-            f"{product_stats['received']}/{product_stats['expected']} results")
+        log(
+            f"latency: product p50 {product_stats['p50_ms']} ms, p99 {product_stats['p99_ms']} ms, "
+            f"{product_stats['received']}/{product_stats['expected']} results"
+        )
 
         # Baseline: plain Celery round trip through the same worker and result channel.
         from orvanta_triggers import bus
@@ -160,8 +166,9 @@ def run(bench, loop, result):
         try:
             wait_for(subscribed.is_set, timeout=10, what="the result channel subscription")
             spec = product.spec_file(trigger)
-            client = bench.client("latency-baseline", ["rtt", str(rate), str(secs), str(warmup), spec],
-                                  stdout_pipe=True)
+            client = bench.client(
+                "latency-baseline", ["rtt", str(rate), str(secs), str(warmup), spec], stdout_pipe=True
+            )
             out = read_json_line(client, timeout=secs + warmup + 60)
             drained = wait_drained(lambda: len(arrivals), out["sent"], max_secs=drain)
         finally:
@@ -171,11 +178,15 @@ def run(bench, loop, result):
         base_values = latencies(arrivals)
         base_stats = {**summary(base_values, out["measured"]), "sent": out["sent"], "drain_secs": drained}
         details["baseline"] = base_stats
-        log(f"latency: plain Celery p50 {base_stats['p50_ms']} ms, p99 {base_stats['p99_ms']} ms, "
-            f"{base_stats['received']}/{base_stats['expected']} results")
-        note = (f"{rate:g}/s for {secs:g}s (+{warmup:g}s warm-up); results back: "
-                f"{product_stats['received']:,}/{product_stats['expected']:,} (baseline "
-                f"{base_stats['received']:,}/{base_stats['expected']:,})")
+        log(
+            f"latency: plain Celery p50 {base_stats['p50_ms']} ms, p99 {base_stats['p99_ms']} ms, "
+            f"{base_stats['received']}/{base_stats['expected']} results"
+        )
+        note = (
+            f"{rate:g}/s for {secs:g}s (+{warmup:g}s warm-up); results back: "
+            f"{product_stats['received']:,}/{product_stats['expected']:,} (baseline "
+            f"{base_stats['received']:,}/{base_stats['expected']:,})"
+        )
         if product_stats["lost"] or base_stats["lost"]:
             note += f"; a result not back {drain:g}s after the last frame counts as infinitely late"
 
@@ -183,10 +194,18 @@ def run(bench, loop, result):
             value, base = product_stats[key], base_stats[key]
             lost_shown = f"> {drain:g} s after the run (lost)"
             return Row(
-                "latency", f"frame -> result {name} at {rate:g}/s", "ms", f"<= {target:g} ms",
-                value is not None and value <= target, value, base, "plain Celery + pub/sub",
-                higher_is_better=False, measured_shown=None if value is not None else lost_shown,
-                baseline_shown=None if base is not None else lost_shown, **extra,
+                "latency",
+                f"frame -> result {name} at {rate:g}/s",
+                "ms",
+                f"<= {target:g} ms",
+                value is not None and value <= target,
+                value,
+                base,
+                "plain Celery + pub/sub",
+                higher_is_better=False,
+                measured_shown=None if value is not None else lost_shown,
+                baseline_shown=None if base is not None else lost_shown,
+                **extra,
             )
 
         result.rows += [row("p50", "p50_ms", P50_TARGET_MS, note=note), row("p99", "p99_ms", P99_TARGET_MS)]

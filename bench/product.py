@@ -39,9 +39,7 @@ def spec_file(trigger_obj, filters=None):
     from orvanta_triggers.execution import job_spec
 
     trigger_obj.refresh_from_db()
-    handle = tempfile.NamedTemporaryFile(
-        "w", suffix=".json", prefix="spec-", dir=LOG_DIR, delete=False
-    )
+    handle = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="spec-", dir=LOG_DIR, delete=False)
     with handle:
         json.dump({"spec": job_spec(trigger_obj), "filters": filters or []}, handle)
     return handle.name

@@ -62,8 +62,14 @@ def run(bench, loop, result):
         def settled():
             held = [metric(port1, "orvanta_listener_leases_held"), metric(port2, "orvanta_listener_leases_held")]
             connected = [product.connected(port1), product.connected(port2)]
-            ok = (None not in held and all(held) and sum(held) == total and None not in connected
-                  and sum(connected) == total and len(feed.live_paths()) == k)
+            ok = (
+                None not in held
+                and all(held)
+                and sum(held) == total
+                and None not in connected
+                and sum(connected) == total
+                and len(feed.live_paths()) == k
+            )
             return held if ok else None
 
         held = wait_for(settled, timeout=30, what="both listeners to hold their share of the triggers", interval=0.2)
@@ -93,8 +99,11 @@ def run(bench, loop, result):
             restart.start()
             t = time.monotonic()
             restart_samples.append(first_open_after(restart, "/rst", t, timeout=60))
-            wait_for(lambda: (product.connected(port1) or 0) + (product.connected(port2) or 0) == total, timeout=10,
-                     what="every trigger connected again")
+            wait_for(
+                lambda: (product.connected(port1) or 0) + (product.connected(port2) or 0) == total,
+                timeout=10,
+                what="every trigger connected again",
+            )
             time.sleep(0.5)
         details["server_restart_secs"] = restart_samples
         details["server_down_secs"] = down
@@ -118,27 +127,58 @@ def run(bench, loop, result):
                     if conn is not None:
                         takeover[path] = conn.opened - killed_at
             time.sleep(0.02)
-        details["sigkill"] = {"l1_sockets": len(lost), "taken_over": len(takeover), "secs": takeover,
-                              "lease_ttl_secs": LEASE_TTL}
+        details["sigkill"] = {
+            "l1_sockets": len(lost),
+            "taken_over": len(takeover),
+            "secs": takeover,
+            "lease_ttl_secs": LEASE_TTL,
+        }
         takeover_secs = max(takeover.values()) if len(takeover) == len(lost) else None
-        log(f"recovery: {len(takeover)}/{len(lost)} of L1's triggers reconnected by L2, slowest after "
-            f"{max(takeover.values()) if takeover else float('nan'):.2f}s")
+        log(
+            f"recovery: {len(takeover)}/{len(lost)} of L1's triggers reconnected by L2, slowest after "
+            f"{max(takeover.values()) if takeover else float('nan'):.2f}s"
+        )
 
         issue = "issue table"
         result.rows += [
-            Row("recovery", "config change -> in effect (median)", "s", f"<= {CONFIG_TARGET:g} s",
-                config_secs <= CONFIG_TARGET, config_secs, WINDMILL_CONFIG, f"Windmill, up to, {issue}",
-                higher_is_better=False, note=f"max {max(samples):.3f} s; samples {', '.join(f'{s:.3f}' for s in samples)} s"),
-            Row("recovery", "server restart -> reconnected (median)", "s", f"<= {RESTART_TARGET:g} s",
-                restart_secs <= RESTART_TARGET, restart_secs, WINDMILL_RESTART, f"Windmill, 15-30 s, {issue}",
+            Row(
+                "recovery",
+                "config change -> in effect (median)",
+                "s",
+                f"<= {CONFIG_TARGET:g} s",
+                config_secs <= CONFIG_TARGET,
+                config_secs,
+                WINDMILL_CONFIG,
+                f"Windmill, up to, {issue}",
+                higher_is_better=False,
+                note=f"max {max(samples):.3f} s; samples {', '.join(f'{s:.3f}' for s in samples)} s",
+            ),
+            Row(
+                "recovery",
+                "server restart -> reconnected (median)",
+                "s",
+                f"<= {RESTART_TARGET:g} s",
+                restart_secs <= RESTART_TARGET,
+                restart_secs,
+                WINDMILL_RESTART,
+                f"Windmill, 15-30 s, {issue}",
                 higher_is_better=False,
                 note=f"from the server listening again after {down:g}s down; max {max(restart_samples):.3f} s; samples "
-                     f"{', '.join(f'{s:.3f}' for s in restart_samples)} s"),
-            Row("recovery", "listener SIGKILL -> taken over (slowest)", "s", f"<= TTL + 2 = {LEASE_TTL + 2:g} s",
-                takeover_secs is not None and takeover_secs <= LEASE_TTL + 2, takeover_secs, LEASE_TTL + 2,
-                "lease TTL + 2 s bound", higher_is_better=False,
+                f"{', '.join(f'{s:.3f}' for s in restart_samples)} s",
+            ),
+            Row(
+                "recovery",
+                "listener SIGKILL -> taken over (slowest)",
+                "s",
+                f"<= TTL + 2 = {LEASE_TTL + 2:g} s",
+                takeover_secs is not None and takeover_secs <= LEASE_TTL + 2,
+                takeover_secs,
+                LEASE_TTL + 2,
+                "lease TTL + 2 s bound",
+                higher_is_better=False,
                 note=f"ORVANTA_LEASE_TTL_SECS={LEASE_TTL:g}; {len(takeover)}/{len(lost)} of the killed listener's "
-                     f"triggers reconnected"),
+                f"triggers reconnected",
+            ),
         ]
     finally:
         for hub in hubs:

@@ -17,7 +17,18 @@ a heartbeat every second, measured by the same server.
 import time
 
 from bench import product
-from bench.harness import BenchError, Row, cpu_percent, env_float, env_int, log, percentile, read_json_line, rss_bytes, wait_for
+from bench.harness import (
+    BenchError,
+    Row,
+    cpu_percent,
+    env_float,
+    env_int,
+    log,
+    percentile,
+    read_json_line,
+    rss_bytes,
+    wait_for,
+)
 from bench.servers import Hub
 
 RSS_TARGET_MB = 150
@@ -40,9 +51,12 @@ def lateness(conns, since, until):
 
 def lateness_stats(values, n_conns):
     return {
-        "intervals": len(values), "connections": n_conns,
-        "p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99),
-        "max_ms": max(values) if values else None, "min_ms": min(values) if values else None,
+        "intervals": len(values),
+        "connections": n_conns,
+        "p50_ms": percentile(values, 50),
+        "p99_ms": percentile(values, 99),
+        "max_ms": max(values) if values else None,
+        "min_ms": min(values) if values else None,
     }
 
 
@@ -91,13 +105,19 @@ def run(bench, loop, result):
         cpu = cpu_percent(listener.pid, idle_secs)
         live = hub.live_count()
         product_stats = {
-            "connect_secs": connect_secs, "connected": live, "rss_mb": rss1 / MB, "rss_no_triggers_mb": rss0 / MB,
-            "rss_delta_mb": (rss1 - rss0) / MB, "idle_cpu_percent": cpu,
+            "connect_secs": connect_secs,
+            "connected": live,
+            "rss_mb": rss1 / MB,
+            "rss_no_triggers_mb": rss0 / MB,
+            "rss_delta_mb": (rss1 - rss0) / MB,
+            "idle_cpu_percent": cpu,
             "metric_connected": product.connected(port),
         }
-        log(f"scale: product connected {live}/{n} in "
+        log(
+            f"scale: product connected {live}/{n} in "
             f"{'(not all)' if connect_secs is None else f'{connect_secs:.2f}'}s, "
-            f"RSS {rss1 / MB:.1f} MB (+{(rss1 - rss0) / MB:.1f}), idle CPU {cpu:.2f} %")
+            f"RSS {rss1 / MB:.1f} MB (+{(rss1 - rss0) / MB:.1f}), idle CPU {cpu:.2f} %"
+        )
 
         # Heartbeats: one update per trigger, each a configuration change.
         t_update = time.monotonic()
@@ -113,7 +133,9 @@ def run(bench, loop, result):
             return len(conns) >= n
 
         try:
-            wait_for(reconnected, timeout=connect_cap, what="every trigger to reconnect with its heartbeat", interval=0.1)
+            wait_for(
+                reconnected, timeout=connect_cap, what="every trigger to reconnect with its heartbeat", interval=0.1
+            )
             product_stats["heartbeat_reconnect_secs"] = time.monotonic() - updated
         except BenchError:
             product_stats["heartbeat_reconnect_secs"] = None
@@ -134,8 +156,12 @@ def run(bench, loop, result):
         # Baseline: bare websocket-client threads, same server.
         base_hub = Hub(loop).start()
         try:
-            client = bench.client("scale-baseline", ["threads", f"ws://127.0.0.1:{base_hub.port}", str(n)],
-                                  stdout_pipe=True, stdin_pipe=True)
+            client = bench.client(
+                "scale-baseline",
+                ["threads", f"ws://127.0.0.1:{base_hub.port}", str(n)],
+                stdout_pipe=True,
+                stdin_pipe=True,
+            )
             out = read_json_line(client, timeout=connect_cap + 15)
             time.sleep(2.0)
             base_rss = rss_bytes(client.pid)
@@ -152,37 +178,92 @@ def run(bench, loop, result):
         finally:
             base_hub.shutdown()
         base_stats = {
-            "connect_secs": out["connect_secs"], "connected": out["connected"], "errors": out["errors"],
-            "rss_mb": base_rss / MB, "rss_before_mb": out["rss0"] / MB, "rss_delta_mb": (base_rss - out["rss0"]) / MB,
-            "idle_cpu_percent": base_cpu, "heartbeat": lateness_stats(base_late, out["connected"]),
+            "connect_secs": out["connect_secs"],
+            "connected": out["connected"],
+            "errors": out["errors"],
+            "rss_mb": base_rss / MB,
+            "rss_before_mb": out["rss0"] / MB,
+            "rss_delta_mb": (base_rss - out["rss0"]) / MB,
+            "idle_cpu_percent": base_cpu,
+            "heartbeat": lateness_stats(base_late, out["connected"]),
         }
         details["baseline"] = base_stats
-        log(f"scale: baseline threads connected {out['connected']} in {out['connect_secs']:.2f}s, "
+        log(
+            f"scale: baseline threads connected {out['connected']} in {out['connect_secs']:.2f}s, "
             f"RSS {base_rss / MB:.1f} MB (+{base_stats['rss_delta_mb']:.1f}), idle CPU {base_cpu:.2f} %, "
-            f"heartbeat {base_stats['heartbeat']}")
+            f"heartbeat {base_stats['heartbeat']}"
+        )
 
         label = "bare websocket-client threads"
         connect_note = "" if connect_secs is not None else f"only {live}/{n} connected within {connect_cap:g}s"
         hb = product_stats["heartbeat"]
         reconnect = product_stats["heartbeat_reconnect_secs"]
-        hb_note = (f"{hb['intervals']:,} intervals over {hb_secs:g}s on {hb['connections']:,} connections "
-                   f"(about {hb['expected_intervals']:,} expected); the {n:,} heartbeat updates took "
-                   f"{product_stats['heartbeat_update_secs']:.1f}s, all reconnected "
-                   + (f"{reconnect:.2f}s after the last" if reconnect is not None else f"NOT within {connect_cap:g}s"))
+        hb_note = (
+            f"{hb['intervals']:,} intervals over {hb_secs:g}s on {hb['connections']:,} connections "
+            f"(about {hb['expected_intervals']:,} expected); the {n:,} heartbeat updates took "
+            f"{product_stats['heartbeat_update_secs']:.1f}s, all reconnected "
+            + (f"{reconnect:.2f}s after the last" if reconnect is not None else f"NOT within {connect_cap:g}s")
+        )
         rows += [
-            Row("scale", f"listener RSS, {n:,} triggers", "MB", f"<= {RSS_TARGET_MB} MB", rss1 / MB <= RSS_TARGET_MB,
-                rss1 / MB, base_rss / MB, label, higher_is_better=False,
-                note=f"absolute RSS; listener with no trigger: {rss0 / MB:.1f} MB"),
-            Row("scale", f"RSS added by {n:,} connections", "MB", "", None,
-                (rss1 - rss0) / MB, (base_rss - out["rss0"]) / MB, label, higher_is_better=False),
-            Row("scale", f"idle CPU, {n:,} connected", "%", f"<= {CPU_TARGET:g} %", cpu <= CPU_TARGET,
-                cpu, base_cpu, label, higher_is_better=False, note=f"% of one core over {idle_secs:g}s"),
-            Row("scale", f"time to connect all {n:,}", "s", f"<= {CONNECT_TARGET_S:g} s",
+            Row(
+                "scale",
+                f"listener RSS, {n:,} triggers",
+                "MB",
+                f"<= {RSS_TARGET_MB} MB",
+                rss1 / MB <= RSS_TARGET_MB,
+                rss1 / MB,
+                base_rss / MB,
+                label,
+                higher_is_better=False,
+                note=f"absolute RSS; listener with no trigger: {rss0 / MB:.1f} MB",
+            ),
+            Row(
+                "scale",
+                f"RSS added by {n:,} connections",
+                "MB",
+                "",
+                None,
+                (rss1 - rss0) / MB,
+                (base_rss - out["rss0"]) / MB,
+                label,
+                higher_is_better=False,
+            ),
+            Row(
+                "scale",
+                f"idle CPU, {n:,} connected",
+                "%",
+                f"<= {CPU_TARGET:g} %",
+                cpu <= CPU_TARGET,
+                cpu,
+                base_cpu,
+                label,
+                higher_is_better=False,
+                note=f"% of one core over {idle_secs:g}s",
+            ),
+            Row(
+                "scale",
+                f"time to connect all {n:,}",
+                "s",
+                f"<= {CONNECT_TARGET_S:g} s",
                 connect_secs is not None and connect_secs <= CONNECT_TARGET_S,
-                connect_secs, out["connect_secs"], label, higher_is_better=False, note=connect_note),
-            Row("scale", f"heartbeat lateness p99, {n:,} x 1 s", "ms", f"<= {LATENESS_TARGET_MS:g} ms",
+                connect_secs,
+                out["connect_secs"],
+                label,
+                higher_is_better=False,
+                note=connect_note,
+            ),
+            Row(
+                "scale",
+                f"heartbeat lateness p99, {n:,} x 1 s",
+                "ms",
+                f"<= {LATENESS_TARGET_MS:g} ms",
                 hb["p99_ms"] is not None and hb["p99_ms"] <= LATENESS_TARGET_MS,
-                hb["p99_ms"], base_stats["heartbeat"]["p99_ms"], label, higher_is_better=False, note=hb_note),
+                hb["p99_ms"],
+                base_stats["heartbeat"]["p99_ms"],
+                label,
+                higher_is_better=False,
+                note=hb_note,
+            ),
         ]
     finally:
         hub.shutdown()

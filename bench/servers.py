@@ -47,6 +47,7 @@ class Loop:
 
 # Frames
 
+
 def burst_payloads(n, *, size=FRAME_BYTES):
     """n JSON texts of `size` bytes, kind alternating a/b (so a kind=a filter
     matches half), each with its sequence number."""
@@ -79,6 +80,7 @@ def burst(n):
 
 
 # The raw burst server
+
 
 class _BurstProtocol(asyncio.Protocol):
     def __init__(self, server):
@@ -133,14 +135,14 @@ class _BurstProtocol(asyncio.Protocol):
                 offset = 10
             mask = b""
             if masked:
-                mask = buf[offset:offset + 4]
+                mask = buf[offset : offset + 4]
                 offset += 4
             if len(buf) < offset + length:
                 break
-            payload = buf[offset:offset + length]
+            payload = buf[offset : offset + length]
             if masked:
                 payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            buf = buf[offset + length:]
+            buf = buf[offset + length :]
             if opcode == 0x8:
                 # Answer the close and hang up.
                 self.transport.write(bytes((0x88, len(payload[:2]))) + payload[:2])
@@ -185,6 +187,7 @@ class BurstServer:
     def wait_connection(self, path, timeout=30, proc=None):
         """The upgraded connection on `path`; `proc`, the connecting process, must
         stay alive meanwhile."""
+
         def find():
             if proc is not None and not proc.alive():
                 raise BenchError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.log_tail()}")
@@ -194,6 +197,7 @@ class BurstServer:
 
     def fire(self, connection, data):
         """Write the burst on `connection`; the monotonic time of its first byte."""
+
         def write():
             if connection.transport is None or connection.transport.is_closing():
                 raise BenchError("the burst connection closed before the burst")
@@ -218,6 +222,7 @@ class BurstServer:
 
 # The websockets hub
 
+
 class Conn:
     __slots__ = ("id", "path", "opened", "closed", "messages", "ws", "close_code")
 
@@ -226,7 +231,7 @@ class Conn:
         self.path = path
         self.opened = time.monotonic()
         self.closed = None
-        self.messages = []       # (monotonic arrival, text)
+        self.messages = []  # (monotonic arrival, text)
         self.ws = ws
         self.close_code = None
 
@@ -238,7 +243,7 @@ class Hub:
         self._server = None
         self.port = None
         self.conns = []
-        self.live = {}           # path -> set of Conn
+        self.live = {}  # path -> set of Conn
         self._next = 0
 
     def start(self, port=None):
@@ -246,8 +251,15 @@ class Hub:
             from websockets.asyncio.server import serve
 
             self._server = await serve(
-                self._handle, "127.0.0.1", port or self.port or 0, ping_interval=None, compression=None,
-                max_size=None, max_queue=None, backlog=2048, close_timeout=2,
+                self._handle,
+                "127.0.0.1",
+                port or self.port or 0,
+                ping_interval=None,
+                compression=None,
+                max_size=None,
+                max_queue=None,
+                backlog=2048,
+                close_timeout=2,
             )
             self.port = self._server.sockets[0].getsockname()[1]
 
@@ -289,6 +301,7 @@ class Hub:
 
     def opened_after(self, path, t):
         """The first connection on `path` opened after monotonic time `t`, or None."""
+
         def find():
             found = [c for c in self.conns if c.path == path and c.opened > t]
             return min(found, key=lambda c: c.opened) if found else None
@@ -307,6 +320,7 @@ class Hub:
 
     def stop(self):
         """Stop listening and close every connection (1001, going away)."""
+
         async def stop():
             self._server.close()
             await self._server.wait_closed()

@@ -17,7 +17,9 @@ def _env_bool(name, default):
 
 DEBUG = _env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-change-me")
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
+]
 
 INSTALLED_APPS = [
     "daphne",
@@ -146,7 +148,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_DB_REUSE_MAX = 1000
 
 # Orvanta knobs (README, "Running in production"); read through orvanta_triggers.conf.
-ORVANTA_RUNNABLE_PACKAGES = [p.strip() for p in os.environ.get("ORVANTA_RUNNABLE_PACKAGES", "runnables").split(",") if p.strip()]
+ORVANTA_RUNNABLE_PACKAGES = [
+    p.strip() for p in os.environ.get("ORVANTA_RUNNABLE_PACKAGES", "runnables").split(",") if p.strip()
+]
 ORVANTA_ALLOW_PRIVATE_URLS = _env_bool("ORVANTA_ALLOW_PRIVATE_URLS", DEBUG)
 ORVANTA_LEASE_TTL_SECS = float(os.environ.get("ORVANTA_LEASE_TTL_SECS", "15"))
 ORVANTA_MAX_MESSAGE_BYTES = int(os.environ.get("ORVANTA_MAX_MESSAGE_BYTES", "1048576"))

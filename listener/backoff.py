@@ -14,7 +14,7 @@ class Backoff:
         self._attempt = 0
 
     def next_delay(self):
-        ceiling = min(self.cap, self.base * (2 ** self._attempt))
+        ceiling = min(self.cap, self.base * (2**self._attempt))
         self._attempt = min(self._attempt + 1, 64)
         return ceiling * self._rng()
 

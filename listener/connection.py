@@ -120,9 +120,15 @@ class Connection:
             logger.warning("trigger %s: could not send result of job %s: %s", self.spec.path, job_id, exc)
             return False
         logger.debug("trigger %s: sent result of job %s", self.spec.path, job_id)
-        self._services.monitor.event(self.spec.workspace_slug, {
-            "type": "result", "trigger_path": self.spec.path, "job_id": job_id, "frame": monitor.shorten(frame),
-        })
+        self._services.monitor.event(
+            self.spec.workspace_slug,
+            {
+                "type": "result",
+                "trigger_path": self.spec.path,
+                "job_id": job_id,
+                "frame": monitor.shorten(frame),
+            },
+        )
         return True
 
     def notify_failure(self, reason, since):
@@ -131,15 +137,21 @@ class Connection:
             self._services.celery_app.send_task(
                 NOTIFY_CONNECTION_FAILURE,
                 kwargs={
-                    "spec": self.spec.job_spec, "reason": reason,
-                    "started_at": since.isoformat(), "failed_at": timezone.now().isoformat(),
+                    "spec": self.spec.job_spec,
+                    "reason": reason,
+                    "started_at": since.isoformat(),
+                    "failed_at": timezone.now().isoformat(),
                 },
                 retry=False,
             )
         except Exception as exc:
-            logger.warning("trigger %s: could not notify the error handler of failing connections: %s", self.spec.path, exc)
+            logger.warning(
+                "trigger %s: could not notify the error handler of failing connections: %s", self.spec.path, exc
+            )
             return False
-        logger.warning("trigger %s: failing to connect since %s; error handler notified", self.spec.path, since.isoformat())
+        logger.warning(
+            "trigger %s: failing to connect since %s; error handler notified", self.spec.path, since.isoformat()
+        )
         return True
 
     # The connection thread
@@ -149,7 +161,9 @@ class Connection:
             self.status = fields["status"]
         self._services.status.set(self.spec.id, self.spec.path, **fields)
         shown = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in fields.items()}
-        self._services.monitor.event(self.spec.workspace_slug, {"type": "status", "trigger_path": self.spec.path, **shown})
+        self._services.monitor.event(
+            self.spec.workspace_slug, {"type": "status", "trigger_path": self.spec.path, **shown}
+        )
 
     def _wait_for_results_channel(self):
         deadline = time.monotonic() + RESULTS_SUBSCRIBE_TIMEOUT_SECS
@@ -159,7 +173,8 @@ class Connection:
         if not self._results_subscribed.is_set() and not self._closing.is_set():
             logger.warning(
                 "trigger %s: result channel not subscribed after %ss; connecting anyway (results may be lost until Redis answers)",
-                self.spec.path, RESULTS_SUBSCRIBE_TIMEOUT_SECS,
+                self.spec.path,
+                RESULTS_SUBSCRIBE_TIMEOUT_SECS,
             )
 
     def _run(self):
@@ -201,8 +216,11 @@ class Connection:
     def _connect(self):
         """Open the socket and send the initial messages; the connected WebSocket."""
         url = resolve_url(
-            self.spec.url, url_runnable_args=self.spec.url_runnable_args, workspace_id=self.spec.workspace_id,
-            runnables=self._services.runnables, cancelled=self._closing,
+            self.spec.url,
+            url_runnable_args=self.spec.url_runnable_args,
+            workspace_id=self.spec.workspace_id,
+            runnables=self._services.runnables,
+            cancelled=self._closing,
         )
         ws = open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
         self._url = url
@@ -236,8 +254,10 @@ class Connection:
                 runnable = item["runnable_result"]
                 try:
                     result = self._services.runnables.call(
-                        workspace_id=self.spec.workspace_id, path=runnable["path"],
-                        is_flow=runnable.get("is_flow", False), args=runnable.get("args", {}),
+                        workspace_id=self.spec.workspace_id,
+                        path=runnable["path"],
+                        is_flow=runnable.get("is_flow", False),
+                        args=runnable.get("args", {}),
                         cancelled=self._closing,
                     )
                 except RunnableFailed as exc:
@@ -387,8 +407,13 @@ class Connection:
             metrics.BINARY_FRAMES_IN.inc()
         self._services.status.touch(spec.id, spec.path)
         self._services.monitor.frame(
-            spec.workspace_slug, spec.id, spec.path,
-            at=timezone.now().isoformat(), msg=msg, msg_type=msg_type, url=self._url,
+            spec.workspace_slug,
+            spec.id,
+            spec.path,
+            at=timezone.now().isoformat(),
+            msg=msg,
+            msg_type=msg_type,
+            url=self._url,
         )
         parsed = None
         state_field = (spec.heartbeat or {}).get("state_field")
@@ -401,6 +426,10 @@ class Connection:
         metrics.FRAMES_MATCHED.inc()
         ws = self._ws
         self._services.dispatcher.submit(
-            job_spec=spec.job_spec, msg=msg, msg_type=msg_type, url=self._url, cancelled=self._closing,
+            job_spec=spec.job_spec,
+            msg=msg,
+            msg_type=msg_type,
+            url=self._url,
+            cancelled=self._closing,
             while_waiting=lambda: self._beat_if_due(ws),
         )

@@ -113,7 +113,9 @@ class Dispatcher:
         if self.dropped == 1 or self.dropped % 1000 == 0:
             logger.error(
                 "trigger %s: dispatch buffer full (%s frames): frame dropped, %s dropped so far",
-                job_spec["trigger_path"], self._buffer_size, self.dropped,
+                job_spec["trigger_path"],
+                self._buffer_size,
+                self.dropped,
             )
 
     def backlog(self):
@@ -130,9 +132,7 @@ class Dispatcher:
         now = time.monotonic()
         self._recent.append((now, batch))
         self._recent_jobs += len(batch)
-        while self._recent and (
-            self._recent[0][0] < now - RESEND_WINDOW_SECS or self._recent_jobs > RESEND_MAX_JOBS
-        ):
+        while self._recent and (self._recent[0][0] < now - RESEND_WINDOW_SECS or self._recent_jobs > RESEND_MAX_JOBS):
             self._recent_jobs -= len(self._recent.popleft()[1])
 
     def _resend_recent(self):
@@ -143,8 +143,11 @@ class Dispatcher:
         self._resend_due.clear()
         if batches:
             jobs = sum(len(b) for _, b in batches)
-            logger.warning("Redis restarted: sent again the %s jobs of the last %ss (workers skip any that ran)",
-                           jobs, RESEND_WINDOW_SECS)
+            logger.warning(
+                "Redis restarted: sent again the %s jobs of the last %ss (workers skip any that ran)",
+                jobs,
+                RESEND_WINDOW_SECS,
+            )
             metrics.JOBS_RESENT.inc(jobs)
 
     def _next_batch(self):
@@ -201,7 +204,9 @@ class Dispatcher:
         queued = self._queued_at_check + self._published_since_check
         allowance = max(int(self._max_queued_jobs - queued), 0)
         if not allowance and not self._lagging:
-            logger.warning("about %d jobs wait for workers (limit %s); holding frames back", queued, self._max_queued_jobs)
+            logger.warning(
+                "about %d jobs wait for workers (limit %s); holding frames back", queued, self._max_queued_jobs
+            )
         self._lagging = not allowance
         return allowance
 
@@ -233,13 +238,15 @@ class Dispatcher:
                 if not allowance and not self._stop.is_set():
                     self._stop.wait(0.1)
                     continue
-                batch = batch[:max(allowance, 1)]
+                batch = batch[: max(allowance, 1)]
                 self._publish(batch)
             except Exception as exc:
                 if self._stop.is_set():
                     break
                 if not failing:
-                    logger.warning("trigger %s: broker unavailable, buffering frames: %s", batch[0][1]["trigger_path"], exc)
+                    logger.warning(
+                        "trigger %s: broker unavailable, buffering frames: %s", batch[0][1]["trigger_path"], exc
+                    )
                     self._resend_due.set()
                 failing = True
                 self._stop.wait(backoff.next_delay())

@@ -84,7 +84,7 @@ def url_runnable(url):
     """(path, is_flow) when `url` names a runnable that computes the URL, else None."""
     for prefix, is_flow in (("$script:", False), ("$flow:", True)):
         if url.startswith(prefix):
-            return url[len(prefix):], is_flow
+            return url[len(prefix) :], is_flow
     return None
 
 
@@ -157,7 +157,11 @@ def open_websocket(url, *, headers, subprotocols):
     ws.frame_buffer = BoundedFrameBuffer(BufferedRecv(ws._recv), True, max_bytes=conf.max_message_bytes())
     try:
         ws.connect(
-            url, socket=sock, timeout=timeout, header=headers, subprotocols=subprotocols or None,
+            url,
+            socket=sock,
+            timeout=timeout,
+            header=headers,
+            subprotocols=subprotocols or None,
             suppress_origin=True,
             # Following a redirect would connect to an address the SSRF guard never saw.
             redirect_limit=0,

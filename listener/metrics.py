@@ -17,7 +17,8 @@ CONNECTIONS = Gauge("orvanta_listener_connections", "Connections held, by status
 LEASES_HELD = Gauge("orvanta_listener_leases_held", "Trigger leases held by this listener")
 DISPATCH_BACKLOG = Gauge("orvanta_listener_dispatch_backlog", "Frames waiting for the broker")
 DISPATCH_LATENCY = Histogram(
-    "orvanta_listener_dispatch_latency_seconds", "From a frame's arrival to its job being handed to the broker",
+    "orvanta_listener_dispatch_latency_seconds",
+    "From a frame's arrival to its job being handed to the broker",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
 )
 JOBS_RESENT = Counter("orvanta_listener_jobs_resent_total", "Jobs sent again after Redis restarted")

@@ -19,10 +19,16 @@ def probe_connection(*, celery_app, workspace_id, url, url_runnable_args=None, h
     problems.update(validation.headers_errors(headers or {}))
     problems.update(validation.subprotocols_errors(subprotocols or []))
     if problems:
-        return {"ok": False, "error": "; ".join(f"{k}: {' '.join(v)}" for k, v in problems.items()), "subprotocol": None}
+        return {
+            "ok": False,
+            "error": "; ".join(f"{k}: {' '.join(v)}" for k, v in problems.items()),
+            "subprotocol": None,
+        }
     try:
         resolved = resolve_url(
-            url, url_runnable_args=url_runnable_args or {}, workspace_id=workspace_id,
+            url,
+            url_runnable_args=url_runnable_args or {},
+            workspace_id=workspace_id,
             runnables=RunnableClient(celery_app=celery_app, timeout_secs=conf.runnable_timeout_secs()),
             cancelled=threading.Event(),
         )

@@ -27,7 +27,13 @@ class RunnableClient:
         request_id = str(uuid.uuid4())
         self._app.send_task(
             RUN_RUNNABLE,
-            kwargs={"request_id": request_id, "workspace_id": workspace_id, "path": path, "is_flow": is_flow, "args": args},
+            kwargs={
+                "request_id": request_id,
+                "workspace_id": workspace_id,
+                "path": path,
+                "is_flow": is_flow,
+                "args": args,
+            },
             retry=False,
         )
         deadline = time.monotonic() + self._timeout

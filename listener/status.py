@@ -62,7 +62,9 @@ class StatusWriter:
             try:
                 services.record_trigger_status(trigger_id=trigger_id, **fields)
             except Exception as exc:
-                logger.warning("trigger %s: could not record status %s: %s", paths.get(trigger_id), fields.get("status"), exc)
+                logger.warning(
+                    "trigger %s: could not record status %s: %s", paths.get(trigger_id), fields.get("status"), exc
+                )
                 failed[trigger_id] = fields
                 close_old_connections()
         if failed:

@@ -45,8 +45,10 @@ class Supervisor:
         self._leases = Leases(listener_id=self.listener_id, ttl_secs=conf.lease_ttl_secs())
         self._status = StatusWriter(touch_interval=conf.status_write_interval_secs())
         self._dispatcher = Dispatcher(
-            celery_app=celery_app, buffer_size=conf.dispatch_buffer_size(),
-            overflow_policy=conf.overflow_policy(), max_queued_jobs=conf.max_queued_jobs(),
+            celery_app=celery_app,
+            buffer_size=conf.dispatch_buffer_size(),
+            overflow_policy=conf.overflow_policy(),
+            max_queued_jobs=conf.max_queued_jobs(),
         )
         self._router = ResultRouter(on_config_changed=self._wake.set)
         self._monitor = MonitorPublisher()
@@ -114,7 +116,12 @@ class Supervisor:
         except redis.RedisError as exc:
             # Nobody can take a lease while Redis is away: keep every socket open,
             # apply only what needs no lease (closing disabled and deleted triggers).
-            logger.warning("listener %s: Redis unavailable (%s); keeping %s connections", self.listener_id, exc, len(self._connections))
+            logger.warning(
+                "listener %s: Redis unavailable (%s); keeping %s connections",
+                self.listener_id,
+                exc,
+                len(self._connections),
+            )
             self._redis_trouble()
             live = None
         else:
@@ -183,7 +190,9 @@ class Supervisor:
                 self._leases.release(trigger_id)
                 continue
             results_subscribed = threading.Event()
-            connection = Connection(TriggerSpec.from_trigger(trigger), self._services, results_subscribed=results_subscribed)
+            connection = Connection(
+                TriggerSpec.from_trigger(trigger), self._services, results_subscribed=results_subscribed
+            )
             self._connections[trigger_id] = connection
             self._router.attach(connection, results_subscribed)
             connection.start()

@@ -66,7 +66,9 @@ def badge(label, colour, key):
     return format_html(
         '<span class="orvanta-badge orvanta-badge-{}" style="display:inline-block;padding:1px 8px;'
         'border-radius:9px;color:#fff;background:{};font-weight:600;font-size:11px;white-space:nowrap">{}</span>',
-        key, colour, label,
+        key,
+        colour,
+        label,
     )
 
 
@@ -121,6 +123,7 @@ def frame_fingerprint(frame):
 
 # Roles and workspaces
 
+
 def _roles(request):
     """{workspace id: role} of the requesting user, once per request."""
     roles = getattr(request, "_orvanta_roles", None)
@@ -150,6 +153,7 @@ def writable_workspaces(request):
 
 # Form fields
 
+
 class PrettyJSONField(forms.JSONField):
     """Edited as indented JSON. A syntax error is an error on this field; an empty box
     is the model field's empty value (null, [] or {})."""
@@ -168,7 +172,8 @@ class PrettyJSONField(forms.JSONField):
                 json.loads(value, cls=self.decoder)
             except json.JSONDecodeError as exc:
                 raise ValidationError(
-                    "Invalid JSON: %(reason)s (line %(line)s, column %(column)s).", code="invalid",
+                    "Invalid JSON: %(reason)s (line %(line)s, column %(column)s).",
+                    code="invalid",
                     params={"reason": exc.msg, "line": exc.lineno, "column": exc.colno, "value": value},
                 ) from exc
         return super().to_python(value)
@@ -180,10 +185,15 @@ class PrettyJSONField(forms.JSONField):
 
 
 def json_widget(rows=5):
-    return forms.Textarea(attrs={
-        "rows": rows, "cols": 90, "class": "vLargeTextField orvanta-json", "spellcheck": "false",
-        "style": "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
-    })
+    return forms.Textarea(
+        attrs={
+            "rows": rows,
+            "cols": 90,
+            "class": "vLargeTextField orvanta-json",
+            "spellcheck": "false",
+            "style": "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
+        }
+    )
 
 
 def _flat_values(choices):
@@ -197,8 +207,12 @@ def _flat_values(choices):
 def runnable_picker(db_field, choices):
     """A select of the registry's scripts (and flows) for a path field."""
     return forms.TypedChoiceField(
-        choices=choices, coerce=str, empty_value=None if db_field.null else "",
-        required=not db_field.blank, label=capfirst(db_field.verbose_name), help_text=db_field.help_text,
+        choices=choices,
+        coerce=str,
+        empty_value=None if db_field.null else "",
+        required=not db_field.blank,
+        label=capfirst(db_field.verbose_name),
+        help_text=db_field.help_text,
     )
 
 
@@ -221,6 +235,7 @@ def runnable_choices(request):
 
 
 # Forms
+
 
 class ServiceModelForm(forms.ModelForm):
     """Model clean() errors (orvanta_triggers.validation, field-keyed) land on their
@@ -264,7 +279,7 @@ class WebSocketTriggerForm(ServiceModelForm):
         fields = "__all__"
         help_texts = {
             "status_badge": "disabled whenever the trigger is disabled; else connecting, connected or error, "
-                            "as written by the listener holding it.",
+            "as written by the listener holding it.",
             "error_redacted": "The last connection error (secrets in URLs redacted).",
         }
 
@@ -295,7 +310,9 @@ class FlowForm(ServiceModelForm):
         if self.instance.pk and new_path and new_path != self.instance.path:
             users = selectors.triggers_using_flow(workspace_id=self.instance.workspace_id, path=self.instance.path)
             if users:
-                self.add_error("path", f"can't rename flow '{self.instance.path}': used by trigger(s) {', '.join(users)}")
+                self.add_error(
+                    "path", f"can't rename flow '{self.instance.path}': used by trigger(s) {', '.join(users)}"
+                )
         return cleaned
 
 
@@ -308,6 +325,7 @@ class WorkspaceForm(ServiceModelForm):
 
 
 # Admin base classes
+
 
 class WorkspaceScopedAdmin(admin.ModelAdmin):
     """Objects of the user's workspaces only; writes need a developer or admin role."""
@@ -409,12 +427,14 @@ class ServiceDeleteMixin:
 
 def _changed_fields(original, form, names):
     return {
-        name: form.cleaned_data[name] for name in names
+        name: form.cleaned_data[name]
+        for name in names
         if name in form.cleaned_data and getattr(original, name) != form.cleaned_data[name]
     }
 
 
 # Workspaces
+
 
 class MembershipFormSet(forms.BaseInlineFormSet):
     def clean(self):
@@ -458,10 +478,13 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
     inlines = [MembershipInline]
     fieldsets = (
         (None, {"fields": ("slug", "name", "plan")}),
-        ("Error handler", {
-            "fields": ("error_handler_path", "error_handler_args"),
-            "description": "Runs after a job's final failure when its trigger has no error handler of its own.",
-        }),
+        (
+            "Error handler",
+            {
+                "fields": ("error_handler_path", "error_handler_args"),
+                "description": "Runs after a job's final failure when its trigger has no error handler of its own.",
+            },
+        ),
     )
 
     def workspace_id_of(self, obj):
@@ -488,11 +511,16 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
                 services.set_workspace_plan(workspace=original, plan=form.cleaned_data["plan"])
             return
         created = services.create_workspace(
-            slug=obj.slug, name=obj.name, plan=obj.plan, owner=None if request.user.is_superuser else request.user,
+            slug=obj.slug,
+            name=obj.name,
+            plan=obj.plan,
+            owner=None if request.user.is_superuser else request.user,
         )
         if obj.error_handler_path or obj.error_handler_args:
             services.update_workspace_settings(
-                workspace=created, error_handler_path=obj.error_handler_path, error_handler_args=obj.error_handler_args,
+                workspace=created,
+                error_handler_path=obj.error_handler_path,
+                error_handler_args=obj.error_handler_args,
             )
         # The admin goes on with `obj` (inlines, log, redirect): make it the saved row.
         obj.pk = created.pk
@@ -511,6 +539,7 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
 
 # Flows
 
+
 @admin.register(Flow)
 class FlowAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
     form = FlowForm
@@ -524,15 +553,18 @@ class FlowAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
     def get_fieldsets(self, request, obj=None):
         fieldsets = [
             (None, {"fields": ("workspace", "path")}),
-            ("Steps", {
-                "fields": ("preprocessor_path", "steps", "early_return"),
-                "description": escape(
-                    'Steps run in order: [{"id": "a", "script_path": "examples/parse", "args": {"msg": {"type": "ref", '
-                    '"expr": "flow_input.msg"}}}, ...]. An arg is {"type": "static", "value": ...} or {"type": "ref", '
-                    '"expr": ...} where expr is a dotted path rooted at flow_input, results.<earlier step id> or '
-                    "previous_result. Early return: the id of the step whose result is sent back as soon as it exists."
-                ),
-            }),
+            (
+                "Steps",
+                {
+                    "fields": ("preprocessor_path", "steps", "early_return"),
+                    "description": escape(
+                        'Steps run in order: [{"id": "a", "script_path": "examples/parse", "args": {"msg": {"type": "ref", '
+                        '"expr": "flow_input.msg"}}}, ...]. An arg is {"type": "static", "value": ...} or {"type": "ref", '
+                        '"expr": ...} where expr is a dotted path rooted at flow_input, results.<earlier step id> or '
+                        "previous_result. Early return: the id of the step whose result is sent back as soon as it exists."
+                    ),
+                },
+            ),
         ]
         if obj is not None:
             fieldsets.append(("Usage", {"fields": ("used_by", "created_at", "edited_at")}))
@@ -569,15 +601,25 @@ class FlowAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
 
 # Jobs
 
+
 @admin.register(Job)
 class JobAdmin(WorkspaceScopedAdmin):
     list_display = (
-        "id", "trigger_path", "script_path", "status_badge", "attempt", "created_at", "started_at", "finished_at",
+        "id",
+        "trigger_path",
+        "script_path",
+        "status_badge",
+        "attempt",
+        "created_at",
+        "started_at",
+        "finished_at",
         "duration",
     )
     list_filter = (
-        "status", ("workspace", admin.RelatedOnlyFieldListFilter),
-        ("trigger_path", admin.AllValuesFieldListFilter), ("script_path", admin.AllValuesFieldListFilter),
+        "status",
+        ("workspace", admin.RelatedOnlyFieldListFilter),
+        ("trigger_path", admin.AllValuesFieldListFilter),
+        ("script_path", admin.AllValuesFieldListFilter),
     )
     list_select_related = ("workspace",)
     search_fields = ("trigger_path", "script_path")
@@ -590,7 +632,12 @@ class JobAdmin(WorkspaceScopedAdmin):
         ("Error", {"fields": ("error_display",)}),
     )
     readonly_fields = (
-        *(f.name for f in Job._meta.fields), "status_badge", "duration", "args_json", "result_json", "error_display",
+        *(f.name for f in Job._meta.fields),
+        "status_badge",
+        "duration",
+        "args_json",
+        "result_json",
+        "error_display",
     )
 
     def has_add_permission(self, request):
@@ -636,11 +683,14 @@ class JobAdmin(WorkspaceScopedAdmin):
         return format_html(
             '<div class="orvanta-error"><strong>{}</strong>: {}</div>'
             '<pre class="orvanta-stack" style="white-space:pre-wrap;max-height:40em;overflow:auto">{}</pre>',
-            error.get("name") or "Error", error.get("message") or "", error.get("stack") or "",
+            error.get("name") or "Error",
+            error.get("message") or "",
+            error.get("stack") or "",
         )
 
 
 # Triggers
+
 
 class TriggerStatusFilter(admin.SimpleListFilter):
     """By what the badge shows: a disabled trigger is `disabled` whatever is stored."""
@@ -666,86 +716,123 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
     script_picker_fields = ("script_path", "error_handler_path")
     list_display = ("path", "workspace", "script_path", "status_badge", "last_error", "last_message_at", "listener_id")
     list_filter = (
-        TriggerStatusFilter, ("workspace", admin.RelatedOnlyFieldListFilter),
+        TriggerStatusFilter,
+        ("workspace", admin.RelatedOnlyFieldListFilter),
         ("script_path", admin.AllValuesFieldListFilter),
     )
     list_select_related = ("workspace",)
     search_fields = ("path", "script_path", "url")
     actions = ("enable", "disable", "test_connection", "delete_selected")
     status_fields = (
-        "status_badge", "error_redacted", "last_connected_at", "last_message_at", "listener_id", "subprotocol", "edited_at",
+        "status_badge",
+        "error_redacted",
+        "last_connected_at",
+        "last_message_at",
+        "listener_id",
+        "subprotocol",
+        "edited_at",
     )
     fieldsets = (
         (None, {"fields": ("workspace", "path", "enabled")}),
-        ("URL", {
-            "fields": ("url", "url_runnable_args"),
-            "description": escape(
-                "A static ws:// or wss:// URL, or $script:<path> / $flow:<path>: that runnable runs on a worker, with "
-                "the URL runnable args, before every connect and must return the URL as a string (useful for "
-                "authentication query parameters)."
-            ),
-        }),
-        ("Runnable", {
-            "fields": ("script_path", "is_flow"),
-            "description": escape(
-                "Runs for every matching message, with the message as the string argument msg (or, if the script "
-                "has a preprocessor, with what preprocessor(event) returns). Tick “Is flow” for a flow."
-            ),
-        }),
-        ("Filters", {
-            "fields": ("filters", "filter_logic"),
-            "description": escape(
-                'Filters are [{"key": ..., "value": ...}, ...]. A filter matches when the message parses as JSON and '
-                "has the key at the top level with a value equal to, or a superset of, the filter's value (objects: "
-                "every filter key present and matching recursively; arrays: every filter element matches some "
-                "message element; scalars: strict JSON equality). AND (default): the message must match every "
-                "filter; OR: any one. No filters: every message triggers."
-            ),
-        }),
-        ("Initial messages", {
-            "fields": ("initial_messages",),
-            "description": escape(
-                "Sent in order after every (re)connect, e.g. to authenticate or subscribe: "
-                '{"raw_message": "<JSON text>"} (a JSON string is sent unquoted) or '
-                '{"runnable_result": {"path": ..., "args": {}, "is_flow": false}} (its result is sent).'
-            ),
-        }),
-        ("Send results", {
-            "fields": ("can_return_message", "can_return_error_result"),
-            "description": escape(
-                "Send each successful job's non-null result back on the trigger's connection (a string as is, "
-                'anything else as JSON); with the second, failures too, as {"error": {name, message, stack}}.'
-            ),
-        }),
-        ("Heartbeat", {
-            "fields": ("heartbeat",),
-            "description": escape(
-                'Keep-alive sent by the listener itself, with no job: {"interval_secs": 10, "message": ..., '
-                '"state_field": "s"}. Each {{state}} in the message is replaced by the JSON of state_field from the '
-                "latest incoming JSON message that had it (null before any). Empty: no heartbeat."
-            ),
-        }),
-        ("Error handler", {
-            "fields": ("error_handler_path", "error_handler_args"),
-            "description": "Runs after a job's final failure instead of the workspace's error handler. "
-                           "Empty: the workspace's.",
-        }),
-        ("Retry", {
-            "fields": ("retry",),
-            "description": escape(
-                '{"max_attempts": 3, "delay_secs": 1, "multiplier": 2}: a failed job runs up to max_attempts times in '
-                "all, the n-th retry after delay_secs × multiplier^(n-1) seconds. Empty: no retry."
-            ),
-        }),
-        ("Advanced", {
-            "fields": ("headers", "subprotocols"),
-            "classes": ("collapse",),
-            "description": "Sent on the WebSocket upgrade request.",
-        }),
-        ("Status", {
-            "fields": status_fields,
-            "description": "Written by the listener that holds the trigger.",
-        }),
+        (
+            "URL",
+            {
+                "fields": ("url", "url_runnable_args"),
+                "description": escape(
+                    "A static ws:// or wss:// URL, or $script:<path> / $flow:<path>: that runnable runs on a worker, with "
+                    "the URL runnable args, before every connect and must return the URL as a string (useful for "
+                    "authentication query parameters)."
+                ),
+            },
+        ),
+        (
+            "Runnable",
+            {
+                "fields": ("script_path", "is_flow"),
+                "description": escape(
+                    "Runs for every matching message, with the message as the string argument msg (or, if the script "
+                    "has a preprocessor, with what preprocessor(event) returns). Tick “Is flow” for a flow."
+                ),
+            },
+        ),
+        (
+            "Filters",
+            {
+                "fields": ("filters", "filter_logic"),
+                "description": escape(
+                    'Filters are [{"key": ..., "value": ...}, ...]. A filter matches when the message parses as JSON and '
+                    "has the key at the top level with a value equal to, or a superset of, the filter's value (objects: "
+                    "every filter key present and matching recursively; arrays: every filter element matches some "
+                    "message element; scalars: strict JSON equality). AND (default): the message must match every "
+                    "filter; OR: any one. No filters: every message triggers."
+                ),
+            },
+        ),
+        (
+            "Initial messages",
+            {
+                "fields": ("initial_messages",),
+                "description": escape(
+                    "Sent in order after every (re)connect, e.g. to authenticate or subscribe: "
+                    '{"raw_message": "<JSON text>"} (a JSON string is sent unquoted) or '
+                    '{"runnable_result": {"path": ..., "args": {}, "is_flow": false}} (its result is sent).'
+                ),
+            },
+        ),
+        (
+            "Send results",
+            {
+                "fields": ("can_return_message", "can_return_error_result"),
+                "description": escape(
+                    "Send each successful job's non-null result back on the trigger's connection (a string as is, "
+                    'anything else as JSON); with the second, failures too, as {"error": {name, message, stack}}.'
+                ),
+            },
+        ),
+        (
+            "Heartbeat",
+            {
+                "fields": ("heartbeat",),
+                "description": escape(
+                    'Keep-alive sent by the listener itself, with no job: {"interval_secs": 10, "message": ..., '
+                    '"state_field": "s"}. Each {{state}} in the message is replaced by the JSON of state_field from the '
+                    "latest incoming JSON message that had it (null before any). Empty: no heartbeat."
+                ),
+            },
+        ),
+        (
+            "Error handler",
+            {
+                "fields": ("error_handler_path", "error_handler_args"),
+                "description": "Runs after a job's final failure instead of the workspace's error handler. "
+                "Empty: the workspace's.",
+            },
+        ),
+        (
+            "Retry",
+            {
+                "fields": ("retry",),
+                "description": escape(
+                    '{"max_attempts": 3, "delay_secs": 1, "multiplier": 2}: a failed job runs up to max_attempts times in '
+                    "all, the n-th retry after delay_secs × multiplier^(n-1) seconds. Empty: no retry."
+                ),
+            },
+        ),
+        (
+            "Advanced",
+            {
+                "fields": ("headers", "subprotocols"),
+                "classes": ("collapse",),
+                "description": "Sent on the WebSocket upgrade request.",
+            },
+        ),
+        (
+            "Status",
+            {
+                "fields": status_fields,
+                "description": "Written by the listener that holds the trigger.",
+            },
+        ),
     )
 
     def get_readonly_fields(self, request, obj=None):
@@ -808,7 +895,9 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
                 unchanged += 1
                 continue
             if not self.has_change_permission(request, trigger):
-                self.message_user(request, f"{trigger.path}: your role in its workspace can't change it.", messages.ERROR)
+                self.message_user(
+                    request, f"{trigger.path}: your role in its workspace can't change it.", messages.ERROR
+                )
                 continue
             try:
                 services.set_trigger_enabled(trigger=trigger, enabled=enabled)
@@ -818,7 +907,9 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
             changed += 1
         verb = "Enabled" if enabled else "Disabled"
         if changed or not unchanged:
-            self.message_user(request, f"{verb} {changed} trigger(s).", messages.SUCCESS if changed else messages.WARNING)
+            self.message_user(
+                request, f"{verb} {changed} trigger(s).", messages.SUCCESS if changed else messages.WARNING
+            )
         if unchanged:
             self.message_user(request, f"{unchanged} trigger(s) were already {verb.lower()}.", messages.INFO)
 
@@ -842,8 +933,12 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
         """Connect as the listener would, then close; one message with the outcome."""
         try:
             result = probe_connection(
-                celery_app=celery_app, workspace_id=trigger.workspace_id, url=trigger.url,
-                url_runnable_args=trigger.url_runnable_args, headers=trigger.headers, subprotocols=trigger.subprotocols,
+                celery_app=celery_app,
+                workspace_id=trigger.workspace_id,
+                url=trigger.url,
+                url_runnable_args=trigger.url_runnable_args,
+                headers=trigger.headers,
+                subprotocols=trigger.subprotocols,
             )
         except Exception as exc:  # e.g. the broker is away while a URL runnable must run
             logger.warning("test connection of trigger %s failed: %s", trigger.pk, exc, exc_info=True)
@@ -851,10 +946,14 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
         if result["ok"]:
             subprotocol = f", subprotocol {result['subprotocol']}" if result.get("subprotocol") else ""
             self.message_user(
-                request, f"{trigger.path}: connection OK ({redact_text(trigger.url)}{subprotocol})", messages.SUCCESS,
+                request,
+                f"{trigger.path}: connection OK ({redact_text(trigger.url)}{subprotocol})",
+                messages.SUCCESS,
             )
         else:
-            self.message_user(request, f"{trigger.path}: connection failed: {redact_text(result['error'])}", messages.ERROR)
+            self.message_user(
+                request, f"{trigger.path}: connection failed: {redact_text(result['error'])}", messages.ERROR
+            )
 
     # Views of one trigger: test connection, replay a frame
 
@@ -862,7 +961,8 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
         info = self.opts.app_label, self.opts.model_name
         return [
             path(
-                "<path:object_id>/test-connection/", self.admin_site.admin_view(self.test_connection_view),
+                "<path:object_id>/test-connection/",
+                self.admin_site.admin_view(self.test_connection_view),
                 name="%s_%s_test_connection" % info,
             ),
             path("<path:object_id>/replay/", self.admin_site.admin_view(self.replay_view), name="%s_%s_replay" % info),
@@ -892,7 +992,9 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
             frames = monitor.recent_frames(trigger.id)
         except Exception as exc:
             logger.warning("replay on trigger %s: recent frames unavailable: %s", trigger.pk, exc)
-            self.message_user(request, "Recent frames are unavailable (Redis did not answer); nothing replayed.", messages.ERROR)
+            self.message_user(
+                request, "Recent frames are unavailable (Redis did not answer); nothing replayed.", messages.ERROR
+            )
             return back
         wanted = request.POST.get("frame", "")
         frame = next((f for f in frames if frame_fingerprint(f) == wanted), None)
@@ -900,11 +1002,16 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
             self.message_user(request, "That frame is no longer among the trigger's recent frames.", messages.ERROR)
             return back
         if frame.get("truncated"):
-            self.message_user(request, "That frame was too large to keep whole, so it can't be replayed.", messages.ERROR)
+            self.message_user(
+                request, "That frame was too large to keep whole, so it can't be replayed.", messages.ERROR
+            )
             return back
         try:
             job_id = services.enqueue_trigger_job(
-                trigger=trigger, msg=frame["msg"], msg_type=frame.get("msg_type", "text"), url=frame.get("url"),
+                trigger=trigger,
+                msg=frame["msg"],
+                msg_type=frame.get("msg_type", "text"),
+                url=frame.get("url"),
             )
         except Exception as exc:
             logger.warning("replay on trigger %s failed: %s", trigger.pk, exc, exc_info=True)
@@ -913,7 +1020,9 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
         job_url = reverse("admin:orvanta_triggers_job_change", args=[job_id])
         self.message_user(
             request,
-            format_html('Replayed the frame received at {}: job <a href="{}">{}</a> queued.', frame.get("at"), job_url, job_id),
+            format_html(
+                'Replayed the frame received at {}: job <a href="{}">{}</a> queued.', frame.get("at"), job_url, job_id
+            ),
             messages.SUCCESS,
         )
         return back
@@ -928,10 +1037,14 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def _recent_context(self, request, trigger):
-        link_jobs = self.admin_site.is_registered(Job) and self.admin_site.get_model_admin(Job).has_view_permission(request)
+        link_jobs = self.admin_site.is_registered(Job) and self.admin_site.get_model_admin(Job).has_view_permission(
+            request
+        )
         jobs = [
             {
-                "job": job, "badge": job_badge(job), "duration": job_duration(job),
+                "job": job,
+                "badge": job_badge(job),
+                "duration": job_duration(job),
                 "url": reverse("admin:orvanta_triggers_job_change", args=[quote(job.pk)]) if link_jobs else None,
             }
             for job in selectors.workspace_jobs(workspace=trigger.workspace, trigger_path=trigger.path)[:RECENT_JOBS]
@@ -947,19 +1060,25 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
                 if not isinstance(frame, dict):
                     continue
                 msg = str(frame.get("msg", ""))
-                frames.append({
-                    "at": parse_datetime(str(frame.get("at") or "")) or frame.get("at"),
-                    "msg_type": frame.get("msg_type", "text"),
-                    "msg": Truncator(msg).chars(FRAME_MSG_CHARS),
-                    "length": len(msg),
-                    "url": redact_text(frame.get("url") or ""),
-                    "truncated": bool(frame.get("truncated")),
-                    "fingerprint": frame_fingerprint(frame),
-                })
+                frames.append(
+                    {
+                        "at": parse_datetime(str(frame.get("at") or "")) or frame.get("at"),
+                        "msg_type": frame.get("msg_type", "text"),
+                        "msg": Truncator(msg).chars(FRAME_MSG_CHARS),
+                        "length": len(msg),
+                        "url": redact_text(frame.get("url") or ""),
+                        "truncated": bool(frame.get("truncated")),
+                        "fingerprint": frame_fingerprint(frame),
+                    }
+                )
         may_act = self.has_change_permission(request, trigger)
         return {
-            "recent_jobs": jobs, "recent_jobs_limit": RECENT_JOBS, "recent_frames": frames,
-            "recent_frames_error": frames_error, "can_replay": may_act, "can_test_connection": may_act,
+            "recent_jobs": jobs,
+            "recent_jobs_limit": RECENT_JOBS,
+            "recent_frames": frames,
+            "recent_frames_error": frames_error,
+            "can_replay": may_act,
+            "can_test_connection": may_act,
         }
 
 

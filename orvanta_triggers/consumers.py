@@ -79,12 +79,14 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
             except Exception as exc:
                 logger.warning("monitor %s: frames of %s unavailable: %s", workspace.slug, trigger.path, exc)
                 frames = []
-            triggers.append({
-                "path": trigger.path,
-                "status": "disabled" if not trigger.enabled else trigger.status,
-                "error": trigger.error,
-                "last_message_at": trigger.last_message_at.isoformat() if trigger.last_message_at else None,
-                "listener_id": trigger.listener_id,
-                "frames": frames,
-            })
+            triggers.append(
+                {
+                    "path": trigger.path,
+                    "status": "disabled" if not trigger.enabled else trigger.status,
+                    "error": trigger.error,
+                    "last_message_at": trigger.last_message_at.isoformat() if trigger.last_message_at else None,
+                    "listener_id": trigger.listener_id,
+                    "frames": frames,
+                }
+            )
         return {"workspace": workspace.slug, "triggers": triggers}

@@ -157,10 +157,16 @@ def worker_monitor():
 def _show_job(spec, job_id, status, started, error=None):
     metrics.JOBS_FINISHED.labels(status).inc()
     metrics.JOB_DURATION.observe(time.monotonic() - started)
-    worker_monitor().event(spec["workspace"], {
-        "type": "job", "trigger_path": spec["trigger_path"], "job_id": job_id, "status": status,
-        "error": f"{error['name']}: {shorten(error['message'])}" if error else None,
-    })
+    worker_monitor().event(
+        spec["workspace"],
+        {
+            "type": "job",
+            "trigger_path": spec["trigger_path"],
+            "job_id": job_id,
+            "status": status,
+            "error": f"{error['name']}: {shorten(error['message'])}" if error else None,
+        },
+    )
 
 
 def _publish(spec, job_id, result):
@@ -199,9 +205,14 @@ class JobRun:
 
     def row_values(self):
         return dict(
-            workspace_id=self.spec["workspace_id"], trigger_path=self.spec["trigger_path"],
-            script_path=self.spec["script_path"], is_flow=self.spec["is_flow"], status=Job.Status.RUNNING,
-            args={"msg": self.msg}, attempt=self.attempt, started_at=self.started_at,
+            workspace_id=self.spec["workspace_id"],
+            trigger_path=self.spec["trigger_path"],
+            script_path=self.spec["script_path"],
+            is_flow=self.spec["is_flow"],
+            status=Job.Status.RUNNING,
+            args={"msg": self.msg},
+            attempt=self.attempt,
+            started_at=self.started_at,
         )
 
 
@@ -210,7 +221,13 @@ def _execute(run):
     on `run`: status, and result or error, and when to retry."""
     spec = run.spec
     run.started_at = timezone.now()
-    event = {"kind": "websocket", "msg": run.msg, "url": run.url, "trigger_path": spec["trigger_path"], "msg_type": run.msg_type}
+    event = {
+        "kind": "websocket",
+        "msg": run.msg,
+        "url": run.url,
+        "trigger_path": spec["trigger_path"],
+        "msg_type": run.msg_type,
+    }
 
     def on_early_return(result):
         if spec["can_return_message"] and result is not None:
@@ -241,7 +258,12 @@ def _conclude(run, requeue, publish):
     if run.status == Job.Status.QUEUED:
         logger.info(
             "trigger %s: job %s attempt %s failed (%s: %s); retrying in %ss",
-            spec["trigger_path"], job_id, run.attempt, run.error["name"], run.error["message"], run.retry_in,
+            spec["trigger_path"],
+            job_id,
+            run.attempt,
+            run.error["name"],
+            run.error["message"],
+            run.retry_in,
         )
         metrics.JOBS_FINISHED.labels("retried").inc()
         requeue(run, run.retry_in)
@@ -251,7 +273,9 @@ def _conclude(run, requeue, publish):
         if spec["can_return_message"] and run.result is not None and not run.early_result_sent:
             publish(spec, job_id, run.result)
         return
-    logger.info("trigger %s: job %s failed: %s: %s", spec["trigger_path"], job_id, run.error["name"], run.error["message"])
+    logger.info(
+        "trigger %s: job %s failed: %s: %s", spec["trigger_path"], job_id, run.error["name"], run.error["message"]
+    )
     if spec["can_return_message"] and spec["can_return_error_result"]:
         publish(spec, job_id, {"error": run.error})
     call_error_handler(spec=spec, error=run.error, job_id=job_id, started_at=run.started_at, failed_at=run.finished_at)
@@ -260,8 +284,12 @@ def _conclude(run, requeue, publish):
 def _outcome(run):
     """The row values that record a run's outcome."""
     return dict(
-        status=run.status, args=run.args if run.status == Job.Status.SUCCESS else {"msg": run.msg},
-        result=run.result, error=run.error, started_at=run.started_at, finished_at=run.finished_at,
+        status=run.status,
+        args=run.args if run.status == Job.Status.SUCCESS else {"msg": run.msg},
+        result=run.result,
+        error=run.error,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
     )
 
 
@@ -270,10 +298,15 @@ def _record(runs, *, executed):
     rest (with the same fields, so one statement fits all)."""
     waiting = dict(status=Job.Status.QUEUED, result=None, error=None, started_at=None, finished_at=None)
     try:
-        services.record_jobs(jobs={
-            run.job_id: {**run.row_values(), **(_outcome(run) if run in executed else {**waiting, "args": {"msg": run.msg}})}
-            for run in runs
-        })
+        services.record_jobs(
+            jobs={
+                run.job_id: {
+                    **run.row_values(),
+                    **(_outcome(run) if run in executed else {**waiting, "args": {"msg": run.msg}}),
+                }
+                for run in runs
+            }
+        )
     except IntegrityError:
         # A job whose workspace was deleted meanwhile; record the others.
         live = selectors.existing_workspace_ids({run.spec["workspace_id"] for run in runs})
@@ -330,7 +363,9 @@ def run_trigger_jobs(*, specs, jobs, requeue, resent=False):
     _record(runs, executed=executed)
     frames = []
     for run in runs:
-        _conclude(run, requeue, lambda spec, job_id, value: frames.append((spec["trigger_id"], job_id, result_frame(value))))
+        _conclude(
+            run, requeue, lambda spec, job_id, value: frames.append((spec["trigger_id"], job_id, result_frame(value)))
+        )
     if frames:
         try:
             bus.publish_results(frames)
@@ -352,12 +387,19 @@ def call_error_handler(*, spec, error, job_id, started_at, failed_at):
     if not path:
         return
     try:
-        run_script(path, kwargs={
-            "error": error, "job_id": job_id, "script_path": spec["script_path"], "is_flow": spec["is_flow"],
-            "trigger_path": spec["trigger_path"], "workspace": spec["workspace"],
-            "started_at": started_at.isoformat() if started_at else None,
-            "failed_at": failed_at.isoformat() if failed_at else None,
-            "error_handler_args": handler_args,
-        })
+        run_script(
+            path,
+            kwargs={
+                "error": error,
+                "job_id": job_id,
+                "script_path": spec["script_path"],
+                "is_flow": spec["is_flow"],
+                "trigger_path": spec["trigger_path"],
+                "workspace": spec["workspace"],
+                "started_at": started_at.isoformat() if started_at else None,
+                "failed_at": failed_at.isoformat() if failed_at else None,
+                "error_handler_args": handler_args,
+            },
+        )
     except Exception:
         logger.exception("trigger %s: error handler '%s' failed", spec["trigger_path"], path)

@@ -19,9 +19,7 @@ def is_superset(value, pattern):
             key in value and is_superset(value[key], sub) for key, sub in pattern.items()
         )
     if isinstance(pattern, list):
-        return isinstance(value, list) and all(
-            any(is_superset(item, sub) for item in value) for sub in pattern
-        )
+        return isinstance(value, list) and all(any(is_superset(item, sub) for item in value) for sub in pattern)
     if isinstance(pattern, bool) or isinstance(value, bool):
         return type(pattern) is type(value) and pattern == value
     if isinstance(pattern, (int, float)):

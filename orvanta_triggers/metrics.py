@@ -4,6 +4,7 @@ from prometheus_client import Counter, Histogram
 
 JOBS_FINISHED = Counter("orvanta_jobs_finished_total", "Job attempts finished, by outcome", ["status"])
 JOB_DURATION = Histogram(
-    "orvanta_job_duration_seconds", "Time a job attempt took, from start to recorded outcome",
+    "orvanta_job_duration_seconds",
+    "Time a job attempt took, from start to recorded outcome",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )

@@ -24,18 +24,26 @@ class Workspace(models.Model):
     PLANS_WITHOUT_WEBSOCKET_TRIGGERS = (Plan.FREE, Plan.TEAM)
 
     slug = models.SlugField(
-        max_length=50, unique=True, help_text="Short name used in API URLs (/api/w/<slug>/...); can't be changed later.",
+        max_length=50,
+        unique=True,
+        help_text="Short name used in API URLs (/api/w/<slug>/...); can't be changed later.",
     )
     name = models.CharField(max_length=200, help_text="Display name.")
     plan = models.CharField(
-        max_length=20, choices=Plan.choices, default=Plan.SELF_HOSTED,
+        max_length=20,
+        choices=Plan.choices,
+        default=Plan.SELF_HOSTED,
         help_text="WebSocket triggers are not available on the Free and Team plans.",
     )
     error_handler_path = models.CharField(
-        max_length=255, null=True, blank=True,
+        max_length=255,
+        null=True,
+        blank=True,
         help_text="Script run after a job's final failure when its trigger sets no handler of its own.",
     )
-    error_handler_args = models.JSONField(default=dict, blank=True, help_text="Extra arguments for the error handler (a JSON object).")
+    error_handler_args = models.JSONField(
+        default=dict, blank=True, help_text="Extra arguments for the error handler (a JSON object)."
+    )
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the workspace was created.")
 
     class Meta:
@@ -61,14 +69,21 @@ class Membership(models.Model):
     WRITE_ROLES = (Role.ADMIN, Role.DEVELOPER)
 
     workspace = models.ForeignKey(
-        Workspace, on_delete=models.CASCADE, related_name="memberships", help_text="The workspace the user belongs to.",
+        Workspace,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        help_text="The workspace the user belongs to.",
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orvanta_memberships",
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="orvanta_memberships",
         help_text="The member.",
     )
     role = models.CharField(
-        max_length=20, choices=Role.choices, default=Role.DEVELOPER,
+        max_length=20,
+        choices=Role.choices,
+        default=Role.DEVELOPER,
         help_text="Viewers read; developers and admins change triggers, flows and settings.",
     )
 
@@ -81,16 +96,25 @@ class Membership(models.Model):
 
 class Flow(models.Model):
     workspace = models.ForeignKey(
-        Workspace, on_delete=models.CASCADE, related_name="flows", help_text="The workspace that owns the flow.",
+        Workspace,
+        on_delete=models.CASCADE,
+        related_name="flows",
+        help_text="The workspace that owns the flow.",
     )
     path = models.CharField(max_length=255, help_text="Unique in the workspace, e.g. f/demo/pipeline.")
     preprocessor_path = models.CharField(
-        max_length=255, null=True, blank=True,
+        max_length=255,
+        null=True,
+        blank=True,
         help_text="Script whose preprocessor(event) turns the WebSocket event into the flow input.",
     )
-    steps = models.JSONField(default=list, help_text="Ordered steps: {id, script_path, args: {name: {type: static|ref, ...}}}.")
+    steps = models.JSONField(
+        default=list, help_text="Ordered steps: {id, script_path, args: {name: {type: static|ref, ...}}}."
+    )
     early_return = models.CharField(
-        max_length=100, null=True, blank=True,
+        max_length=100,
+        null=True,
+        blank=True,
         help_text="Id of the step whose result is sent back as soon as it exists.",
     )
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the flow was created.")
@@ -119,7 +143,9 @@ class WebSocketTrigger(models.Model):
         ERROR = "error", "Error"
 
     workspace = models.ForeignKey(
-        Workspace, on_delete=models.CASCADE, related_name="websocket_triggers",
+        Workspace,
+        on_delete=models.CASCADE,
+        related_name="websocket_triggers",
         help_text="The workspace that owns the trigger; its plan must include WebSocket triggers.",
     )
     path = models.CharField(max_length=255, help_text="Unique in the workspace, e.g. f/demo/ticks.")
@@ -127,54 +153,84 @@ class WebSocketTrigger(models.Model):
         max_length=2048,
         help_text="ws:// or wss:// URL, or $script:<path> / $flow:<path> to compute it before every connect.",
     )
-    url_runnable_args = models.JSONField(default=dict, blank=True, help_text="Arguments for the URL runnable (a JSON object).")
-    script_path = models.CharField(max_length=255, help_text="The script (or flow, with is_flow) run for every matching message.")
+    url_runnable_args = models.JSONField(
+        default=dict, blank=True, help_text="Arguments for the URL runnable (a JSON object)."
+    )
+    script_path = models.CharField(
+        max_length=255, help_text="The script (or flow, with is_flow) run for every matching message."
+    )
     is_flow = models.BooleanField(default=False, help_text="script_path names a flow of this workspace.")
     enabled = models.BooleanField(
-        default=True, help_text="A listener holds enabled triggers only; disabling closes the connection.",
+        default=True,
+        help_text="A listener holds enabled triggers only; disabling closes the connection.",
     )
     filters = models.JSONField(default=list, blank=True, help_text='JSON filters: [{"key": ..., "value": ...}].')
     filter_logic = models.CharField(
-        max_length=3, choices=FilterLogic.choices, default=FilterLogic.AND,
+        max_length=3,
+        choices=FilterLogic.choices,
+        default=FilterLogic.AND,
         help_text="AND: a message must match every filter; OR: any one filter.",
     )
     initial_messages = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text='Sent in order after every connect: {"raw_message": "<JSON text>"} or {"runnable_result": {"path", "args", "is_flow"}}.',
     )
-    can_return_message = models.BooleanField(default=False, help_text="Send each successful job's non-null result back on the socket.")
+    can_return_message = models.BooleanField(
+        default=False, help_text="Send each successful job's non-null result back on the socket."
+    )
     can_return_error_result = models.BooleanField(
-        default=False, help_text="With the former: also send failures back as {\"error\": {name, message, stack}}."
+        default=False, help_text='With the former: also send failures back as {"error": {name, message, stack}}.'
     )
     heartbeat = models.JSONField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text='{"interval_secs": 10, "message": "{\\"op\\": 1, \\"d\\": {{state}}}", "state_field": "s"}',
     )
     error_handler_path = models.CharField(
-        max_length=255, null=True, blank=True, help_text="Script run after a job's final failure; overrides the workspace's."
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="Script run after a job's final failure; overrides the workspace's.",
     )
     error_handler_args = models.JSONField(default=dict, blank=True, help_text="Extra arguments for the error handler.")
     retry = models.JSONField(null=True, blank=True, help_text='{"max_attempts": 3, "delay_secs": 1, "multiplier": 2}')
     headers = models.JSONField(default=dict, blank=True, help_text="HTTP headers sent on the upgrade request.")
-    subprotocols = models.JSONField(default=list, blank=True, help_text="WebSocket subprotocols offered, in order of preference.")
+    subprotocols = models.JSONField(
+        default=list, blank=True, help_text="WebSocket subprotocols offered, in order of preference."
+    )
 
     # Written by the listener only, with update_fields.
     status = models.CharField(
-        max_length=20, choices=Status.choices, default=Status.CONNECTING, editable=False,
+        max_length=20,
+        choices=Status.choices,
+        default=Status.CONNECTING,
+        editable=False,
         help_text="disabled, connecting, connected or error; written by the listener holding the trigger.",
     )
     error = models.TextField(
-        null=True, blank=True, editable=False,
+        null=True,
+        blank=True,
+        editable=False,
         help_text="The last connection error (secrets in the URL's query string redacted).",
     )
     last_connected_at = models.DateTimeField(
-        null=True, blank=True, editable=False, help_text="When the listener last connected.",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the listener last connected.",
     )
     last_message_at = models.DateTimeField(
-        null=True, blank=True, editable=False, help_text="When a message was last received.",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When a message was last received.",
     )
     listener_id = models.CharField(
-        max_length=200, null=True, blank=True, editable=False,
+        max_length=200,
+        null=True,
+        blank=True,
+        editable=False,
         help_text="The listener process that holds the trigger's connection.",
     )
     subprotocol = models.CharField(
@@ -184,7 +240,8 @@ class WebSocketTrigger(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the trigger was created.")
     # Bumped by every configuration write; listeners poll it to notice changes.
     edited_at = models.DateTimeField(
-        editable=False, help_text="When the configuration last changed; listeners reconnect after a change.",
+        editable=False,
+        help_text="When the configuration last changed; listeners reconnect after a change.",
     )
 
     STATUS_FIELDS = ("status", "error", "last_connected_at", "last_message_at", "listener_id", "subprotocol")
@@ -211,16 +268,25 @@ class Job(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False, help_text="The job id.")
     workspace = models.ForeignKey(
-        Workspace, on_delete=models.CASCADE, related_name="jobs", help_text="The workspace the job ran in.",
+        Workspace,
+        on_delete=models.CASCADE,
+        related_name="jobs",
+        help_text="The workspace the job ran in.",
     )
     # A path, not a foreign key: a job outlives edits and deletion of its trigger.
     trigger_path = models.CharField(
-        max_length=255, blank=True, default="", help_text="Path of the trigger whose message started the job.",
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="Path of the trigger whose message started the job.",
     )
     script_path = models.CharField(max_length=255, help_text="The script (or flow) that ran.")
     is_flow = models.BooleanField(default=False, help_text="script_path names a flow.")
     status = models.CharField(
-        max_length=20, choices=Status.choices, default=Status.QUEUED, help_text="queued, running, success or failure.",
+        max_length=20,
+        choices=Status.choices,
+        default=Status.QUEUED,
+        help_text="queued, running, success or failure.",
     )
     args = models.JSONField(null=True, blank=True, help_text="The arguments main() was called with.")
     result = models.JSONField(null=True, blank=True, help_text="What the runnable returned.")

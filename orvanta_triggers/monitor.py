@@ -89,9 +89,16 @@ class MonitorPublisher:
             entry.update(msg=msg[:FRAME_KEEP_BYTES], truncated=True)
         with self._lock:
             self._frames[trigger_id].append(entry)
-        self.event(workspace_slug, {
-            "type": "frame", "trigger_path": trigger_path, "at": at, "msg": shorten(msg), "msg_type": msg_type,
-        })
+        self.event(
+            workspace_slug,
+            {
+                "type": "frame",
+                "trigger_path": trigger_path,
+                "at": at,
+                "msg": shorten(msg),
+                "msg_type": msg_type,
+            },
+        )
 
     def flush(self):
         with self._lock:
@@ -111,7 +118,9 @@ class MonitorPublisher:
             if events:
                 layer = get_channel_layer()
                 for workspace_slug, batch in events.items():
-                    async_to_sync(layer.group_send)(group_name(workspace_slug), {"type": "monitor.events", "events": batch})
+                    async_to_sync(layer.group_send)(
+                        group_name(workspace_slug), {"type": "monitor.events", "events": batch}
+                    )
         except Exception as exc:
             logger.warning("monitor: could not publish %s events: %s", sum(map(len, events.values())), exc)
 

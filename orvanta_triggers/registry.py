@@ -105,7 +105,11 @@ def _parameters(function):
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
     described = []
     for arg, default in [*zip(positional, defaults), *zip(args.kwonlyargs, args.kw_defaults)]:
-        entry = {"name": arg.arg, "type": ast.unparse(arg.annotation) if arg.annotation else None, "required": default is None}
+        entry = {
+            "name": arg.arg,
+            "type": ast.unparse(arg.annotation) if arg.annotation else None,
+            "required": default is None,
+        }
         if default is not None:
             try:
                 entry["default"] = ast.literal_eval(default)

@@ -70,7 +70,8 @@ def triggers_using_flow(*, workspace_id, path):
         url_from_it = trigger.url == f"$flow:{path}"
         sends_it = any(
             (m.get("runnable_result") or {}).get("path") == path and (m.get("runnable_result") or {}).get("is_flow")
-            for m in trigger.initial_messages if isinstance(m, dict)
+            for m in trigger.initial_messages
+            if isinstance(m, dict)
         )
         if runs_it or url_from_it or sends_it:
             users.append(trigger.path)
@@ -84,6 +85,8 @@ def existing_workspace_ids(ids):
 def finished_job_ids(ids):
     """Of these job ids, those whose job already ended (success or failure)."""
     return set(
-        str(i) for i in Job.objects.filter(id__in=list(ids), status__in=[Job.Status.SUCCESS, Job.Status.FAILURE])
-        .values_list("id", flat=True)
+        str(i)
+        for i in Job.objects.filter(id__in=list(ids), status__in=[Job.Status.SUCCESS, Job.Status.FAILURE]).values_list(
+            "id", flat=True
+        )
     )

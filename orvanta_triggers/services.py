@@ -14,9 +14,23 @@ from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Wor
 logger = logging.getLogger(__name__)
 
 TRIGGER_CONFIG_FIELDS = (
-    "path", "url", "url_runnable_args", "script_path", "is_flow", "enabled", "filters", "filter_logic",
-    "initial_messages", "can_return_message", "can_return_error_result", "heartbeat",
-    "error_handler_path", "error_handler_args", "retry", "headers", "subprotocols",
+    "path",
+    "url",
+    "url_runnable_args",
+    "script_path",
+    "is_flow",
+    "enabled",
+    "filters",
+    "filter_logic",
+    "initial_messages",
+    "can_return_message",
+    "can_return_error_result",
+    "heartbeat",
+    "error_handler_path",
+    "error_handler_args",
+    "retry",
+    "headers",
+    "subprotocols",
 )
 FLOW_FIELDS = ("path", "preprocessor_path", "steps", "early_return")
 
@@ -40,6 +54,7 @@ def _unknown_fields(fields, allowed):
 
 
 # Workspaces and members
+
 
 @transaction.atomic
 def create_workspace(*, slug, name=None, plan=Workspace.Plan.SELF_HOSTED, owner=None):
@@ -73,6 +88,7 @@ def create_user(*, username, password, is_superuser=False):
 
 
 # Triggers
+
 
 def _save_trigger(trigger, update_fields=None):
     trigger.edited_at = timezone.now()
@@ -129,6 +145,7 @@ def record_trigger_status(*, trigger_id, **status_fields):
 
 # Flows
 
+
 def create_flow(*, workspace, **fields):
     _unknown_fields(fields, FLOW_FIELDS)
     return save_new_flow(flow=Flow(workspace=workspace, **fields))
@@ -168,8 +185,17 @@ def delete_flow(*, flow):
 # Jobs
 
 JOB_RECORD_FIELDS = (
-    "workspace_id", "trigger_path", "script_path", "is_flow", "status", "args", "result", "error", "attempt",
-    "started_at", "finished_at",
+    "workspace_id",
+    "trigger_path",
+    "script_path",
+    "is_flow",
+    "status",
+    "args",
+    "result",
+    "error",
+    "attempt",
+    "started_at",
+    "finished_at",
 )
 
 
@@ -181,7 +207,10 @@ def record_jobs(*, jobs):
         return rows
     fields = sorted({name for values in jobs.values() for name in values} & set(JOB_RECORD_FIELDS))
     Job.objects.bulk_create(
-        rows.values(), update_conflicts=True, unique_fields=["id"], update_fields=[f.removesuffix("_id") for f in fields]
+        rows.values(),
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=[f.removesuffix("_id") for f in fields],
     )
     return rows
 
@@ -209,7 +238,10 @@ def enqueue_trigger_job(*, trigger, msg, msg_type="text", url=None):
 
     job_id = str(uuid.uuid4())
     kwargs = {
-        "job_id": job_id, "spec": job_spec(trigger), "msg": msg, "msg_type": msg_type,
+        "job_id": job_id,
+        "spec": job_spec(trigger),
+        "msg": msg,
+        "msg_type": msg_type,
         "url": url if url is not None else trigger.url,
     }
     transaction.on_commit(lambda: run_trigger_job.apply_async(kwargs=kwargs, task_id=job_id))
@@ -217,6 +249,7 @@ def enqueue_trigger_job(*, trigger, msg, msg_type="text", url=None):
 
 
 # Workspace plan
+
 
 @transaction.atomic
 def set_workspace_plan(*, workspace, plan):

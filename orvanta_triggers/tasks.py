@@ -41,7 +41,9 @@ def _sweep_abandoned_jobs():
 def _requeue(run, countdown):
     """Schedule the next attempt of a failed job, on its own."""
     run_trigger_job.apply_async(
-        kwargs=dict(job_id=run.job_id, spec=run.spec, msg=run.msg, msg_type=run.msg_type, url=run.url, attempt=run.attempt + 1),
+        kwargs=dict(
+            job_id=run.job_id, spec=run.spec, msg=run.msg, msg_type=run.msg_type, url=run.url, attempt=run.attempt + 1
+        ),
         task_id=run.job_id,
         countdown=countdown,
     )
@@ -68,7 +70,10 @@ def run_runnable(request_id, workspace_id, path, is_flow, args):
     """Run a runnable for the listener (URL, initial message) and push the outcome
     to the reply list the listener waits on."""
     try:
-        reply = {"ok": True, "result": execution.run_runnable(workspace_id=workspace_id, path=path, is_flow=is_flow, args=args)}
+        reply = {
+            "ok": True,
+            "result": execution.run_runnable(workspace_id=workspace_id, path=path, is_flow=is_flow, args=args),
+        }
     except Exception as exc:
         logger.info("runnable %s failed for listener request %s: %s", path, request_id, exc)
         reply = {"ok": False, "error": execution.error_payload(exc)}
@@ -83,6 +88,9 @@ def run_runnable(request_id, workspace_id, path, is_flow, args):
 def notify_connection_failure(spec, reason, started_at, failed_at):
     """A trigger has been failing to connect for a while: tell its error handler."""
     execution.call_error_handler(
-        spec=spec, error={"name": "ConnectionError", "message": reason, "stack": ""}, job_id=None,
-        started_at=parse_datetime(started_at), failed_at=parse_datetime(failed_at),
+        spec=spec,
+        error={"name": "ConnectionError", "message": reason, "stack": ""},
+        job_id=None,
+        started_at=parse_datetime(started_at),
+        failed_at=parse_datetime(failed_at),
     )

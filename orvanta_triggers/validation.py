@@ -18,8 +18,14 @@ RESERVED_LAST_SEGMENTS = {"setenabled"}
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Headers the WebSocket handshake sets itself.
 RESERVED_HEADERS = {
-    "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
-    "sec-websocket-protocol", "sec-websocket-extensions", "content-length",
+    "host",
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "content-length",
 }
 RUNNABLE_URL_RE = re.compile(r"^\$(script|flow):(.+)\Z")
 FLOW_EXPR_ROOTS = ("flow_input", "results", "previous_result")
@@ -254,9 +260,13 @@ def trigger_errors(trigger):
         message = f"a path can't end in '{trigger.path.rsplit('/', 1)[-1]}'"
     if message:
         errors.add("path", message)
-    elif trigger.workspace_id and type(trigger).objects.filter(
-        workspace_id=trigger.workspace_id, path=trigger.path
-    ).exclude(pk=trigger.pk).exists():
+    elif (
+        trigger.workspace_id
+        and type(trigger)
+        .objects.filter(workspace_id=trigger.workspace_id, path=trigger.path)
+        .exclude(pk=trigger.pk)
+        .exists()
+    ):
         errors.add("path", f"a WebSocket trigger with path '{trigger.path}' already exists in this workspace")
     for sub in (
         url_errors(trigger.url, trigger.workspace_id, trigger.url_runnable_args),
@@ -273,10 +283,20 @@ def trigger_errors(trigger):
     if message:
         errors.add("script_path", message)
     _handler_errors(errors, trigger.error_handler_path, trigger.error_handler_args)
-    _strict_json_errors(errors, trigger, (
-        "url_runnable_args", "filters", "initial_messages", "heartbeat", "error_handler_args", "retry", "headers",
-        "subprotocols",
-    ))
+    _strict_json_errors(
+        errors,
+        trigger,
+        (
+            "url_runnable_args",
+            "filters",
+            "initial_messages",
+            "heartbeat",
+            "error_handler_args",
+            "retry",
+            "headers",
+            "subprotocols",
+        ),
+    )
     return dict(errors)
 
 
@@ -303,9 +323,10 @@ def flow_errors(flow):
     message = path_error(flow.path)
     if message:
         errors.add("path", message)
-    elif flow.workspace_id and type(flow).objects.filter(
-        workspace_id=flow.workspace_id, path=flow.path
-    ).exclude(pk=flow.pk).exists():
+    elif (
+        flow.workspace_id
+        and type(flow).objects.filter(workspace_id=flow.workspace_id, path=flow.path).exclude(pk=flow.pk).exists()
+    ):
         errors.add("path", f"a flow with path '{flow.path}' already exists in this workspace")
     if flow.preprocessor_path:
         message = _script_error(flow.preprocessor_path, "preprocessor script")
@@ -336,12 +357,17 @@ def flow_errors(flow):
         else:
             for name, transform in args.items():
                 if not _is_json_object(transform) or transform.get("type") not in ("static", "ref"):
-                    errors.add("steps", f'{prefix}: arg {name} must be {{"type": "static", "value"}} or {{"type": "ref", "expr"}}')
+                    errors.add(
+                        "steps",
+                        f'{prefix}: arg {name} must be {{"type": "static", "value"}} or {{"type": "ref", "expr"}}',
+                    )
                 elif transform["type"] == "static" and set(transform) != {"type", "value"}:
                     errors.add("steps", f'{prefix}: arg {name}: a static transform is {{"type": "static", "value"}}')
                 elif transform["type"] == "ref":
-                    message = _expr_error(transform.get("expr"), seen) if set(transform) == {"type", "expr"} else (
-                        'a ref transform is {"type": "ref", "expr"}'
+                    message = (
+                        _expr_error(transform.get("expr"), seen)
+                        if set(transform) == {"type", "expr"}
+                        else ('a ref transform is {"type": "ref", "expr"}')
                     )
                     if message:
                         errors.add("steps", f"{prefix}: arg {name}: {message}")

@@ -17,7 +17,9 @@ def _retry(retry):
     n-th delay is delay_secs * multiplier**(n-1), so the same schedule is
     delay_secs = multiplier * seconds and multiplier = seconds."""
     if set(retry) == {"constant", "exponential"} and retry["constant"] and retry["exponential"]:
-        raise WindmillShapeError({"retry": ["a retry with both constant and exponential parts can't be imported; keep one"]})
+        raise WindmillShapeError(
+            {"retry": ["a retry with both constant and exponential parts can't be imported; keep one"]}
+        )
     constant, exponential = retry.get("constant"), retry.get("exponential")
     try:
         if exponential:

@@ -101,6 +101,7 @@ def free_port():
 
 # /proc helpers (Linux)
 
+
 def children_of(pid):
     """Pids whose parent is `pid`."""
     found = []
@@ -112,7 +113,7 @@ def children_of(pid):
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if int(fields[1]) == pid:
             found.append(int(entry))
     return found
@@ -149,15 +150,16 @@ def client_ports(pid, server_port):
 
 # The WebSocket feeds: one server, one path per trigger, in a thread of its own
 
+
 class Feeds:
     def __init__(self, n_triggers, rate, rng):
         self.n = n_triggers
         self.rate = rate
         self.rng = rng
         self.lock = threading.Lock()
-        self.writes = []          # (conn id, trigger, seq, msg, t) written
-        self.failed_writes = []   # (conn id, trigger, seq, msg, t, error) not (surely) written
-        self.conns = {}           # conn id -> info dict
+        self.writes = []  # (conn id, trigger, seq, msg, t) written
+        self.failed_writes = []  # (conn id, trigger, seq, msg, t, error) not (surely) written
+        self.conns = {}  # conn id -> info dict
         self.live = defaultdict(set)
         self.max_live = defaultdict(int)
         self.overlaps = []
@@ -208,9 +210,7 @@ class Feeds:
     async def _start(self):
         from websockets.asyncio.server import serve
 
-        self._server = await serve(
-            self._handle, "127.0.0.1", 0, ping_interval=None, compression=None, close_timeout=5
-        )
+        self._server = await serve(self._handle, "127.0.0.1", 0, ping_interval=None, compression=None, close_timeout=5)
         self.port = self._server.sockets[0].getsockname()[1]
         self._tickers = [asyncio.ensure_future(self._ticker(i)) for i in range(self.n)]
 
@@ -238,8 +238,15 @@ class Feeds:
             cid = self._next_id
             self._next_id += 1
             info = {
-                "id": cid, "trigger": index, "port": ws.remote_address[1], "opened": now, "closed": None,
-                "closed_by": None, "code": None, "drop_code": None, "writes": 0,
+                "id": cid,
+                "trigger": index,
+                "port": ws.remote_address[1],
+                "opened": now,
+                "closed": None,
+                "closed_by": None,
+                "code": None,
+                "drop_code": None,
+                "writes": 0,
             }
             self.conns[cid] = info
             self._sockets[cid] = ws
@@ -311,6 +318,7 @@ class Feeds:
 
 # Processes
 
+
 class Processes:
     def __init__(self, env, log_dir):
         self.env = env
@@ -322,8 +330,13 @@ class Processes:
         log = self.log_dir / f"{name}.log"
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                args,
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.procs[name] = proc
         self.logs[name] = log
@@ -387,11 +400,28 @@ class PrivateRedis:
     def start(self):
         self.proc = subprocess.Popen(
             [
-                self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--appendonly", "yes",
-                "--appendfsync", "always", "--dir", str(self.data_dir), "--save", "",
-                "--logfile", str(self.log), "--protected-mode", "no",
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.data_dir),
+                "--save",
+                "",
+                "--logfile",
+                str(self.log),
+                "--protected-mode",
+                "no",
             ],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -460,7 +490,7 @@ class ExecLog:
         self.path = path
         self._offset = 0
         self._partial = b""
-        self.starts = []   # (pid, t, msg)
+        self.starts = []  # (pid, t, msg)
         self.ends = []
         self.running = {}  # pid -> (msg, t) started and not ended
 
@@ -493,14 +523,14 @@ def _aof_commands(aof_dir):
         data = path.read_bytes()
         i = 0
         while i < len(data):
-            if data[i:i + 1] != b"*":
+            if data[i : i + 1] != b"*":
                 break
             j = data.index(b"\r\n", i)
-            n, i, args = int(data[i + 1:j]), j + 2, []
+            n, i, args = int(data[i + 1 : j]), j + 2, []
             for _ in range(n):
                 j = data.index(b"\r\n", i)
-                length, i = int(data[i + 1:j]), j + 2
-                args.append(data[i:i + length])
+                length, i = int(data[i + 1 : j]), j + 2
+                args.append(data[i : i + length])
                 i += length + 2
             yield args
 
@@ -555,8 +585,10 @@ def broker_trace(aof_dir, msgs):
         if tag not in popped:
             out[m] = f"published (AOF command #{n}) and never consumed"
         elif tag.encode() not in unacked:
-            out[m] = (f"published (AOF #{n}), popped by a worker's BRPOP (AOF #{popped[tag]}) and never recorded in "
-                      f"kombu's 'unacked' hash: lost between BRPOP and the unacked bookkeeping")
+            out[m] = (
+                f"published (AOF #{n}), popped by a worker's BRPOP (AOF #{popped[tag]}) and never recorded in "
+                f"kombu's 'unacked' hash: lost between BRPOP and the unacked bookkeeping"
+            )
         else:
             out[m] = f"published (AOF #{n}), consumed (AOF #{popped[tag]}), recorded unacked: lost later"
     return out
@@ -582,6 +614,7 @@ def percentile(values, p):
 
 
 # The run
+
 
 class Chaos:
     def __init__(self):
@@ -611,21 +644,23 @@ class Chaos:
         database_url, self.drop_db, db_desc = make_database(self.work_dir)
         step(f"database: {db_desc}")
         env = dict(os.environ)
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": self.redis.url,
-            "ORVANTA_LEASE_TTL_SECS": f"{LEASE_TTL_SECS:g}",
-            "ORVANTA_JOB_TIMEOUT_SECS": "20",
-            "ORVANTA_ALLOW_PRIVATE_URLS": "true",
-            "ORVANTA_BACKOFF_MAX_SECS": "2",
-            "ORVANTA_RECONCILE_INTERVAL_SECS": "0.5",
-            "ORVANTA_RUNNABLE_PACKAGES": "runnables,scripts.chaos_runnables",
-            "CHAOS_EXEC_LOG": str(self.exec_log_path),
-            "CHAOS_SLEEP_MS": SLEEP_MS,
-            "PYTHONUNBUFFERED": "1",
-            "LOG_LEVEL": "INFO",
-        })
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "config.settings",
+                "DATABASE_URL": database_url,
+                "REDIS_URL": self.redis.url,
+                "ORVANTA_LEASE_TTL_SECS": f"{LEASE_TTL_SECS:g}",
+                "ORVANTA_JOB_TIMEOUT_SECS": "20",
+                "ORVANTA_ALLOW_PRIVATE_URLS": "true",
+                "ORVANTA_BACKOFF_MAX_SECS": "2",
+                "ORVANTA_RECONCILE_INTERVAL_SECS": "0.5",
+                "ORVANTA_RUNNABLE_PACKAGES": "runnables,scripts.chaos_runnables",
+                "CHAOS_EXEC_LOG": str(self.exec_log_path),
+                "CHAOS_SLEEP_MS": SLEEP_MS,
+                "PYTHONUNBUFFERED": "1",
+                "LOG_LEVEL": "INFO",
+            }
+        )
         env.pop("ORVANTA_REDIS_PREFIX", None)
         os.environ.update(env)
         os.environ.pop("ORVANTA_REDIS_PREFIX", None)
@@ -651,8 +686,10 @@ class Chaos:
         from orvanta_triggers.models import WebSocketTrigger
 
         self.feeds = Feeds(N_TRIGGERS, RATE, self.rng).start()
-        step(f"{N_TRIGGERS} feeds on ws://127.0.0.1:{self.feeds.port}/t/<i>, {RATE:g} msg/s each, "
-             f"server drops every {DROP_MIN_SECS:g}-{DROP_MAX_SECS:g}s")
+        step(
+            f"{N_TRIGGERS} feeds on ws://127.0.0.1:{self.feeds.port}/t/<i>, {RATE:g} msg/s each, "
+            f"server drops every {DROP_MIN_SECS:g}-{DROP_MAX_SECS:g}s"
+        )
         workspace = services.create_workspace(slug="chaos")
         self.workspace = workspace
         self.trigger_paths = {}
@@ -664,14 +701,31 @@ class Chaos:
         step(f"workspace 'chaos' and {N_TRIGGERS} triggers created (script {SCRIPT_PATH}, no filters)")
 
         for name in ("w1", "w2"):
-            self.procs.start(name, [
-                PY, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "--concurrency", "2",
-                "-n", f"{name}@%h", "--loglevel", "INFO",
-            ])
+            self.procs.start(
+                name,
+                [
+                    PY,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--pool",
+                    "prefork",
+                    "--concurrency",
+                    "2",
+                    "-n",
+                    f"{name}@%h",
+                    "--loglevel",
+                    "INFO",
+                ],
+            )
         for name in ("L1", "L2"):
             self.procs.start(name, [PY, "manage.py", "runlisteners", "--listener-id", name])
-        step(f"started workers w1 (pid {self.procs.procs['w1'].pid}), w2 (pid {self.procs.procs['w2'].pid}) "
-             f"and listeners L1 (pid {self.procs.procs['L1'].pid}), L2 (pid {self.procs.procs['L2'].pid})")
+        step(
+            f"started workers w1 (pid {self.procs.procs['w1'].pid}), w2 (pid {self.procs.procs['w2'].pid}) "
+            f"and listeners L1 (pid {self.procs.procs['L1'].pid}), L2 (pid {self.procs.procs['L2'].pid})"
+        )
 
         self.wait_connected(WebSocketTrigger)
         self.events["connected"] = time.time()
@@ -716,8 +770,10 @@ class Chaos:
             if name == "L1" and "L1_killed" in self.events:
                 continue
             if not self.procs.alive(name):
-                lines = (grep(self.procs.logs[name], ["Unrecoverable error"], 1)[0]
-                         or grep(self.procs.logs[name], ["CRITICAL", "Error"], 3)[0])
+                lines = (
+                    grep(self.procs.logs[name], ["Unrecoverable error"], 1)[0]
+                    or grep(self.procs.logs[name], ["CRITICAL", "Error"], 3)[0]
+                )
                 raise ChaosFailure(
                     f"{name} (pid {self.procs.procs[name].pid}) exited unexpectedly with code "
                     f"{self.procs.procs[name].returncode} ({label}); see {self.procs.logs[name]}; "
@@ -728,9 +784,7 @@ class Chaos:
         step("waiting until every trigger is connected")
         deadline = time.time() + CONNECT_TIMEOUT_SECS
         while True:
-            statuses = dict(
-                WebSocketTrigger.objects.filter(workspace=self.workspace).values_list("path", "status")
-            )
+            statuses = dict(WebSocketTrigger.objects.filter(workspace=self.workspace).values_list("path", "status"))
             live = self.feeds.live_counts()
             if all(s == "connected" for s in statuses.values()) and all(live.values()):
                 break
@@ -780,8 +834,13 @@ class Chaos:
         time.sleep(0.5)
         exec_log.poll()
         ended = [e for e in exec_log.ends if e[0] == pid]
-        self.killed_child = {"pid": pid, "msg": msg, "started": started, "at": at,
-                             "finished_before_kill": any(e[2] == msg and e[1] <= at for e in ended)}
+        self.killed_child = {
+            "pid": pid,
+            "msg": msg,
+            "started": started,
+            "at": at,
+            "finished_before_kill": any(e[2] == msg and e[1] <= at for e in ended),
+        }
         step(f"SIGKILL pool process {pid} of w1 (pid {w1}) {1000 * (at - started):.0f} ms into job {msg}")
 
     def kill_listener(self, WebSocketTrigger):
@@ -801,7 +860,8 @@ class Chaos:
         self.events["L1_killed"] = at
         with self.feeds.lock:
             self.l1_conns = {
-                cid for cid, c in self.feeds.conns.items()
+                cid
+                for cid, c in self.feeds.conns.items()
                 if c["port"] in ports and c["opened"] <= after and (c["closed"] is None or c["closed"] >= at)
             }
             self.l1_triggers = {self.feeds.conns[cid]["trigger"] for cid in self.l1_conns}
@@ -809,9 +869,11 @@ class Chaos:
         self.l1_triggers |= {index_of[path] for path in held if path in index_of}
         self.l1_ports = ports
         self.l1_held_db = held
-        step(f"SIGSTOP+SIGKILL listener L1 (pid {l1.pid}, {1000 * (after - at):.0f} ms between the two): "
-             f"it held {len(self.l1_conns)} live sockets "
-             f"(client ports {sorted(ports)}), DB says it held {len(held)} triggers")
+        step(
+            f"SIGSTOP+SIGKILL listener L1 (pid {l1.pid}, {1000 * (after - at):.0f} ms between the two): "
+            f"it held {len(self.l1_conns)} live sockets "
+            f"(client ports {sorted(ports)}), DB says it held {len(held)} triggers"
+        )
         # Takeover: each of L1's triggers gets a new connection within TTL + 2 s.
         deadline = at + TAKEOVER_LIMIT_SECS + 3
         while time.time() < deadline:
@@ -820,8 +882,10 @@ class Chaos:
             time.sleep(0.1)
         self.takeover = {i: self._reconnected_after(i, at) for i in self.l1_triggers}
         done = [d for d in self.takeover.values() if d is not None]
-        step(f"takeover: {len(done)}/{len(self.l1_triggers)} of L1's triggers reconnected, "
-             f"slowest after {max(done) if done else float('nan'):.2f}s (limit {TAKEOVER_LIMIT_SECS:g}s)")
+        step(
+            f"takeover: {len(done)}/{len(self.l1_triggers)} of L1's triggers reconnected, "
+            f"slowest after {max(done) if done else float('nan'):.2f}s (limit {TAKEOVER_LIMIT_SECS:g}s)"
+        )
 
     def _reconnected_after(self, index, at):
         with self.feeds.lock:
@@ -874,8 +938,10 @@ class Chaos:
             if time.time() - last_report > 10:
                 last_report = time.time()
                 queue = self._broker_counts()
-                step(f"  ...{len(missing)} messages still without a successful job, {pending} running/queued rows, "
-                     f"broker: {queue}")
+                step(
+                    f"  ...{len(missing)} messages still without a successful job, {pending} running/queued rows, "
+                    f"broker: {queue}"
+                )
             time.sleep(0.5)
         self.events["drained"] = time.time()
 
@@ -901,8 +967,10 @@ class Chaos:
             WebSocketTrigger.objects.filter(workspace=self.workspace).values_list("listener_id", flat=True)
         )
         self.broker_at_end = self._broker_counts()
-        step(f"final state: server-side connections per trigger {sorted(Counter(live.values()).items())}, "
-             f"DB statuses {dict(Counter(statuses.values()))}, holders {dict(self.final_holders)}")
+        step(
+            f"final state: server-side connections per trigger {sorted(Counter(live.values()).items())}, "
+            f"DB statuses {dict(Counter(statuses.values()))}, holders {dict(self.final_holders)}"
+        )
 
     def report(self):
         feeds = self.feeds
@@ -966,7 +1034,8 @@ class Chaos:
             first_start.setdefault(msg, t)
         write_time = {msg: sends[0][1] for msg, sends in written.items()}
         restart_dups = {
-            m: n for m, n in other_dups.items()
+            m: n
+            for m, n in other_dups.items()
             if window[0] <= first_start[m] <= window[1] or window[0] <= write_time.get(m, 0) <= window[1]
         }
         unexplained_dups = {m: n for m, n in other_dups.items() if m not in restart_dups}
@@ -975,16 +1044,21 @@ class Chaos:
         # Connection closes by whom, and when.
         redis_window = (self.events["redis_down"], self.events["redis_up"] + 3.0)
         closes_in_outage = [
-            c for c in conns.values()
+            c
+            for c in conns.values()
             if c["closed"] and c["closed_by"] != "server" and redis_window[0] <= c["closed"] <= redis_window[1]
         ]
         client_closes_later = [
-            c for c in conns.values()
-            if c["closed"] and c["closed_by"] in ("client", "abnormal")
-            and self.events["connected"] < c["closed"] < self.events["stopping"] and c["id"] not in self.l1_conns
+            c
+            for c in conns.values()
+            if c["closed"]
+            and c["closed_by"] in ("client", "abnormal")
+            and self.events["connected"] < c["closed"] < self.events["stopping"]
+            and c["id"] not in self.l1_conns
         ]
         l1_abnormal = [
-            c for c in conns.values()
+            c
+            for c in conns.values()
             if c["closed"] and c["closed_by"] == "abnormal" and kill <= c["closed"] <= kill + 2
         ]
         max_live = max(feeds.max_live.values()) if feeds.max_live else 0
@@ -993,8 +1067,9 @@ class Chaos:
         listener_logs = [self.procs.logs["L1"], self.procs.logs["L2"]]
         buffering = [grep(p, ["broker unavailable, buffering"], 3) for p in listener_logs]
         flushing = [grep(p, ["flushing"], 3) for p in listener_logs]
-        worker_lost = [grep(self.procs.logs[w], ["WorkerLostError", "exited with 'signal", "SIGKILL"], 3)
-                       for w in ("w1", "w2")]
+        worker_lost = [
+            grep(self.procs.logs[w], ["WorkerLostError", "exited with 'signal", "SIGKILL"], 3) for w in ("w1", "w2")
+        ]
         tracebacks = {n: grep(p, ["Traceback"], 1)[1] for n, p in self.procs.logs.items()}
         close_reasons = Counter()
         for name, path in zip(("L1", "L2"), listener_logs):
@@ -1003,40 +1078,63 @@ class Chaos:
         lease_lost = sum(grep(p, ["lease lost"], 1)[1] for p in listener_logs)
 
         # (a)
-        self.check(not not_success, f"(a) {len(not_success)} messages whose job did not succeed, e.g. {not_success[:5]}")
+        self.check(
+            not not_success, f"(a) {len(not_success)} messages whose job did not succeed, e.g. {not_success[:5]}"
+        )
         self.check(not multi_rows, f"(a) {len(multi_rows)} messages with more than one Job row, e.g. {multi_rows[:5]}")
         self.check(not phantom, f"(a) {len(phantom)} Job rows for messages no feed wrote, e.g. {phantom[:5]}")
         self.check(not no_exec, f"(a) {len(no_exec)} successful jobs the runnable never recorded, e.g. {no_exec[:5]}")
         # (b)
-        self.check(not missing_bad, f"(b) {len(missing_bad)} messages without a job that were not written to L1 at "
-                                    f"its death: e.g. (msg, conn, client port, written at) {missing_bad[:5]}")
+        self.check(
+            not missing_bad,
+            f"(b) {len(missing_bad)} messages without a job that were not written to L1 at "
+            f"its death: e.g. (msg, conn, client port, written at) {missing_bad[:5]}",
+        )
         self.check(bool(self.l1_conns), "(b) could not find L1's sockets (via /proc) at the moment it was killed")
         abnormal_ids = {c["id"] for c in l1_abnormal}
         mismatch = (abnormal_ids - self.l1_conns) | {
             cid for cid in self.l1_conns - abnormal_ids if conns[cid]["closed_by"] != "server"
         }
-        self.check(not mismatch,
-                   f"(b) L1's sockets by /proc {sorted(self.l1_conns)} differ from the sockets closed abnormally "
-                   f"within 2s of the kill {sorted(abnormal_ids)}")
+        self.check(
+            not mismatch,
+            f"(b) L1's sockets by /proc {sorted(self.l1_conns)} differ from the sockets closed abnormally "
+            f"within 2s of the kill {sorted(abnormal_ids)}",
+        )
         # (c)
-        self.check(max_live <= 1, f"(c) a trigger had {max_live} live connections at once: "
-                                  f"{[(clock(t), i, o) for t, i, o in feeds.overlaps[:5]]}")
+        self.check(
+            max_live <= 1,
+            f"(c) a trigger had {max_live} live connections at once: "
+            f"{[(clock(t), i, o) for t, i, o in feeds.overlaps[:5]]}",
+        )
         # (d)
-        self.check(all(n == 1 for n in self.final_live.values()),
-                   f"(d) server-side connections per trigger at the end: {self.final_live}")
-        self.check(all(s == "connected" for s in self.final_status.values()),
-                   f"(d) trigger statuses at the end: {self.final_status}")
+        self.check(
+            all(n == 1 for n in self.final_live.values()),
+            f"(d) server-side connections per trigger at the end: {self.final_live}",
+        )
+        self.check(
+            all(s == "connected" for s in self.final_status.values()),
+            f"(d) trigger statuses at the end: {self.final_status}",
+        )
         # takeover and outage
         slow = {i: d for i, d in self.takeover.items() if d is None or d > TAKEOVER_LIMIT_SECS}
         self.check(not slow, f"takeover: L1's triggers not reconnected within {TAKEOVER_LIMIT_SECS:g}s: {slow}")
-        self.check(not closes_in_outage,
-                   f"listener sockets closed while Redis was away: {[(c['id'], c['trigger'], c['closed_by'], clock(c['closed'])) for c in closes_in_outage]}")
-        self.check(not unexplained_dups, f"(a) duplicate executions not explained by the pool process kill or the "
-                                         f"Redis restart: {dict(list(unexplained_dups.items())[:10])}")
-        self.check(not self.killed_child["finished_before_kill"],
-                   f"the pool process kill missed its job ({killed_msg} had ended before the signal)")
-        self.check(starts[killed_msg] >= 2 and ends[killed_msg] >= 1,
-                   f"the killed job {killed_msg} was not run again ({starts[killed_msg]} starts, {ends[killed_msg]} ends)")
+        self.check(
+            not closes_in_outage,
+            f"listener sockets closed while Redis was away: {[(c['id'], c['trigger'], c['closed_by'], clock(c['closed'])) for c in closes_in_outage]}",
+        )
+        self.check(
+            not unexplained_dups,
+            f"(a) duplicate executions not explained by the pool process kill or the "
+            f"Redis restart: {dict(list(unexplained_dups.items())[:10])}",
+        )
+        self.check(
+            not self.killed_child["finished_before_kill"],
+            f"the pool process kill missed its job ({killed_msg} had ended before the signal)",
+        )
+        self.check(
+            starts[killed_msg] >= 2 and ends[killed_msg] >= 1,
+            f"the killed job {killed_msg} was not run again ({starts[killed_msg]} starts, {ends[killed_msg]} ends)",
+        )
 
         self.lost_trace = {}
         suspects = [m for m, *_ in missing_bad] + [m for m, _ in lost_in_flight]
@@ -1078,16 +1176,29 @@ class Chaos:
             ("takeover of L1's triggers (max s)", f"{max(takeover_done):.2f}" if takeover_done else "n/a"),
             ("(d) triggers with exactly one connection at end", sum(1 for n in self.final_live.values() if n == 1)),
             ("(d) triggers 'connected' in DB at end", sum(1 for s in self.final_status.values() if s == "connected")),
-            ("latency write->job finished p50/p99/max (s)",
-             f"{percentile(lat, 0.5):.2f} / {percentile(lat, 0.99):.2f} / {max(lat) if lat else float('nan'):.2f}"),
-            ("broker at end (queued / unacked)", f"{self.broker_at_end.get('queued')} / {self.broker_at_end.get('unacked')}"),
+            (
+                "latency write->job finished p50/p99/max (s)",
+                f"{percentile(lat, 0.5):.2f} / {percentile(lat, 0.99):.2f} / {max(lat) if lat else float('nan'):.2f}",
+            ),
+            (
+                "broker at end (queued / unacked)",
+                f"{self.broker_at_end.get('queued')} / {self.broker_at_end.get('unacked')}",
+            ),
             ("tracebacks in logs", ", ".join(f"{n}: {c}" for n, c in tracebacks.items())),
         ]
         print("", flush=True)
         print("=" * 78)
         print("CHAOS SUMMARY")
         print("=" * 78)
-        for event in ("connected", "redis_down", "redis_up", "worker_child_killed", "L1_killed", "sending_stopped", "drained"):
+        for event in (
+            "connected",
+            "redis_down",
+            "redis_up",
+            "worker_child_killed",
+            "L1_killed",
+            "sending_stopped",
+            "drained",
+        ):
             if event in self.events:
                 print(f"  {event:<22} {clock(self.events[event])}  (+{self.events[event] - T0:.1f}s)")
         print("-" * 78)
@@ -1111,8 +1222,10 @@ class Chaos:
             for msg, cid, port, at in missing_bad[:10]:
                 print(f"    {msg} conn {cid} port {port} at {at} -> {self.lost_trace.get(msg, '?')}")
         if lost_in_flight:
-            print(f"  in flight at L1's death (ms before the kill): "
-                  f"{[(m, round(d * 1000, 1)) for m, d in lost_in_flight[:10]]}")
+            print(
+                f"  in flight at L1's death (ms before the kill): "
+                f"{[(m, round(d * 1000, 1)) for m, d in lost_in_flight[:10]]}"
+            )
         for name, (lines, count) in zip(("L1", "L2"), buffering):
             if count:
                 print(f"  {name} buffered frames while Redis was away ({count}x): {lines[0]}")

@@ -87,7 +87,9 @@ def ws_server_factory():
 @pytest.fixture
 def celery_worker(transactional_db):
     """A real Celery worker (threads) consuming the test broker."""
-    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10) as worker:
+    with start_worker(
+        celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10
+    ) as worker:
         yield worker
 
 

@@ -55,8 +55,14 @@ def _canonical(value):
 
 class DiscordGateway:
     def __init__(
-        self, *, heartbeat_interval_ms=1000, dispatch_every=0.3, quiet_secs=0.35,
-        early_tolerance=0.3, late_tolerance=0.6, host="127.0.0.1",
+        self,
+        *,
+        heartbeat_interval_ms=1000,
+        dispatch_every=0.3,
+        quiet_secs=0.35,
+        early_tolerance=0.3,
+        late_tolerance=0.6,
+        host="127.0.0.1",
     ):
         self.host = host
         self.interval = heartbeat_interval_ms / 1000
@@ -129,7 +135,9 @@ class DiscordGateway:
     def heartbeats(self, connection=None):
         with self._lock:
             return [
-                beat for session in self.sessions for beat in session.heartbeats
+                beat
+                for session in self.sessions
+                for beat in session.heartbeats
                 if connection is None or session.number == connection
             ]
 
@@ -226,7 +234,12 @@ class DiscordGateway:
                 continue  # a heartbeat is due soon: let it carry the current state
             t, d = self._pending.popleft() if self._pending else ("MESSAGE_CREATE", None)
             seq = (session.seq or 0) + 1
-            event = {"op": 0, "t": t, "s": seq, "d": d if d is not None else {"id": str(seq), "content": f"message {seq}"}}
+            event = {
+                "op": 0,
+                "t": t,
+                "s": seq,
+                "d": d if d is not None else {"id": str(seq), "content": f"message {seq}"},
+            }
             with self._lock:
                 session.seq = seq
                 session.dispatched.append(event)

@@ -30,7 +30,11 @@ def process_env(**extra):
 class Process:
     def __init__(self, args, env):
         self.popen = subprocess.Popen(
-            args, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            args,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -67,7 +71,23 @@ def start_listener(listener_id, *, metrics_port=None, **env):
 
 def start_worker(name, *, concurrency=1, **env):
     return Process(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-n", f"{name}@%h", "--pool", "prefork",
-         "--concurrency", str(concurrency), "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--loglevel", "INFO"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-n",
+            f"{name}@%h",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "-Q",
+            settings.CELERY_TASK_DEFAULT_QUEUE,
+            "--loglevel",
+            "INFO",
+        ],
         process_env(**env),
     )

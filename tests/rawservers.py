@@ -98,11 +98,11 @@ class RawServer:
                 size, offset = struct.unpack("!H", data[2:4])[0], 4
             elif size == 127:
                 size, offset = struct.unpack("!Q", data[2:10])[0], 10
-            mask, payload = data[offset:offset + 4], data[offset + 4:offset + 4 + size]
+            mask, payload = data[offset : offset + 4], data[offset + 4 : offset + 4 + size]
             if len(payload) < size:
                 break
             frames.append((opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))))
-            data = data[offset + 4 + size:]
+            data = data[offset + 4 + size :]
         return frames
 
     def close_codes(self):

@@ -26,13 +26,39 @@ class WebSocketTriggerSerializer(serializers.ModelSerializer):
     class Meta:
         model = WebSocketTrigger
         fields = [
-            "path", "url", "url_runnable_args", "script_path", "is_flow", "enabled", "filters", "filter_logic",
-            "initial_messages", "can_return_message", "can_return_error_result", "heartbeat",
-            "error_handler_path", "error_handler_args", "retry", "headers", "subprotocols",
-            "status", "error", "last_connected_at", "last_message_at", "listener_id", "subprotocol", "edited_at",
+            "path",
+            "url",
+            "url_runnable_args",
+            "script_path",
+            "is_flow",
+            "enabled",
+            "filters",
+            "filter_logic",
+            "initial_messages",
+            "can_return_message",
+            "can_return_error_result",
+            "heartbeat",
+            "error_handler_path",
+            "error_handler_args",
+            "retry",
+            "headers",
+            "subprotocols",
+            "status",
+            "error",
+            "last_connected_at",
+            "last_message_at",
+            "listener_id",
+            "subprotocol",
+            "edited_at",
         ]
         read_only_fields = [
-            "status", "error", "last_connected_at", "last_message_at", "listener_id", "subprotocol", "edited_at",
+            "status",
+            "error",
+            "last_connected_at",
+            "last_message_at",
+            "listener_id",
+            "subprotocol",
+            "edited_at",
         ]
         # Uniqueness is checked (field-keyed) by the model's validation.
         validators = []
@@ -57,8 +83,18 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "script_path", "is_flow", "trigger_path", "status", "args", "result", "error", "attempt",
-            "created_at", "started_at", "finished_at",
+            "id",
+            "script_path",
+            "is_flow",
+            "trigger_path",
+            "status",
+            "args",
+            "result",
+            "error",
+            "attempt",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
         read_only_fields = fields
 

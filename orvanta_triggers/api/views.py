@@ -115,7 +115,9 @@ class TriggerDetailView(WorkspaceMixin, TriggerLookupMixin, generics.GenericAPIV
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@extend_schema_view(post=extend_schema(summary="Enable or disable a WebSocket trigger", responses=WebSocketTriggerSerializer))
+@extend_schema_view(
+    post=extend_schema(summary="Enable or disable a WebSocket trigger", responses=WebSocketTriggerSerializer)
+)
 class TriggerSetEnabledView(WorkspaceMixin, TriggerLookupMixin, generics.GenericAPIView):
     serializer_class = SetEnabledSerializer
 
@@ -132,7 +134,9 @@ class TriggerSetEnabledView(WorkspaceMixin, TriggerLookupMixin, generics.Generic
         summary="List jobs, newest first",
         parameters=[
             OpenApiParameter("trigger_path", str, description="Only jobs of this trigger."),
-            OpenApiParameter("status", str, enum=[s.value for s in Job.Status], description="Only jobs in this status."),
+            OpenApiParameter(
+                "status", str, enum=[s.value for s in Job.Status], description="Only jobs in this status."
+            ),
             OpenApiParameter("script_path", str, description="Only jobs of this script or flow."),
         ],
     )
@@ -248,7 +252,8 @@ class TestConnectionView(WorkspaceMixin, generics.GenericAPIView):
     serializer_class = TestConnectionRequestSerializer
 
     @extend_schema(
-        summary="Test a WebSocket connection", request=TestConnectionRequestSerializer,
+        summary="Test a WebSocket connection",
+        request=TestConnectionRequestSerializer,
         responses=TestConnectionResultSerializer,
     )
     def post(self, request, *args, **kwargs):

@@ -14,15 +14,20 @@ from django.conf import settings
 
 from orvanta_triggers import services
 from orvanta_triggers.models import Job
-
 from tests.processes import Process, process_env
 from tests.wsserver import wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(settings.BASE_DIR) / "tests" / "artifacts"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 # Playwright's sync API keeps an event loop in this thread; the test's own database
@@ -160,4 +165,3 @@ def _acme():
     from orvanta_triggers.models import Workspace
 
     return Workspace.objects.get(slug="acme")
-

@@ -65,9 +65,7 @@ def test_status_is_recorded(e2e_workspace, ws_server, celery_worker, listener):
     trigger = wait_status(trigger, "connected")
     assert trigger.last_connected_at is not None and trigger.listener_id == "test-listener"
     ws_server.send_all("x")
-    wait_for(
-        lambda: type(trigger).objects.get(pk=trigger.pk).last_message_at, timeout=5, message="last_message_at"
-    )
+    wait_for(lambda: type(trigger).objects.get(pk=trigger.pk).last_message_at, timeout=5, message="last_message_at")
 
 
 def test_server_close_is_followed_by_reconnect(e2e_workspace, ws_server, celery_worker, listener):

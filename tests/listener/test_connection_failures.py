@@ -91,7 +91,9 @@ def test_fragmented_message_over_the_limit_is_refused(e2e_workspace, raw_server,
     """Fragments adding up past the limit are refused like one big frame; the next message runs."""
     settings.ORVANTA_MAX_MESSAGE_BYTES = 1000
     fragments = [
-        frame(0x1, b"a" * 600, fin=False), frame(0x0, b"b" * 600, fin=False), frame(0x0, b"c" * 10, fin=True),
+        frame(0x1, b"a" * 600, fin=False),
+        frame(0x0, b"b" * 600, fin=False),
+        frame(0x0, b"c" * 10, fin=True),
         frame(0x1, b"next"),
     ]
     server = raw_server(upgrade_then(*fragments))
@@ -113,8 +115,11 @@ def test_invalid_close_code_on_the_wire_is_a_protocol_error(e2e_workspace, raw_s
     """A server sending close code 1006 (never valid on the wire) gets 1002 back; we reconnect."""
     server = raw_server(upgrade_then(frame(0x8, b"\x03\xee")))
     trigger = make_trigger(e2e_workspace, server)
-    wait_for(lambda: "protocol error" in trigger_error(trigger) and "1006" in trigger_error(trigger), timeout=5,
-             message="the reason")
+    wait_for(
+        lambda: "protocol error" in trigger_error(trigger) and "1006" in trigger_error(trigger),
+        timeout=5,
+        message="the reason",
+    )
     wait_for(lambda: 1002 in server.close_codes(), timeout=5, message="a 1002 close frame")
     wait_for(lambda: server.requests >= 2, timeout=5, message="a reconnect")
 
@@ -134,8 +139,9 @@ def test_secrets_in_the_url_never_reach_status_or_logs(e2e_workspace, raw_server
     """A token in the query string is redacted from the recorded error and the log."""
     caplog.set_level(logging.INFO)
     server = raw_server(http_status(401))
-    trigger = make_trigger(e2e_workspace, server, url=f"{server.url}?token=s3cret&user=bob",
-                           headers={"Authorization": "Bearer hunter2"})
+    trigger = make_trigger(
+        e2e_workspace, server, url=f"{server.url}?token=s3cret&user=bob", headers={"Authorization": "Bearer hunter2"}
+    )
     trigger = wait_status(trigger, "error")
     assert "token=***" in trigger.error and "s3cret" not in trigger.error
     assert "s3cret" not in caplog.text and "hunter2" not in caplog.text

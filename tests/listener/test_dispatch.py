@@ -31,8 +31,11 @@ def test_backpressure_holds_frames_until_workers_catch_up(e2e_workspace, ws_serv
     drops_before, dispatched_before = dropped(), dispatched()
     for n in range(40):
         ws_server.send_all(f"m{n}")
-    wait_for(lambda: dispatched() - dispatched_before == 10 and supervisor._dispatcher.backlog() == 5, timeout=10,
-             message="ten jobs published and the buffer full")
+    wait_for(
+        lambda: dispatched() - dispatched_before == 10 and supervisor._dispatcher.backlog() == 5,
+        timeout=10,
+        message="ten jobs published and the buffer full",
+    )
     assert dropped() == drops_before
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False):
         jobs = wait_jobs(count=40, status=Job.Status.SUCCESS, timeout=30)

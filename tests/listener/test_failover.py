@@ -60,8 +60,11 @@ def test_killed_listener_triggers_move_within_ttl_plus_2s(fleet, settings):
     wait_for(lambda: all_connected_once(servers), timeout=10, message="every trigger connected")
     first.kill()
     killed_at = time.monotonic()
-    wait_for(lambda: set(holders(servers)) == {"L2"} and all_connected_once(servers),
-             timeout=settings.ORVANTA_LEASE_TTL_SECS + 2, message="the takeover")
+    wait_for(
+        lambda: set(holders(servers)) == {"L2"} and all_connected_once(servers),
+        timeout=settings.ORVANTA_LEASE_TTL_SECS + 2,
+        message="the takeover",
+    )
     assert time.monotonic() - killed_at <= settings.ORVANTA_LEASE_TTL_SECS + 2
     assert all(s.max_open == 1 for s in servers)
 
@@ -71,11 +74,13 @@ def test_stopped_listener_hands_its_triggers_over_at_once(fleet):
     servers, start = fleet
     first = start("L1")
     start("L2")
-    wait_for(lambda: set(holders(servers)) == {"L1", "L2"} and all_connected_once(servers),
-             timeout=20, message="both listeners holding")
+    wait_for(
+        lambda: set(holders(servers)) == {"L1", "L2"} and all_connected_once(servers),
+        timeout=20,
+        message="both listeners holding",
+    )
     stopped_at = time.monotonic()
     first.stop()
-    wait_for(lambda: set(holders(servers)) == {"L2"} and all_connected_once(servers), timeout=5,
-             message="the handover")
+    wait_for(lambda: set(holders(servers)) == {"L2"} and all_connected_once(servers), timeout=5, message="the handover")
     assert time.monotonic() - stopped_at < 4
     assert all(s.max_open == 1 for s in servers)

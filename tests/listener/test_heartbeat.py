@@ -38,7 +38,8 @@ def wait_beats(gateway, count, *, connection=None, timeout=10):
     """Wait for `count` heartbeats (on one connection if given), or a gateway failure."""
     wait_for(
         lambda: gateway.failures_snapshot() or len(gateway.heartbeats(connection)) >= count,
-        timeout=timeout, message=f"{count} heartbeat(s)",
+        timeout=timeout,
+        message=f"{count} heartbeat(s)",
     )
     assert gateway.failures_snapshot() == []
     return gateway.heartbeats(connection)
@@ -88,7 +89,8 @@ def test_heartbeat_state_resets_on_reconnect(e2e_workspace, gateway, listener):
     make_gateway_trigger(e2e_workspace, gateway)
     wait_for(
         lambda: gateway.failures_snapshot() or any(beat.d is not None for beat in gateway.heartbeats(1)),
-        timeout=10, message="a heartbeat with state on the first connection",
+        timeout=10,
+        message="a heartbeat with state on the first connection",
     )
     gateway.dispatching.clear()  # the second connection gets no event before its first beat
     gateway.close_all(4000, "reconnect")
@@ -109,7 +111,9 @@ def test_initial_messages_come_before_first_heartbeat_in_order(e2e_workspace, ga
     assert json.loads(texts[3])["op"] == 1
 
 
-def test_first_heartbeat_waits_an_interval_after_a_slow_initial_message(e2e_workspace, gateway, celery_worker, listener):
+def test_first_heartbeat_waits_an_interval_after_a_slow_initial_message(
+    e2e_workspace, gateway, celery_worker, listener
+):
     """The first beat comes one interval after the last initial message, however long that took to compute."""
     slow = {"runnable_result": {"path": "examples/slow_double", "args": {"x": 21, "delay": 0.8}, "is_flow": False}}
     make_gateway_trigger(e2e_workspace, gateway, initial_messages=[{"raw_message": IDENTIFY}, slow])

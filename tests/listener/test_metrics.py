@@ -28,7 +28,8 @@ def scrape(port):
         return {}
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text) for sample in family.samples
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
     }
 
 
@@ -62,15 +63,21 @@ def test_worker_metrics_count_jobs_across_pool_processes(e2e_workspace, ws_serve
     wait_connected(ws_server)
     with tempfile.TemporaryDirectory() as multiproc_dir:
         worker = start_worker(
-            "metrics-worker", concurrency=2, ORVANTA_WORKER_METRICS_PORT=str(port), PROMETHEUS_MULTIPROC_DIR=multiproc_dir
+            "metrics-worker",
+            concurrency=2,
+            ORVANTA_WORKER_METRICS_PORT=str(port),
+            PROMETHEUS_MULTIPROC_DIR=multiproc_dir,
         )
         try:
             for n in range(4):
                 ws_server.send_all(f"m{n}")
             wait_jobs(count=4, status=Job.Status.SUCCESS, timeout=30)
             samples = wait_for(
-                lambda: scrape(port).get(("orvanta_jobs_finished_total", (("status", "success"),))) == 4 and scrape(port),
-                timeout=10, message="four successes counted",
+                lambda: (
+                    scrape(port).get(("orvanta_jobs_finished_total", (("status", "success"),))) == 4 and scrape(port)
+                ),
+                timeout=10,
+                message="four successes counted",
             )
             assert samples[("orvanta_job_duration_seconds_count", ())] == 4
         finally:

@@ -27,7 +27,9 @@ def reconnects():
 def test_dynamic_url_runs_the_url_runnable_before_connecting(e2e_workspace, ws_server, celery_worker, listener):
     """A $script: URL is computed on a worker and used, token in the query string."""
     make_trigger(
-        e2e_workspace, ws_server, url="$script:examples/ws_url",
+        e2e_workspace,
+        ws_server,
+        url="$script:examples/ws_url",
         url_runnable_args={"base_url": ws_server.url, "token": "s3cret"},
     )
     wait_connected(ws_server)
@@ -37,7 +39,9 @@ def test_dynamic_url_runs_the_url_runnable_before_connecting(e2e_workspace, ws_s
 def test_dynamic_url_runs_again_on_every_reconnect(e2e_workspace, ws_server, celery_worker, listener):
     """The URL runnable runs before each reconnect too, and the secret is never shown."""
     trigger = make_trigger(
-        e2e_workspace, ws_server, url="$script:examples/ws_url",
+        e2e_workspace,
+        ws_server,
+        url="$script:examples/ws_url",
         url_runnable_args={"base_url": ws_server.url, "token": "s3cret"},
     )
     wait_connected(ws_server)
@@ -74,14 +78,21 @@ def test_preprocessor_that_raises_fails_the_job(e2e_workspace, ws_server, celery
     assert job.error["name"] == "JSONDecodeError"
 
 
-def test_flow_early_return_sends_the_early_result_before_the_flow_ends(e2e_workspace, ws_server, celery_worker, listener):
+def test_flow_early_return_sends_the_early_result_before_the_flow_ends(
+    e2e_workspace, ws_server, celery_worker, listener
+):
     """With early_return, the chosen step's result goes back while a 2 s later step still runs."""
     services.create_flow(
-        workspace=e2e_workspace, path="f/demo/pipeline", early_return="a",
+        workspace=e2e_workspace,
+        path="f/demo/pipeline",
+        early_return="a",
         steps=[
             {"id": "a", "script_path": "examples/parse", "args": {"msg": {"type": "ref", "expr": "flow_input.msg"}}},
-            {"id": "b", "script_path": "examples/slow_double",
-             "args": {"x": {"type": "ref", "expr": "results.a.value"}, "delay": {"type": "static", "value": 2}}},
+            {
+                "id": "b",
+                "script_path": "examples/slow_double",
+                "args": {"x": {"type": "ref", "expr": "results.a.value"}, "delay": {"type": "static", "value": 2}},
+            },
         ],
     )
     make_trigger(e2e_workspace, ws_server, script_path="f/demo/pipeline", is_flow=True, can_return_message=True)
@@ -127,13 +138,20 @@ def test_send_result_even_on_error_sends_the_error(e2e_workspace, ws_server, cel
 
 def test_initial_messages_are_sent_in_order_after_every_connect(e2e_workspace, ws_server, celery_worker, listener):
     """A raw string goes unquoted, raw JSON as written, a runnable's dict as JSON; in order, on every connect."""
-    make_trigger(e2e_workspace, ws_server, initial_messages=[
-        {"raw_message": '"hello"'},
-        {"raw_message": '{"op": "subscribe", "channel": "ticks"}'},
-        {"runnable_result": {"path": "examples/auth_message", "args": {"token": "t0k"}, "is_flow": False}},
-    ])
-    expected = ["hello", '{"op": "subscribe", "channel": "ticks"}',
-                json.dumps({"op": "auth", "token": "t0k", "subscribe": "ticks"})]
+    make_trigger(
+        e2e_workspace,
+        ws_server,
+        initial_messages=[
+            {"raw_message": '"hello"'},
+            {"raw_message": '{"op": "subscribe", "channel": "ticks"}'},
+            {"runnable_result": {"path": "examples/auth_message", "args": {"token": "t0k"}, "is_flow": False}},
+        ],
+    )
+    expected = [
+        "hello",
+        '{"op": "subscribe", "channel": "ticks"}',
+        json.dumps({"op": "auth", "token": "t0k", "subscribe": "ticks"}),
+    ]
     wait_for(lambda: len(ws_server.received_snapshot()) == 3, timeout=10, message="three initial messages")
     assert ws_server.received_snapshot() == expected
     ws_server.close_all(1001)
@@ -143,9 +161,13 @@ def test_initial_messages_are_sent_in_order_after_every_connect(e2e_workspace, w
 
 def test_failing_initial_message_runnable_puts_trigger_in_error(e2e_workspace, ws_server, celery_worker, listener):
     """An initial-message runnable that fails marks the trigger error; the connection is retried."""
-    trigger = make_trigger(e2e_workspace, ws_server, initial_messages=[
-        {"runnable_result": {"path": "examples/fail", "args": {"msg": "x"}, "is_flow": False}},
-    ])
+    trigger = make_trigger(
+        e2e_workspace,
+        ws_server,
+        initial_messages=[
+            {"runnable_result": {"path": "examples/fail", "args": {"msg": "x"}, "is_flow": False}},
+        ],
+    )
     trigger = wait_status(trigger, "error")
     assert "initial message 0" in trigger.error and "always fails" in trigger.error
     wait_for(lambda: ws_server.connects >= 2, timeout=10, message="a retry")
@@ -153,9 +175,15 @@ def test_failing_initial_message_runnable_puts_trigger_in_error(e2e_workspace, w
 
 def test_filters_with_or_logic_match_any_filter(e2e_workspace, ws_server, celery_worker, listener):
     """With OR logic a frame matching either filter becomes a job; others do not."""
-    make_trigger(e2e_workspace, ws_server, filter_logic="or", filters=[
-        {"key": "type", "value": "trade"}, {"key": "meta", "value": {"tags": ["vip"]}},
-    ])
+    make_trigger(
+        e2e_workspace,
+        ws_server,
+        filter_logic="or",
+        filters=[
+            {"key": "type", "value": "trade"},
+            {"key": "meta", "value": {"tags": ["vip"]}},
+        ],
+    )
     wait_connected(ws_server)
     for message in ({"type": "quote"}, {"type": "trade", "n": 1}, {"meta": {"tags": ["new", "vip"], "x": 1}}, [1]):
         ws_server.send_all(json.dumps(message))
@@ -167,9 +195,12 @@ def test_error_handler_and_retries(e2e_workspace, ws_server, celery_worker, list
     """A failing job is retried as configured; the handler is called once, after the last attempt."""
     services.update_workspace_settings(workspace=e2e_workspace, error_handler_path="examples/echo")
     make_trigger(
-        e2e_workspace, ws_server, script_path="examples/fail",
+        e2e_workspace,
+        ws_server,
+        script_path="examples/fail",
         retry={"max_attempts": 2, "delay_secs": 0.2, "multiplier": 1},
-        error_handler_path="error_sink", error_handler_args={"team": "ops"},
+        error_handler_path="error_sink",
+        error_handler_args={"team": "ops"},
     )
     wait_connected(ws_server)
     ws_server.send_all("boom")
@@ -184,7 +215,10 @@ def test_error_handler_and_retries(e2e_workspace, ws_server, celery_worker, list
 def test_retry_succeeds_without_calling_the_error_handler(e2e_workspace, ws_server, celery_worker, listener):
     """A job that fails, then succeeds on retry, ends success and calls no handler."""
     make_trigger(
-        e2e_workspace, ws_server, script_path="flaky", error_handler_path="error_sink",
+        e2e_workspace,
+        ws_server,
+        script_path="flaky",
+        error_handler_path="error_sink",
         retry={"max_attempts": 3, "delay_secs": 0.1, "multiplier": 2},
     )
     wait_connected(ws_server)
@@ -227,7 +261,9 @@ def test_headers_and_subprotocols_are_sent_and_the_chosen_one_shown(e2e_workspac
     """Custom headers reach the server on the upgrade; the negotiated subprotocol is in status."""
     server = ws_server_factory(subprotocols=["v2.feed"])
     trigger = make_trigger(
-        e2e_workspace, server, headers={"Authorization": "Bearer abc", "X-Client": "orvanta"},
+        e2e_workspace,
+        server,
+        headers={"Authorization": "Bearer abc", "X-Client": "orvanta"},
         subprotocols=["v3.feed", "v2.feed"],
     )
     trigger = wait_status(trigger, "connected")

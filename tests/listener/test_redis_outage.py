@@ -30,8 +30,23 @@ class PrivateRedis:
 
     def start(self):
         subprocess.run(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "yes", "--dir", self.dir, "--logfile", f"{self.dir}/redis.log"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+                "--dir",
+                self.dir,
+                "--logfile",
+                f"{self.dir}/redis.log",
+            ],
             check=True,
         )
         wait_for(self.answers, timeout=5, message="the private redis")
@@ -95,4 +110,3 @@ def test_frames_received_during_a_redis_outage_become_jobs_in_order(e2e_workspac
     finally:
         outputs = [p.stop() for p in processes]
     assert "broker unavailable" in outputs[0] and "Redis restarted: sent again" in outputs[0]
-

@@ -37,11 +37,23 @@ def make_trigger(workspace, **fields):
 
 def make_job(workspace, *, trigger_path="f/test/feed", status=Job.Status.SUCCESS, result=None, error=None, args=None):
     job_id = str(uuid.uuid4())
-    services.record_jobs(jobs={job_id: dict(
-        workspace_id=workspace.id, trigger_path=trigger_path, script_path="examples/echo", is_flow=False,
-        args=args or {"msg": "hi"}, attempt=1, status=status, result=result, error=error,
-        started_at=timezone.now(), finished_at=timezone.now(),
-    )})
+    services.record_jobs(
+        jobs={
+            job_id: dict(
+                workspace_id=workspace.id,
+                trigger_path=trigger_path,
+                script_path="examples/echo",
+                is_flow=False,
+                args=args or {"msg": "hi"},
+                attempt=1,
+                status=status,
+                result=result,
+                error=error,
+                started_at=timezone.now(),
+                finished_at=timezone.now(),
+            )
+        }
+    )
     return Job.objects.get(pk=job_id)
 
 
@@ -51,10 +63,22 @@ def messages_of(response):
 
 def trigger_form_data(workspace, **overrides):
     data = {
-        "workspace": workspace.pk, "path": "f/admin/feed", "enabled": "on", "url": "ws://example.org/feed",
-        "url_runnable_args": "{}", "script_path": "examples/echo", "filters": "[]", "filter_logic": "and",
-        "initial_messages": "[]", "heartbeat": "", "error_handler_path": "", "error_handler_args": "{}",
-        "retry": "", "headers": "{}", "subprotocols": "[]", "_save": "Save",
+        "workspace": workspace.pk,
+        "path": "f/admin/feed",
+        "enabled": "on",
+        "url": "ws://example.org/feed",
+        "url_runnable_args": "{}",
+        "script_path": "examples/echo",
+        "filters": "[]",
+        "filter_logic": "and",
+        "initial_messages": "[]",
+        "heartbeat": "",
+        "error_handler_path": "",
+        "error_handler_args": "{}",
+        "retry": "",
+        "headers": "{}",
+        "subprotocols": "[]",
+        "_save": "Save",
     }
     data.update(overrides)
     return data
@@ -104,7 +128,9 @@ def test_list_shows_status_badge_redacted_error_and_listener(admin_client, works
     """The list shows the status badge, the last error with URL secrets redacted, and the listener."""
     trigger = make_trigger(workspace)
     services.record_trigger_status(
-        trigger_id=trigger.id, status="error", listener_id="listener-7",
+        trigger_id=trigger.id,
+        status="error",
+        listener_id="listener-7",
         error="ws://example.org/feed?token=s3cret: the server refused the upgrade with HTTP 401",
     )
     content = admin_client.get(reverse(TRIGGER_LIST)).content.decode()
@@ -159,14 +185,17 @@ def test_change_form_saves_changed_fields_through_update_trigger(admin_client, w
     assert WebSocketTrigger.objects.get(pk=trigger.pk).filters == [{"key": "type", "value": "tick"}]
 
 
-@pytest.mark.parametrize("field, value, expected", [
-    ("script_path", "nope/missing", "Select a valid choice"),
-    ("url", "http://example.org/feed", "the scheme must be ws or wss"),
-    ("filters", '{"key": "type", "value": "tick"}', "must be a list"),
-    ("filters", '[{"key": "type", "value": "tick"}', "Invalid JSON"),
-    ("heartbeat", '{"interval_secs": 0, "message": "ping"}', "interval_secs must be a number >= 1"),
-    ("headers", '{"Host": "example.org"}', "set by the WebSocket handshake"),
-])
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("script_path", "nope/missing", "Select a valid choice"),
+        ("url", "http://example.org/feed", "the scheme must be ws or wss"),
+        ("filters", '{"key": "type", "value": "tick"}', "must be a list"),
+        ("filters", '[{"key": "type", "value": "tick"}', "Invalid JSON"),
+        ("heartbeat", '{"interval_secs": 0, "message": "ping"}', "interval_secs must be a number >= 1"),
+        ("headers", '{"Host": "example.org"}', "set by the WebSocket handshake"),
+    ],
+)
 def test_bad_field_shows_error_on_that_field(admin_client, workspace, field, value, expected):
     """An invalid value is reported on its own field, and nothing is saved."""
     response = admin_client.post(reverse(TRIGGER_ADD), trigger_form_data(workspace, **{field: value}))
@@ -207,8 +236,17 @@ def test_change_form_groups_fields_like_the_product_page(admin_client, workspace
     fieldsets = admin_client.get(trigger_url("change", trigger)).context["adminform"].fieldsets
     names = [name for name, _ in fieldsets]
     assert names == [
-        None, "URL", "Runnable", "Filters", "Initial messages", "Send results", "Heartbeat", "Error handler", "Retry",
-        "Advanced", "Status",
+        None,
+        "URL",
+        "Runnable",
+        "Filters",
+        "Initial messages",
+        "Send results",
+        "Heartbeat",
+        "Error handler",
+        "Retry",
+        "Advanced",
+        "Status",
     ]
     assert "collapse" in dict(fieldsets)["Advanced"]["classes"]
 
@@ -251,7 +289,9 @@ def test_enable_action_reports_plan_refusal(admin_client, workspace):
     trigger = make_trigger(workspace, enabled=False)
     services.set_workspace_plan(workspace=workspace, plan=Workspace.Plan.TEAM)
     response = run_action(admin_client, "enable", trigger)
-    assert any(level == constants.ERROR and "not available on the Team plan" in text for level, text in messages_of(response))
+    assert any(
+        level == constants.ERROR and "not available on the Team plan" in text for level, text in messages_of(response)
+    )
     assert not WebSocketTrigger.objects.get(pk=trigger.pk).enabled
 
 
@@ -321,7 +361,9 @@ def test_replay_runs_the_frame_as_a_new_job(client, django_user_model, e2e_works
     job_id = re.search(r"job <a [^>]*>([0-9a-f-]{36})</a> queued", text).group(1)
     assert level == constants.SUCCESS
     job = wait_for(
-        lambda: Job.objects.filter(pk=job_id, status=Job.Status.SUCCESS).first(), timeout=10, message="replayed job",
+        lambda: Job.objects.filter(pk=job_id, status=Job.Status.SUCCESS).first(),
+        timeout=10,
+        message="replayed job",
     )
     assert (job.trigger_path, job.result) == ("f/test/feed", "hello again")
 
@@ -341,11 +383,13 @@ def test_replay_of_a_frame_no_longer_kept_is_an_error(admin_client, workspace):
 def test_job_admin_shows_the_error_readably(admin_client, workspace):
     """A failed job's page shows the error's name, message and stack (in a <pre>) and pretty args."""
     stack = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom <3'
-    job = make_job(workspace, status=Job.Status.FAILURE, error={"name": "ValueError", "message": "boom", "stack": stack})
+    job = make_job(
+        workspace, status=Job.Status.FAILURE, error={"name": "ValueError", "message": "boom", "stack": stack}
+    )
     content = admin_client.get(reverse("admin:orvanta_triggers_job_change", args=[job.pk])).content.decode()
     assert "<strong>ValueError</strong>: boom" in content
     assert re.search(r"<pre[^>]*>Traceback \(most recent call last\):\n.*boom &lt;3</pre>", content, re.S)
-    assert '{\n  &quot;msg&quot;: &quot;hi&quot;\n}' in content
+    assert "{\n  &quot;msg&quot;: &quot;hi&quot;\n}" in content
 
 
 def test_job_admin_is_read_only(admin_client, workspace):
@@ -354,7 +398,10 @@ def test_job_admin_is_read_only(admin_client, workspace):
     assert admin_client.get(reverse("admin:orvanta_triggers_job_add")).status_code == 403
     page = admin_client.get(reverse("admin:orvanta_triggers_job_change", args=[job.pk])).content.decode()
     assert 'name="_save"' not in page
-    assert admin_client.post(reverse("admin:orvanta_triggers_job_delete", args=[job.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        admin_client.post(reverse("admin:orvanta_triggers_job_delete", args=[job.pk]), {"post": "yes"}).status_code
+        == 403
+    )
 
 
 def test_job_list_filters_by_status_and_finds_by_id(admin_client, workspace):
@@ -371,8 +418,14 @@ def test_job_list_filters_by_status_and_finds_by_id(admin_client, workspace):
 
 def test_flow_add_saves_through_services(admin_client, workspace):
     """A valid flow add form is saved through services.save_new_flow."""
-    data = {"workspace": workspace.pk, "path": "f/demo/pipeline", "preprocessor_path": "", "steps": json.dumps(FLOW_STEPS),
-            "early_return": "", "_save": "Save"}
+    data = {
+        "workspace": workspace.pk,
+        "path": "f/demo/pipeline",
+        "preprocessor_path": "",
+        "steps": json.dumps(FLOW_STEPS),
+        "early_return": "",
+        "_save": "Save",
+    }
     with mock.patch.object(services, "save_new_flow", wraps=services.save_new_flow) as save:
         response = admin_client.post(reverse("admin:orvanta_triggers_flow_add"), data)
     assert response.status_code == 302, response.context["adminform"].form.errors
@@ -392,8 +445,13 @@ def test_renaming_a_flow_in_use_is_a_field_error(admin_client, workspace):
     """Renaming a flow a trigger runs is refused on the path field."""
     flow = services.create_flow(workspace=workspace, path="f/demo/pipeline", steps=FLOW_STEPS)
     make_trigger(workspace, script_path="f/demo/pipeline", is_flow=True)
-    data = {"path": "f/demo/renamed", "preprocessor_path": "", "steps": json.dumps(FLOW_STEPS), "early_return": "",
-            "_save": "Save"}
+    data = {
+        "path": "f/demo/renamed",
+        "preprocessor_path": "",
+        "steps": json.dumps(FLOW_STEPS),
+        "early_return": "",
+        "_save": "Save",
+    }
     response = admin_client.post(reverse("admin:orvanta_triggers_flow_change", args=[flow.pk]), data)
     assert "used by trigger(s) f/test/feed" in " ".join(response.context["adminform"].form.errors["path"])
     assert Flow.objects.get(pk=flow.pk).path == "f/demo/pipeline"
@@ -430,8 +488,15 @@ def test_bulk_deleting_flows_deletes_the_unused_and_reports_the_used(admin_clien
 
 def test_workspace_add_goes_through_create_workspace_with_the_staff_member_as_owner(staff_client, user):
     """A staff member's new workspace is created by services.create_workspace with them as admin."""
-    data = {"slug": "beta", "name": "Beta", "error_handler_path": "", "error_handler_args": "{}",
-            "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0", "_save": "Save"}
+    data = {
+        "slug": "beta",
+        "name": "Beta",
+        "error_handler_path": "",
+        "error_handler_args": "{}",
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
+        "_save": "Save",
+    }
     with mock.patch.object(services, "create_workspace", wraps=services.create_workspace) as create:
         response = staff_client.post(reverse("admin:orvanta_triggers_workspace_add"), data)
     assert response.status_code == 302, response.context["adminform"].form.errors
@@ -446,12 +511,21 @@ def test_workspace_plan_and_members_change_through_services(admin_client, worksp
     bob = django_user_model.objects.create_user(username="bob", password="pw")
     alice_membership = Membership.objects.get(workspace=workspace, user=user)
     data = {
-        "name": "Acme", "plan": "enterprise", "error_handler_path": "", "error_handler_args": "{}",
-        "memberships-TOTAL_FORMS": "2", "memberships-INITIAL_FORMS": "1",
-        "memberships-0-id": alice_membership.pk, "memberships-0-workspace": workspace.pk,
-        "memberships-0-user": user.pk, "memberships-0-role": "admin",
-        "memberships-1-id": "", "memberships-1-workspace": workspace.pk,
-        "memberships-1-user": bob.pk, "memberships-1-role": "viewer", "_save": "Save",
+        "name": "Acme",
+        "plan": "enterprise",
+        "error_handler_path": "",
+        "error_handler_args": "{}",
+        "memberships-TOTAL_FORMS": "2",
+        "memberships-INITIAL_FORMS": "1",
+        "memberships-0-id": alice_membership.pk,
+        "memberships-0-workspace": workspace.pk,
+        "memberships-0-user": user.pk,
+        "memberships-0-role": "admin",
+        "memberships-1-id": "",
+        "memberships-1-workspace": workspace.pk,
+        "memberships-1-user": bob.pk,
+        "memberships-1-role": "viewer",
+        "_save": "Save",
     }
     with mock.patch.object(services, "set_membership", wraps=services.set_membership) as set_membership:
         response = admin_client.post(reverse("admin:orvanta_triggers_workspace_change", args=[workspace.pk]), data)

@@ -130,7 +130,10 @@ def test_last_frames_are_kept_bounded(e2e_workspace, ws_server, listener):
     wait_connected(ws_server)
     for n in range(60):
         ws_server.send_all(f"f{n}")
-    wait_for(lambda: recent_frames(trigger.id) and recent_frames(trigger.id)[0]["msg"] == "f59", timeout=5,
-             message="the last frame stored")
+    wait_for(
+        lambda: recent_frames(trigger.id) and recent_frames(trigger.id)[0]["msg"] == "f59",
+        timeout=5,
+        message="the last frame stored",
+    )
     frames = recent_frames(trigger.id, limit=100)
     assert len(frames) == 50 and frames[-1]["msg"] == "f10" and frames[0]["url"] == ws_server.url

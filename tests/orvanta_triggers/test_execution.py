@@ -17,9 +17,14 @@ TRIGGER_PATH = "f/test/feed"
 
 FLOW_STEPS = [
     {"id": "a", "script_path": "upper", "args": {"msg": {"type": "ref", "expr": "flow_input.msg"}}},
-    {"id": "b", "script_path": "wrap", "args": {
-        "value": {"type": "ref", "expr": "results.a"}, "prefix": {"type": "static", "value": "> "},
-    }},
+    {
+        "id": "b",
+        "script_path": "wrap",
+        "args": {
+            "value": {"type": "ref", "expr": "results.a"},
+            "prefix": {"type": "static", "value": "> "},
+        },
+    },
 ]
 
 
@@ -59,7 +64,12 @@ def run(trigger, msg="hello", *, attempt=1, job_id=None, requeue=None, msg_type=
     """Run one job for `trigger`; returns (status returned, Job row)."""
     job_id = job_id or str(uuid.uuid4())
     status = execution.run_trigger_job(
-        job_id=job_id, spec=job_spec(trigger), msg=msg, msg_type=msg_type, url=URL, attempt=attempt,
+        job_id=job_id,
+        spec=job_spec(trigger),
+        msg=msg,
+        msg_type=msg_type,
+        url=URL,
+        attempt=attempt,
         requeue=requeue or Requeue(),
     )
     return status, Job.objects.get(id=job_id)
@@ -288,8 +298,12 @@ def test_flow_without_early_return_sends_final_result(workspace, make_trigger, p
 
 def test_flow_preprocessor_builds_flow_input(workspace, make_trigger):
     """A flow's preprocessor_path maps the event to the flow input used by the steps."""
-    steps = [{"id": "a", "script_path": "upper", "args": {"msg": {"type": "ref", "expr": "flow_input.message_content"}}}]
-    services.create_flow(workspace=workspace, path="f/test/flow", steps=steps, preprocessor_path="examples/json_content")
+    steps = [
+        {"id": "a", "script_path": "upper", "args": {"msg": {"type": "ref", "expr": "flow_input.message_content"}}}
+    ]
+    services.create_flow(
+        workspace=workspace, path="f/test/flow", steps=steps, preprocessor_path="examples/json_content"
+    )
     _, job = run(make_trigger(script_path="f/test/flow", is_flow=True), json.dumps({"content": "hi"}))
     assert job.args == {"message_content": "hi", "url": URL} and job.result == "HI"
 
@@ -383,12 +397,21 @@ def test_abandoned_running_jobs_are_marked_failed(workspace):
 
     from django.utils import timezone
 
-    running = dict(workspace_id=workspace.id, trigger_path="f/x", script_path="examples/echo", is_flow=False,
-                   args={}, attempt=1, status="running")
-    rows = services.record_jobs(jobs={
-        "00000000-0000-0000-0000-00000000a001": {**running, "started_at": timezone.now() - timedelta(hours=2)},
-        "00000000-0000-0000-0000-00000000a002": {**running, "started_at": timezone.now()},
-    })
+    running = dict(
+        workspace_id=workspace.id,
+        trigger_path="f/x",
+        script_path="examples/echo",
+        is_flow=False,
+        args={},
+        attempt=1,
+        status="running",
+    )
+    rows = services.record_jobs(
+        jobs={
+            "00000000-0000-0000-0000-00000000a001": {**running, "started_at": timezone.now() - timedelta(hours=2)},
+            "00000000-0000-0000-0000-00000000a002": {**running, "started_at": timezone.now()},
+        }
+    )
     old, recent = rows.values()
     assert services.fail_abandoned_jobs(running_since_before=timezone.now() - timedelta(hours=1)) == 1
     old.refresh_from_db()

@@ -128,14 +128,18 @@ def test_missing_top_level_key_fails():
 # Non-object messages
 
 
-@pytest.mark.parametrize("message", [[{"type": "tick"}], "tick", 42, None], ids=["array", "string", "number", "not-json"])
+@pytest.mark.parametrize(
+    "message", [[{"type": "tick"}], "tick", 42, None], ids=["array", "string", "number", "not-json"]
+)
 def test_non_object_message_never_matches_non_empty_filters(message):
     """A JSON array, string, number or non-JSON message (None) fails any non-empty filter list."""
     assert not matches(message, [f("type", "tick")])
     assert not matches(message, [f("type", "tick")], "or")
 
 
-@pytest.mark.parametrize("message", [{"a": 1}, {}, [1], "x", 0, None], ids=["object", "empty", "array", "string", "number", "not-json"])
+@pytest.mark.parametrize(
+    "message", [{"a": 1}, {}, [1], "x", 0, None], ids=["object", "empty", "array", "string", "number", "not-json"]
+)
 def test_empty_filter_list_matches_everything(message):
     """No filters: every message matches, non-JSON included."""
     assert matches(message, [])
@@ -183,7 +187,9 @@ def test_parse_json_of_valid_json_is_its_value():
 
 # Properties
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8)
+json_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8)
+)
 json_values = st.recursive(
     json_scalars,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),

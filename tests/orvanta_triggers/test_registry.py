@@ -25,8 +25,20 @@ def test_unknown_path_raises():
 
 @pytest.mark.parametrize(
     "path",
-    ["", "/examples/echo", "examples/echo/", "examples//echo", "examples.echo", "../runnables/examples/echo",
-     "examples/echo.py", "1examples/echo", "examples/ech o", "os:system", None, 3],
+    [
+        "",
+        "/examples/echo",
+        "examples/echo/",
+        "examples//echo",
+        "examples.echo",
+        "../runnables/examples/echo",
+        "examples/echo.py",
+        "1examples/echo",
+        "examples/ech o",
+        "os:system",
+        None,
+        3,
+    ],
 )
 def test_malformed_path_raises(path):
     """A path that is not slash-separated identifiers raises UnknownScript."""
@@ -84,8 +96,14 @@ def test_load_script_imports_and_returns_module():
 def test_list_scripts_includes_examples():
     """list_scripts names the example scripts and the test package's scripts, sorted."""
     scripts = registry.list_scripts()
-    assert {"examples/echo", "examples/fail", "examples/json_content", "examples/auth_message",
-            "examples/ws_url", "upper"} <= set(scripts)
+    assert {
+        "examples/echo",
+        "examples/fail",
+        "examples/json_content",
+        "examples/auth_message",
+        "examples/ws_url",
+        "upper",
+    } <= set(scripts)
     assert scripts == sorted(scripts)
 
 

@@ -106,7 +106,9 @@ def test_runnable_url_saves(workspace):
 
 def test_runnable_url_args_must_be_object(workspace):
     """url_runnable_args of a runnable URL must be a JSON object."""
-    assert set(create_errors(workspace, url="$script:examples/ws_url", url_runnable_args=["x"])) == {"url_runnable_args"}
+    assert set(create_errors(workspace, url="$script:examples/ws_url", url_runnable_args=["x"])) == {
+        "url_runnable_args"
+    }
 
 
 # Filters
@@ -149,14 +151,24 @@ def test_bad_filter_logic_refused(workspace, logic):
         [{"runnable_result": {"path": "examples/auth_message", "extra": 1}}],
         [{"runnable_result": {"path": "examples/auth_message", "args": []}}],
     ],
-    ids=["not-a-list", "unknown-key", "two-keys", "not-an-object", "runnable-no-path", "runnable-extra-key", "args-not-object"],
+    ids=[
+        "not-a-list",
+        "unknown-key",
+        "two-keys",
+        "not-an-object",
+        "runnable-no-path",
+        "runnable-extra-key",
+        "args-not-object",
+    ],
 )
 def test_badly_shaped_initial_messages_refused(workspace, initial_messages):
     """initial_messages items must be {"raw_message"} or {"runnable_result": {"path", "args"?, "is_flow"?}}."""
     assert set(create_errors(workspace, initial_messages=initial_messages)) == {"initial_messages"}
 
 
-@pytest.mark.parametrize("raw", ["{not json", "hello", "", {"op": "subscribe"}], ids=["broken", "bare-word", "empty", "not-text"])
+@pytest.mark.parametrize(
+    "raw", ["{not json", "hello", "", {"op": "subscribe"}], ids=["broken", "bare-word", "empty", "not-text"]
+)
 def test_raw_message_must_be_json_text(workspace, raw):
     """A raw_message that is not a string of valid JSON text is refused on initial_messages."""
     assert set(create_errors(workspace, initial_messages=[{"raw_message": raw}])) == {"initial_messages"}
@@ -190,8 +202,17 @@ def test_initial_message_unknown_flow_refused(workspace):
         {"interval_secs": 10, "message": "ping", "state_field": 3},
         "ping",
     ],
-    ids=["interval-below-1", "interval-zero", "interval-string", "no-interval", "empty-message", "no-message",
-         "extra-key", "state-field-not-string", "not-an-object"],
+    ids=[
+        "interval-below-1",
+        "interval-zero",
+        "interval-string",
+        "no-interval",
+        "empty-message",
+        "no-message",
+        "extra-key",
+        "state-field-not-string",
+        "not-an-object",
+    ],
 )
 def test_malformed_heartbeat_refused(workspace, heartbeat):
     """A heartbeat must be {"interval_secs" >= 1, "message": non-empty, "state_field"?: string}."""
@@ -211,8 +232,17 @@ def test_malformed_heartbeat_refused(workspace, heartbeat):
         {"max_attempts": 3, "backoff": "exp"},
         [3],
     ],
-    ids=["zero-attempts", "too-many-attempts", "float-attempts", "bool-attempts", "no-attempts",
-         "negative-delay", "multiplier-below-1", "extra-key", "not-an-object"],
+    ids=[
+        "zero-attempts",
+        "too-many-attempts",
+        "float-attempts",
+        "bool-attempts",
+        "no-attempts",
+        "negative-delay",
+        "multiplier-below-1",
+        "extra-key",
+        "not-an-object",
+    ],
 )
 def test_malformed_retry_refused(workspace, retry):
     """A retry must be {"max_attempts": 1..100, "delay_secs"?: 0..86400, "multiplier"?: 1..100}."""
@@ -234,14 +264,18 @@ def test_header_value_must_be_single_line_string(workspace, value):
     assert set(create_errors(workspace, headers={"X-Token": value})) == {"headers"}
 
 
-@pytest.mark.parametrize("headers", [{"Bad Name": "x"}, {"X:Y": "x"}, ["X-Token"]], ids=["space", "colon", "not-an-object"])
+@pytest.mark.parametrize(
+    "headers", [{"Bad Name": "x"}, {"X:Y": "x"}, ["X-Token"]], ids=["space", "colon", "not-an-object"]
+)
 def test_bad_header_names_refused(workspace, headers):
     """Header names must be HTTP tokens, in a JSON object."""
     assert set(create_errors(workspace, headers=headers)) == {"headers"}
 
 
 @pytest.mark.parametrize(
-    "subprotocols", ["chat", ["chat v2"], ["a,b"], [""], [3]], ids=["not-a-list", "space", "comma", "empty", "not-a-string"]
+    "subprotocols",
+    ["chat", ["chat v2"], ["a,b"], [""], [3]],
+    ids=["not-a-list", "space", "comma", "empty", "not-a-string"],
 )
 def test_bad_subprotocols_refused(workspace, subprotocols):
     """subprotocols must be a list of token names."""
@@ -288,7 +322,9 @@ def test_error_handler_args_must_be_object(workspace):
 
 def test_several_bad_fields_all_reported(workspace):
     """Every bad field gets its own key in one ValidationError."""
-    errors = create_errors(workspace, url="http://x", filter_logic="xor", heartbeat={"interval_secs": 0, "message": "p"})
+    errors = create_errors(
+        workspace, url="http://x", filter_logic="xor", heartbeat={"interval_secs": 0, "message": "p"}
+    )
     assert set(errors) == {"url", "filter_logic", "heartbeat"}
 
 

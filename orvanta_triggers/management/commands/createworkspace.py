@@ -25,4 +25,6 @@ class Command(BaseCommand):
             workspace = services.create_workspace(slug=slug, name=name, plan=plan, owner=owner_user)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
-        self.stdout.write(f"created workspace {workspace.slug} (plan {workspace.plan})" + (f", admin {owner}" if owner else ""))
+        self.stdout.write(
+            f"created workspace {workspace.slug} (plan {workspace.plan})" + (f", admin {owner}" if owner else "")
+        )

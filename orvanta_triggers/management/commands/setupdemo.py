@@ -27,7 +27,10 @@ class Command(BaseCommand):
         else:
             services.set_membership(workspace=workspace, user=user, role=Membership.Role.ADMIN)
         config = dict(
-            url=demo_url, script_path="examples/echo", enabled=True, can_return_message=True,
+            url=demo_url,
+            script_path="examples/echo",
+            enabled=True,
+            can_return_message=True,
             filters=[{"key": "type", "value": "tick"}],
         )
         trigger = WebSocketTrigger.objects.filter(workspace=workspace, path=DEMO_TRIGGER).first()

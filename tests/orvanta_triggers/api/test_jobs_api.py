@@ -11,20 +11,50 @@ from tests.conftest import ROLES, api_client_for
 JOBS = "/api/w/acme/jobs/"
 
 JOB_JSON_KEYS = {
-    "id", "script_path", "is_flow", "trigger_path", "status", "args", "result", "error", "attempt",
-    "created_at", "started_at", "finished_at",
+    "id",
+    "script_path",
+    "is_flow",
+    "trigger_path",
+    "status",
+    "args",
+    "result",
+    "error",
+    "attempt",
+    "created_at",
+    "started_at",
+    "finished_at",
 }
 
 
-def record_job(workspace, *, trigger_path="f/a/feed", script_path="examples/echo", status=Job.Status.SUCCESS,
-               msg="hi", result=None, error=None):
+def record_job(
+    workspace,
+    *,
+    trigger_path="f/a/feed",
+    script_path="examples/echo",
+    status=Job.Status.SUCCESS,
+    msg="hi",
+    result=None,
+    error=None,
+):
     """A job written the way workers write them (services.record_jobs)."""
     job_id = str(uuid.uuid4())
-    services.record_jobs(jobs={job_id: dict(
-        workspace_id=workspace.id, trigger_path=trigger_path, script_path=script_path, is_flow=False,
-        args={"msg": msg}, attempt=1, status=status, result=result, error=error, started_at=timezone.now(),
-        finished_at=None if status == Job.Status.RUNNING else timezone.now(),
-    )})
+    services.record_jobs(
+        jobs={
+            job_id: dict(
+                workspace_id=workspace.id,
+                trigger_path=trigger_path,
+                script_path=script_path,
+                is_flow=False,
+                args={"msg": msg},
+                attempt=1,
+                status=status,
+                result=result,
+                error=error,
+                started_at=timezone.now(),
+                finished_at=None if status == Job.Status.RUNNING else timezone.now(),
+            )
+        }
+    )
     return Job.objects.get(pk=job_id)
 
 

@@ -16,10 +16,29 @@ BODY = {"path": PATH, "url": "ws://example.org/feed", "script_path": "examples/e
 
 # DESIGN.md's trigger JSON, key for key (the API may add read-only fields).
 TRIGGER_JSON_KEYS = {
-    "path", "url", "url_runnable_args", "script_path", "is_flow", "enabled", "filters", "filter_logic",
-    "initial_messages", "can_return_message", "can_return_error_result", "heartbeat", "error_handler_path",
-    "error_handler_args", "retry", "headers", "subprotocols", "status", "error", "last_connected_at",
-    "last_message_at", "listener_id", "edited_at",
+    "path",
+    "url",
+    "url_runnable_args",
+    "script_path",
+    "is_flow",
+    "enabled",
+    "filters",
+    "filter_logic",
+    "initial_messages",
+    "can_return_message",
+    "can_return_error_result",
+    "heartbeat",
+    "error_handler_path",
+    "error_handler_args",
+    "retry",
+    "headers",
+    "subprotocols",
+    "status",
+    "error",
+    "last_connected_at",
+    "last_message_at",
+    "listener_id",
+    "edited_at",
 }
 
 
@@ -114,8 +133,12 @@ def test_create_round_trips_json_fields(api):
 def test_create_ignores_windmill_extra_fields(api, workspace):
     """Windmill-only fields (workspace_id, edited_by, extra_perms, server_id...) are ignored on create."""
     windmill = {
-        "workspace_id": "someone-else", "edited_by": "mallory", "email": "m@example.org",
-        "extra_perms": {"u/mallory": True}, "server_id": "srv-1", "last_server_ping": "2024-01-01T00:00:00Z",
+        "workspace_id": "someone-else",
+        "edited_by": "mallory",
+        "email": "m@example.org",
+        "extra_perms": {"u/mallory": True},
+        "server_id": "srv-1",
+        "last_server_ping": "2024-01-01T00:00:00Z",
     }
     response = api.post(LIST, {**BODY, **windmill}, format="json")
     assert response.status_code == 201, response.content

@@ -18,7 +18,9 @@ def test_settings_show_error_handler_and_plan(api, workspace):
 
 def test_settings_patch_sets_the_error_handler(api, workspace):
     """PATCH settings stores a known error handler script."""
-    response = api.patch(f"{BASE}/settings/", {"error_handler_path": "examples/echo", "error_handler_args": {"a": 1}}, format="json")
+    response = api.patch(
+        f"{BASE}/settings/", {"error_handler_path": "examples/echo", "error_handler_args": {"a": 1}}, format="json"
+    )
     assert response.status_code == 200
     workspace.refresh_from_db()
     assert workspace.error_handler_path == "examples/echo" and workspace.error_handler_args == {"a": 1}
@@ -35,7 +37,9 @@ def test_settings_refuse_unknown_handler_and_plan_changes(api, workspace):
 
 def test_viewers_cannot_change_settings(member_client):
     """A viewer gets 403 on PATCH settings."""
-    response = member_client("viewer").patch(f"{BASE}/settings/", {"error_handler_path": "examples/echo"}, format="json")
+    response = member_client("viewer").patch(
+        f"{BASE}/settings/", {"error_handler_path": "examples/echo"}, format="json"
+    )
     assert response.status_code == 403
 
 
@@ -46,10 +50,13 @@ def test_runnables_lists_scripts_with_parameters_without_importing_them(api, wor
     scripts = {s["path"]: s for s in body["scripts"]}
     assert scripts["examples/json_content"]["has_preprocessor"] is True
     assert scripts["examples/echo"] == {
-        "path": "examples/echo", "has_preprocessor": False,
+        "path": "examples/echo",
+        "has_preprocessor": False,
         "parameters": [{"name": "msg", "type": "str", "required": True}],
     }
-    assert {"name": "token", "type": "str", "required": False, "default": ""} in scripts["examples/ws_url"]["parameters"]
+    assert {"name": "token", "type": "str", "required": False, "default": ""} in scripts["examples/ws_url"][
+        "parameters"
+    ]
     assert "runnables.examples.json_content" not in sys.modules
 
 
@@ -88,15 +95,28 @@ def test_test_connection_is_for_writers(member_client):
 
 
 WINDMILL_TRIGGER = {
-    "path": "f/imported/feed", "url": "wss://stream.example.org/ws", "url_runnable_args": {},
-    "script_path": "examples/echo", "is_flow": False, "enabled": False,
-    "filters": [{"key": "type", "value": "tick"}], "filter_logic": "or",
-    "initial_messages": [{"raw_message": "{\"op\": \"subscribe\"}"}],
-    "can_return_message": True, "can_return_error_result": False,
-    "error_handler_path": None, "error_handler_args": {},
+    "path": "f/imported/feed",
+    "url": "wss://stream.example.org/ws",
+    "url_runnable_args": {},
+    "script_path": "examples/echo",
+    "is_flow": False,
+    "enabled": False,
+    "filters": [{"key": "type", "value": "tick"}],
+    "filter_logic": "or",
+    "initial_messages": [{"raw_message": '{"op": "subscribe"}'}],
+    "can_return_message": True,
+    "can_return_error_result": False,
+    "error_handler_path": None,
+    "error_handler_args": {},
     "retry": {"constant": {"attempts": 2, "seconds": 5}},
-    "workspace_id": "acme", "edited_by": "admin", "email": "admin@example.org", "edited_at": "2025-01-01T00:00:00Z",
-    "extra_perms": {}, "server_id": "srv-1", "last_server_ping": None, "error": None,
+    "workspace_id": "acme",
+    "edited_by": "admin",
+    "email": "admin@example.org",
+    "edited_at": "2025-01-01T00:00:00Z",
+    "extra_perms": {},
+    "server_id": "srv-1",
+    "last_server_ping": None,
+    "error": None,
 }
 
 
@@ -111,7 +131,10 @@ def test_windmill_trigger_json_imports_as_is(api, workspace):
 
 def test_windmill_exponential_retry_keeps_its_schedule(api, workspace):
     """Windmill's exponential retry (delay multiplier * seconds**n) becomes the same delays here."""
-    body = {**WINDMILL_TRIGGER, "retry": {"exponential": {"attempts": 3, "multiplier": 2, "seconds": 3, "random_factor": 0}}}
+    body = {
+        **WINDMILL_TRIGGER,
+        "retry": {"exponential": {"attempts": 3, "multiplier": 2, "seconds": 3, "random_factor": 0}},
+    }
     assert api.post(f"{BASE}/websocket_triggers/", body, format="json").status_code == 201
     retry = WebSocketTrigger.objects.get(path="f/imported/feed").retry
     delays = [retry["delay_secs"] * retry["multiplier"] ** (n - 1) for n in (1, 2, 3)]
