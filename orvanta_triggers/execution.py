@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.db import IntegrityError
 from django.utils import timezone
@@ -154,9 +154,9 @@ def worker_monitor():
         return _monitor
 
 
-def _show_job(spec, job_id, status, started, error=None):
+def _show_job(spec, job_id, status, duration, error=None):
     metrics.JOBS_FINISHED.labels(status).inc()
-    metrics.JOB_DURATION.observe(time.monotonic() - started)
+    metrics.JOB_DURATION.observe(duration)
     worker_monitor().event(
         spec["workspace"],
         {
@@ -201,7 +201,7 @@ class JobRun:
     started_at: object = None
     finished_at: object = None
     early_result_sent: bool = False
-    clock: float = field(default_factory=time.monotonic)
+    duration: float = None
 
     def row_values(self):
         return dict(
@@ -220,6 +220,7 @@ def _execute(run):
     """Run the script or flow of one job (no database writes) and note the outcome
     on `run`: status, and result or error, and when to retry."""
     spec = run.spec
+    clock = time.monotonic()
     run.started_at = timezone.now()
     event = {
         "kind": "websocket",
@@ -248,6 +249,7 @@ def _execute(run):
         run.retry_in = retry_delay(spec.get("retry"), run.attempt)
         run.status = Job.Status.QUEUED if run.retry_in is not None else Job.Status.FAILURE
     run.finished_at = timezone.now()
+    run.duration = time.monotonic() - clock
 
 
 def _conclude(run, requeue, publish):
@@ -268,7 +270,7 @@ def _conclude(run, requeue, publish):
         metrics.JOBS_FINISHED.labels("retried").inc()
         requeue(run, run.retry_in)
         return
-    _show_job(spec, job_id, run.status, run.clock, run.error)
+    _show_job(spec, job_id, run.status, run.duration, run.error)
     if run.status == Job.Status.SUCCESS:
         if spec["can_return_message"] and run.result is not None and not run.early_result_sent:
             publish(spec, job_id, run.result)
