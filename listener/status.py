@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from orvanta_triggers import services
@@ -76,3 +76,5 @@ class StatusWriter:
     def _run(self):
         while not self._stop.wait(self._flush_interval):
             self.flush()
+        # This thread's database connection ends with it.
+        connection.close()

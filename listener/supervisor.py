@@ -16,6 +16,7 @@ import uuid
 
 import redis
 from django.db import close_old_connections
+from django.db import connection as db_connection
 
 from listener import metrics
 from listener.connection import Connection, ListenerServices, Status
@@ -230,4 +231,6 @@ class Supervisor:
             bus.nudge_listeners()
         except Exception as exc:
             logger.warning("listener %s: unclean shutdown: %s", self.listener_id, exc)
+        finally:
+            db_connection.close()
         logger.info("listener %s stopped", self.listener_id)
