@@ -235,7 +235,10 @@ class Connection:
         # Published only now: results never race ahead of the initial messages.
         self._ws = ws
         if self._closing.is_set():
+            # Asked to close while connecting: close() found no socket to close, so
+            # this thread (the only reader) does the closing handshake itself.
             self._ws = None
+            ws.close(websocket.STATUS_NORMAL, timeout=1)
             ws.shutdown()
             raise ConnectFailed("closed while connecting")
         logger.info("trigger %s: connected to %s", self.spec.path, netguard.redact_url(url))
