@@ -3,7 +3,7 @@ orvanta_triggers.validation, reached through the services."""
 
 from rest_framework import serializers
 
-from orvanta_triggers import windmill
+from orvanta_triggers import services, windmill
 from orvanta_triggers.models import Flow, Job, WebSocketTrigger, Workspace
 
 
@@ -25,41 +25,9 @@ class WebSocketTriggerSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = WebSocketTrigger
-        fields = [
-            "path",
-            "url",
-            "url_runnable_args",
-            "script_path",
-            "is_flow",
-            "enabled",
-            "filters",
-            "filter_logic",
-            "initial_messages",
-            "can_return_message",
-            "can_return_error_result",
-            "heartbeat",
-            "error_handler_path",
-            "error_handler_args",
-            "retry",
-            "headers",
-            "subprotocols",
-            "status",
-            "error",
-            "last_connected_at",
-            "last_message_at",
-            "listener_id",
-            "subprotocol",
-            "edited_at",
-        ]
-        read_only_fields = [
-            "status",
-            "error",
-            "last_connected_at",
-            "last_message_at",
-            "listener_id",
-            "subprotocol",
-            "edited_at",
-        ]
+        read_only_fields = [*WebSocketTrigger.STATUS_FIELDS, "edited_at"]
+        # The trigger JSON of DESIGN.md: its configuration, then its read-only status.
+        fields = [*services.TRIGGER_CONFIG_FIELDS, *read_only_fields]
         # Uniqueness is checked (field-keyed) by the model's validation.
         validators = []
         extra_kwargs = {"path": {"validators": []}}
