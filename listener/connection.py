@@ -81,6 +81,9 @@ class Connection:
         self._heartbeat_state = None
         self._next_heartbeat = None
         self._skipping_message = False
+        # Per-frame settings, read once per connection rather than per frame.
+        self._max_message_bytes = conf.max_message_bytes()
+        self._state_field = (spec.heartbeat or {}).get("state_field")
         self._close_reason = "closed by the listener"
         self.status = Status.CONNECTING
 
@@ -369,7 +372,7 @@ class Connection:
         ws.cont_frame.add(frame)
         buffered = len(ws.cont_frame.cont_data[1]) if ws.cont_frame.cont_data else 0
         size = getattr(frame, "oversized", None) or buffered
-        if size > conf.max_message_bytes():
+        if size > self._max_message_bytes:
             # Forget the message; later fragments of it are skipped until its last.
             ws.cont_frame.cont_data = None
             self._skipping_message = not frame.fin
@@ -381,7 +384,7 @@ class Connection:
 
     def _refuse_oversized(self, size):
         metrics.FRAMES_DROPPED.labels("too_large").inc()
-        reason = f"refused a message of {size}+ bytes (ORVANTA_MAX_MESSAGE_BYTES is {conf.max_message_bytes()})"
+        reason = f"refused a message of {size}+ bytes (ORVANTA_MAX_MESSAGE_BYTES is {self._max_message_bytes})"
         logger.warning("trigger %s: %s", self.spec.path, reason)
         self._status(error=reason)
 
@@ -419,7 +422,7 @@ class Connection:
             url=self._url,
         )
         parsed = None
-        state_field = (spec.heartbeat or {}).get("state_field")
+        state_field = self._state_field
         if msg_type == "text" and (spec.filters or state_field):
             parsed = filters.parse_json(msg)
             if state_field and isinstance(parsed, dict) and state_field in parsed:
