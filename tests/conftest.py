@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from config.celery import app as celery_app
 from orvanta_triggers import bus, services
 from orvanta_triggers.models import Membership
+from tests.pgserver import PrivatePostgres
 from tests.wsserver import WsServer
 
 
@@ -82,6 +83,17 @@ def ws_server_factory():
     yield make
     for server in servers:
         server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def private_postgres():
+    """A PostgreSQL server of this module's own (tests/pgserver.py) that its tests may
+    restart or stop; deleted afterwards, whatever happened."""
+    server = PrivatePostgres()
+    try:
+        yield server.start()
+    finally:
+        server.destroy()
 
 
 @pytest.fixture
