@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_shutdown, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -34,3 +34,23 @@ def forget_pool_process_metrics(pid=None, **_):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
+
+
+_keeper = None
+
+
+@worker_ready.connect
+def keep_held_messages(**_):
+    """Renew the messages this worker holds, so that only a dead worker's go elsewhere."""
+    global _keeper
+    from orvanta_triggers.heldmessages import HeldMessagesKeeper
+
+    _keeper = HeldMessagesKeeper(app).start()
+
+
+@worker_shutdown.connect
+def stop_keeping_held_messages(**_):
+    global _keeper
+    if _keeper is not None:
+        _keeper.stop()
+        _keeper = None

@@ -169,6 +169,8 @@ ORVANTA_MAX_QUEUED_JOBS = int(os.environ.get("ORVANTA_MAX_QUEUED_JOBS", "100000"
 ORVANTA_RUNNABLE_TIMEOUT_SECS = float(os.environ.get("ORVANTA_RUNNABLE_TIMEOUT_SECS", "30"))
 ORVANTA_CONNECTION_ERROR_NOTIFY_SECS = float(os.environ.get("ORVANTA_CONNECTION_ERROR_NOTIFY_SECS", "60"))
 ORVANTA_JOB_TIMEOUT_SECS = float(os.environ.get("ORVANTA_JOB_TIMEOUT_SECS", "300"))
+ORVANTA_DATABASE_OUTAGE_SECS = float(os.environ.get("ORVANTA_DATABASE_OUTAGE_SECS", "120"))
+ORVANTA_WORKER_LOST_SECS = float(os.environ.get("ORVANTA_WORKER_LOST_SECS", "20"))
 # Workers serve Prometheus metrics on this port when set; with a prefork pool, also set
 # PROMETHEUS_MULTIPROC_DIR (prometheus-client's own variable) to an empty directory.
 ORVANTA_WORKER_METRICS_PORT = int(os.environ.get("ORVANTA_WORKER_METRICS_PORT") or 0)
@@ -176,10 +178,17 @@ PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 if ORVANTA_OVERFLOW_POLICY not in ("backpressure", "drop"):
     raise ValueError("ORVANTA_OVERFLOW_POLICY must be 'backpressure' or 'drop'")
 
-# A job may run ORVANTA_JOB_TIMEOUT_SECS; its process is killed after that. The
-# broker hands an unacknowledged job to another worker only once it is surely dead.
-CELERY_TASK_TIME_LIMIT = ORVANTA_JOB_TIMEOUT_SECS
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": ORVANTA_JOB_TIMEOUT_SECS + 60}
+# Each job stops at ORVANTA_JOB_TIMEOUT_SECS (orvanta_triggers.jobrunner); a message's
+# process is killed only if its job ignores that, this much later.
+CELERY_TASK_TIME_LIMIT = ORVANTA_JOB_TIMEOUT_SECS + 30
+# Messages a worker holds are kept visible by the worker itself (orvanta_triggers.
+# heldmessages); those of a dead worker go back to the queue ORVANTA_WORKER_LOST_SECS
+# after it last did, found by a sweep every quarter of that.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": ORVANTA_WORKER_LOST_SECS,
+    "unacked_restore_interval": max(int(ORVANTA_WORKER_LOST_SECS // 4), 1),
+    "unacked_restore_throttle": 1,
+}
 
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

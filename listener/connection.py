@@ -104,6 +104,10 @@ class Connection:
             except Exception:
                 ws.abort()
 
+    def ended_unasked(self):
+        """Whether the thread has ended although nobody asked it to close."""
+        return self._thread.ident is not None and not self._thread.is_alive() and not self._closing.is_set()
+
     def join(self, timeout):
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -189,32 +193,45 @@ class Connection:
             if not first:
                 metrics.RECONNECTS.inc()
             first = False
-            self._status(status=Status.CONNECTING, listener_id=self._services.listener_id)
             try:
-                ws = self._connect()
-            except ConnectFailed as exc:
-                if self._closing.is_set():
-                    break
-                delay = backoff.cap_delay() if exc.permanent else backoff.next_delay()
-                logger.warning(
-                    "trigger %s: connection failed: %s; retrying in %.1fs", self.spec.path, exc.reason, delay
-                )
-                self._status(status=Status.ERROR, error=exc.reason)
-                streak.failed(exc.reason)
-                self._closing.wait(delay)
-                continue
-            streak.reset()
-            connected_at = time.monotonic()
-            reason = self._serve(ws)
-            if self._closing.is_set():
+                delay = self._connect_and_serve(backoff, streak)
+            except Exception as exc:
+                # The outermost frame of one connection: a bug, not the network. Say so,
+                # and reconnect as after any failure; the thread must not die with it.
+                logger.exception("trigger %s: unexpected error in the connection; reconnecting", self.spec.path)
+                metrics.CONNECTION_CRASHES.inc()
+                self._status(status=Status.ERROR, error=f"internal error: {type(exc).__name__}: {exc}")
+                delay = backoff.next_delay()
+            if delay is None:
                 break
-            if time.monotonic() - connected_at >= conf.backoff_reset_after_secs():
-                backoff.reset()
-            delay = backoff.next_delay()
-            logger.info("trigger %s: %s; reconnecting in %.1fs", self.spec.path, reason, delay)
-            self._status(status=Status.CONNECTING, error=reason)
             self._closing.wait(delay)
         logger.info("trigger %s: connection closed (%s)", self.spec.path, self._close_reason)
+
+    def _connect_and_serve(self, backoff, streak):
+        """One connection, from connect to its end; how long to wait before the next,
+        or None when asked to close."""
+        self._status(status=Status.CONNECTING, listener_id=self._services.listener_id)
+        try:
+            ws = self._connect()
+        except ConnectFailed as exc:
+            if self._closing.is_set():
+                return None
+            delay = backoff.cap_delay() if exc.permanent else backoff.next_delay()
+            logger.warning("trigger %s: connection failed: %s; retrying in %.1fs", self.spec.path, exc.reason, delay)
+            self._status(status=Status.ERROR, error=exc.reason)
+            streak.failed(exc.reason)
+            return delay
+        streak.reset()
+        connected_at = time.monotonic()
+        reason = self._serve(ws)
+        if self._closing.is_set():
+            return None
+        if time.monotonic() - connected_at >= conf.backoff_reset_after_secs():
+            backoff.reset()
+        delay = backoff.next_delay()
+        logger.info("trigger %s: %s; reconnecting in %.1fs", self.spec.path, reason, delay)
+        self._status(status=Status.CONNECTING, error=reason)
+        return delay
 
     def _connect(self):
         """Open the socket and send the initial messages; the connected WebSocket."""
@@ -231,7 +248,7 @@ class Connection:
         self._skipping_message = False
         try:
             self._send_initial_messages(ws)
-        except ConnectFailed:
+        except BaseException:
             ws.abort()
             ws.shutdown()
             raise

@@ -13,6 +13,9 @@ RESULTS_SENT = Counter("orvanta_listener_results_sent_total", "Job results sent 
 RESULTS_UNDELIVERED = Counter("orvanta_listener_results_undelivered_total", "Results with no live connection to go to")
 HEARTBEATS_SENT = Counter("orvanta_listener_heartbeats_sent_total", "Heartbeat messages sent")
 RECONNECTS = Counter("orvanta_listener_reconnects_total", "Connection attempts after the first")
+CONNECTION_CRASHES = Counter(
+    "orvanta_listener_connection_crashes_total", "Connections ended by an unexpected error (a bug), then reconnected"
+)
 CONNECTIONS = Gauge("orvanta_listener_connections", "Connections held, by status", ["status"])
 LEASES_HELD = Gauge("orvanta_listener_leases_held", "Trigger leases held by this listener")
 DISPATCH_BACKLOG = Gauge("orvanta_listener_dispatch_backlog", "Frames waiting for the broker")

@@ -137,14 +137,22 @@ class Supervisor:
 
         gone = [tid for tid in self._connections if tid not in wanted]
         self._stop_connections(gone, reason="disabled or deleted", release=live is not None)
+        ended = [tid for tid, c in self._connections.items() if c.ended_unasked()]
+        for trigger_id in ended:
+            logger.error(
+                "trigger %s: connection thread ended unexpectedly; starting it again",
+                self._connections[trigger_id].spec.path,
+            )
+        self._stop_connections(ended, reason="connection thread ended", release=False)
         if live is None:
+            self._start_connections(ended)
             return
         moving = [tid for tid in self._connections if rendezvous_owner(tid, live) != self.listener_id]
         self._stop_connections(moving, reason="handed over to another listener")
         edited = [tid for tid, c in self._connections.items() if c.spec.edited_at != wanted[tid]]
         self._stop_connections(edited, reason="configuration changed", release=False)
         claimed = self._claim_unheld(wanted, live) if self._may_claim() else []
-        self._start_connections(edited + claimed)
+        self._start_connections(ended + edited + claimed)
 
     def _redis_trouble(self):
         """Redis was away or restarted: its leases and live set may be missing until

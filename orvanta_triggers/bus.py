@@ -66,6 +66,27 @@ def publish_results(frames):
     pipe.execute()
 
 
+# How long a message's hand-off record outlives it: longer than any redelivery.
+HANDED_OFF_TTL_SECS = 86400
+
+
+def handed_off_key(message_id):
+    return f"{conf.redis_prefix()}handed-off:{message_id}"
+
+
+def remember_handed_off(message_id, job_ids):
+    """Jobs of message `message_id` now travel in another message: a redelivery of
+    the first must not run them."""
+    pipe = client().pipeline(transaction=False)
+    pipe.sadd(handed_off_key(message_id), *job_ids)
+    pipe.expire(handed_off_key(message_id), HANDED_OFF_TTL_SECS)
+    pipe.execute()
+
+
+def handed_off_job_ids(message_id):
+    return {member.decode() for member in client().smembers(handed_off_key(message_id))}
+
+
 def nudge_listeners():
     """Tell listeners that trigger configuration changed; they also poll, so a lost
     nudge only delays the change to the next poll."""

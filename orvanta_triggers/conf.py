@@ -96,3 +96,13 @@ def job_timeout_secs():
     """A job's longest run; a row `running` for longer than this (plus the broker's
     redelivery margin) belongs to a dead worker."""
     return float(settings.ORVANTA_JOB_TIMEOUT_SECS)
+
+
+def database_outage_secs():
+    """How long a worker holds its jobs, retrying, while the database is unreachable."""
+    return float(settings.ORVANTA_DATABASE_OUTAGE_SECS)
+
+
+def worker_lost_secs():
+    """How long after a worker's death the messages it held go to another worker."""
+    return float(settings.ORVANTA_WORKER_LOST_SECS)

@@ -1,29 +1,30 @@
-"""What a Celery worker does for one job: record it, run the script or flow, record
-the outcome, send the result back through Redis, retry, call the error handler.
+"""Running user code on a Celery worker: scripts, flows, their preprocessors, error
+handlers, and one job's run (orvanta_triggers.jobrunner runs a message's jobs).
 
 Called from orvanta_triggers.tasks with plain JSON; never from the listener.
 """
 
-import collections
 import json
 import logging
-import threading
 import time
 import traceback
 from dataclasses import dataclass
 
-from django.db import IntegrityError
 from django.utils import timezone
 
-from orvanta_triggers import bus, metrics, registry, selectors, services
+from orvanta_triggers import registry, selectors
 from orvanta_triggers.models import Job
-from orvanta_triggers.monitor import MonitorPublisher, shorten
 
 logger = logging.getLogger(__name__)
 
 
 class RunnableError(Exception):
     """A runnable broke its contract (bad preprocessor return, unserializable result...)."""
+
+
+class JobTimeout(BaseException):
+    """A job ran past ORVANTA_JOB_TIMEOUT_SECS. A BaseException, so that a script's own
+    `except Exception` can't swallow it."""
 
 
 def job_spec(trigger):
@@ -58,9 +59,10 @@ def result_frame(result):
 
 
 def _json_checked(value, what):
+    """`value`, if it is JSON that any database can store (NaN and infinities are not)."""
     try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise RunnableError(f"{what} is not JSON serializable: {exc}") from exc
     return value
 
@@ -140,42 +142,6 @@ def run_runnable(*, workspace_id, path, is_flow, args):
     return run_script(path, kwargs=args)[1]
 
 
-_monitor = None
-_monitor_lock = threading.Lock()
-
-
-def worker_monitor():
-    """This worker process's monitor publisher (started on first use, so a prefork
-    child starts its own thread after the fork)."""
-    global _monitor
-    with _monitor_lock:
-        if _monitor is None:
-            _monitor = MonitorPublisher().start()
-        return _monitor
-
-
-def _show_job(spec, job_id, status, duration, error=None):
-    metrics.JOBS_FINISHED.labels(status).inc()
-    metrics.JOB_DURATION.observe(duration)
-    worker_monitor().event(
-        spec["workspace"],
-        {
-            "type": "job",
-            "trigger_path": spec["trigger_path"],
-            "job_id": job_id,
-            "status": status,
-            "error": f"{error['name']}: {shorten(error['message'])}" if error else None,
-        },
-    )
-
-
-def _publish(spec, job_id, result):
-    try:
-        bus.publish_result(trigger_id=spec["trigger_id"], job_id=job_id, frame=result_frame(result))
-    except Exception:
-        logger.exception("trigger %s: job %s: could not publish its result", spec["trigger_path"], job_id)
-
-
 def retry_delay(retry, attempt):
     """Seconds before attempt `attempt + 1`, or None when no attempt is left."""
     if not retry or attempt >= retry["max_attempts"]:
@@ -203,22 +169,37 @@ class JobRun:
     early_result_sent: bool = False
     duration: float = None
 
-    def row_values(self):
+    @property
+    def runnable_key(self):
+        """What the job runs, as a key for per-runnable measurements."""
+        return (self.spec["workspace_id"], self.spec["script_path"], self.spec["is_flow"])
+
+    def wire(self):
+        """The job as a message carries it (see jobrunner.run_jobs)."""
+        return [self.job_id, self.spec["trigger_id"], self.msg, self.msg_type, self.url, self.attempt]
+
+    def row(self, status=None):
+        """The job's row values: its outcome once it ran, else `status` (queued or running)."""
         return dict(
             workspace_id=self.spec["workspace_id"],
             trigger_path=self.spec["trigger_path"],
             script_path=self.spec["script_path"],
             is_flow=self.spec["is_flow"],
-            status=Job.Status.RUNNING,
-            args={"msg": self.msg},
             attempt=self.attempt,
+            status=self.status or status,
+            args=self.args if self.status == Job.Status.SUCCESS else {"msg": self.msg},
+            result=self.result,
+            error=self.error,
             started_at=self.started_at,
+            finished_at=self.finished_at,
         )
 
 
-def _execute(run):
-    """Run the script or flow of one job (no database writes) and note the outcome
-    on `run`: status, and result or error, and when to retry."""
+def execute(run, *, flow=None, publish_early):
+    """Run the script or flow of one job (no database access: a flow job gets its
+    `flow`, None when it does not exist) and note the outcome on `run`: status, and
+    result or error, and when to retry. `publish_early(run, result)` sends a flow's
+    early-return result."""
     spec = run.spec
     clock = time.monotonic()
     run.started_at = timezone.now()
@@ -232,148 +213,23 @@ def _execute(run):
 
     def on_early_return(result):
         if spec["can_return_message"] and result is not None:
-            _publish(spec, run.job_id, result)
+            publish_early(run, result)
         run.early_result_sent = True
 
     try:
         if spec["is_flow"]:
-            flow = selectors.flow_by_path(workspace_id=spec["workspace_id"], path=spec["script_path"])
             if flow is None:
                 raise RunnableError(f"no flow '{spec['script_path']}' in this workspace")
             run.args, run.result = run_flow(flow, event=event, on_early_return=on_early_return)
         else:
             run.args, run.result = run_script(spec["script_path"], event=event)
         run.status = Job.Status.SUCCESS
-    except Exception as exc:
+    except (Exception, JobTimeout) as exc:
         run.error = error_payload(exc)
         run.retry_in = retry_delay(spec.get("retry"), run.attempt)
         run.status = Job.Status.QUEUED if run.retry_in is not None else Job.Status.FAILURE
     run.finished_at = timezone.now()
     run.duration = time.monotonic() - clock
-
-
-def _conclude(run, requeue, publish):
-    """Everything after a job's outcome is recorded: the result or error back to the
-    socket (through `publish(spec, job_id, value)`), a retry, the error handler,
-    metrics and the monitor."""
-    spec, job_id = run.spec, run.job_id
-    if run.status == Job.Status.QUEUED:
-        logger.info(
-            "trigger %s: job %s attempt %s failed (%s: %s); retrying in %ss",
-            spec["trigger_path"],
-            job_id,
-            run.attempt,
-            run.error["name"],
-            run.error["message"],
-            run.retry_in,
-        )
-        metrics.JOBS_FINISHED.labels("retried").inc()
-        requeue(run, run.retry_in)
-        return
-    _show_job(spec, job_id, run.status, run.duration, run.error)
-    if run.status == Job.Status.SUCCESS:
-        if spec["can_return_message"] and run.result is not None and not run.early_result_sent:
-            publish(spec, job_id, run.result)
-        return
-    logger.info(
-        "trigger %s: job %s failed: %s: %s", spec["trigger_path"], job_id, run.error["name"], run.error["message"]
-    )
-    if spec["can_return_message"] and spec["can_return_error_result"]:
-        publish(spec, job_id, {"error": run.error})
-    call_error_handler(spec=spec, error=run.error, job_id=job_id, started_at=run.started_at, failed_at=run.finished_at)
-
-
-def _outcome(run):
-    """The row values that record a run's outcome."""
-    return dict(
-        status=run.status,
-        args=run.args if run.status == Job.Status.SUCCESS else {"msg": run.msg},
-        result=run.result,
-        error=run.error,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-    )
-
-
-def _record(runs, *, executed):
-    """Write the rows of `runs`: the outcome of those in `executed`, `queued` for the
-    rest (with the same fields, so one statement fits all)."""
-    waiting = dict(status=Job.Status.QUEUED, result=None, error=None, started_at=None, finished_at=None)
-    try:
-        services.record_jobs(
-            jobs={
-                run.job_id: {
-                    **run.row_values(),
-                    **(_outcome(run) if run in executed else {**waiting, "args": {"msg": run.msg}}),
-                }
-                for run in runs
-            }
-        )
-    except IntegrityError:
-        # A job whose workspace was deleted meanwhile; record the others.
-        live = selectors.existing_workspace_ids({run.spec["workspace_id"] for run in runs})
-        kept = [run for run in runs if run.spec["workspace_id"] in live]
-        if len(kept) == len(runs):
-            raise
-        _record(kept, executed=executed)
-
-
-def run_trigger_job(*, job_id, spec, msg, msg_type, url, attempt, requeue):
-    """Run one job (a retry or a replay), its row `running` while it runs.
-    `requeue(run, countdown)` schedules the next attempt. Returns its status."""
-    run = JobRun(job_id=job_id, spec=spec, msg=msg, msg_type=msg_type, url=url, attempt=attempt)
-    if selectors.workspace_by_id(spec["workspace_id"]) is None:
-        logger.info("trigger %s: job %s dropped: its workspace was deleted", spec["trigger_path"], job_id)
-        return None
-    run.started_at = timezone.now()
-    services.record_jobs(jobs={job_id: {**run.row_values(), "result": None, "error": None, "finished_at": None}})
-    _execute(run)
-    _record([run], executed={run})
-    _conclude(run, requeue, _publish)
-    return run.status
-
-
-# A batch whose jobs take longer than this shows its rows (done and waiting) at once,
-# instead of only when the whole batch is done.
-SHOW_BATCH_ROWS_AFTER_SECS = 1.0
-
-
-def run_trigger_jobs(*, specs, jobs, requeue, resent=False):
-    """Run a batch of jobs handed over by a listener in one message: one row each,
-    written together (once, when the batch ends quickly), each job with its own
-    outcome, result, retry and error handler. `specs` maps trigger id (str) to job
-    spec; `jobs` is [[job_id, trigger id, msg, msg_type, url], ...] in arrival
-    order; `resent` marks a batch a listener sends again after a Redis restart.
-    Returns {status: count}."""
-    runs = [JobRun(job_id=j[0], spec=specs[str(j[1])], msg=j[2], msg_type=j[3], url=j[4]) for j in jobs]
-    # A re-sent job (what a Redis restart may have lost) runs once: one that already
-    # ended is left alone.
-    finished = selectors.finished_job_ids(run.job_id for run in runs) if resent else set()
-    if finished:
-        logger.info("skipping %s jobs that already ran", len(finished))
-        metrics.JOBS_FINISHED.labels("duplicate").inc(len(finished))
-        runs = [run for run in runs if run.job_id not in finished]
-    batch_started = time.monotonic()
-    executed = set()
-    shown = False
-    for run in runs:
-        _execute(run)
-        executed.add(run)
-        if not shown and time.monotonic() - batch_started > SHOW_BATCH_ROWS_AFTER_SECS:
-            _record(runs, executed=executed)
-            shown = True
-    _record(runs, executed=executed)
-    frames = []
-    for run in runs:
-        _conclude(
-            run, requeue, lambda spec, job_id, value: frames.append((spec["trigger_id"], job_id, result_frame(value)))
-        )
-    if frames:
-        try:
-            bus.publish_results(frames)
-        except Exception:
-            logger.exception("could not publish %s job results", len(frames))
-    return dict(collections.Counter(run.status for run in runs))
 
 
 def call_error_handler(*, spec, error, job_id, started_at, failed_at):

@@ -9,7 +9,10 @@ scalars by strict JSON equality, so 42 never matches "42" and true never matches
 
 import json
 
-_NOT_JSON = object()
+# A frame nested deeper than this is treated as not JSON: parsing it would cost
+# recursion a connection thread can't spare (Python's json raises RecursionError
+# somewhere near 1,000 levels, depending on the caller's own depth).
+MAX_JSON_DEPTH = 500
 
 
 def is_superset(value, pattern):
@@ -27,12 +30,32 @@ def is_superset(value, pattern):
     return type(value) is type(pattern) and value == pattern
 
 
+def nesting_depth(value):
+    """How deeply arrays and objects nest in a parsed JSON value (a scalar is 0)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((item, depth + 1) for item in value)
+    return deepest
+
+
 def parse_json(text):
-    """The parsed JSON of `text`, or None when it is not JSON."""
+    """The parsed JSON of `text`, or None when it is not JSON or nests deeper than
+    MAX_JSON_DEPTH."""
     try:
-        return json.loads(text)
-    except (ValueError, TypeError):
+        parsed = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
         return None
+    # Only text with that many brackets can nest that deep: the walk is rarely needed.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and nesting_depth(parsed) > MAX_JSON_DEPTH:
+        return None
+    return parsed
 
 
 def matches(message, filters, logic="and"):

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 
 from orvanta_triggers import validation
+from orvanta_triggers.fields import StorableJSONField
 
 
 class Workspace(models.Model):
@@ -41,7 +42,7 @@ class Workspace(models.Model):
         blank=True,
         help_text="Script run after a job's final failure when its trigger sets no handler of its own.",
     )
-    error_handler_args = models.JSONField(
+    error_handler_args = StorableJSONField(
         default=dict, blank=True, help_text="Extra arguments for the error handler (a JSON object)."
     )
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the workspace was created.")
@@ -108,7 +109,7 @@ class Flow(models.Model):
         blank=True,
         help_text="Script whose preprocessor(event) turns the WebSocket event into the flow input.",
     )
-    steps = models.JSONField(
+    steps = StorableJSONField(
         default=list, help_text="Ordered steps: {id, script_path, args: {name: {type: static|ref, ...}}}."
     )
     early_return = models.CharField(
@@ -153,7 +154,7 @@ class WebSocketTrigger(models.Model):
         max_length=2048,
         help_text="ws:// or wss:// URL, or $script:<path> / $flow:<path> to compute it before every connect.",
     )
-    url_runnable_args = models.JSONField(
+    url_runnable_args = StorableJSONField(
         default=dict, blank=True, help_text="Arguments for the URL runnable (a JSON object)."
     )
     script_path = models.CharField(
@@ -164,14 +165,14 @@ class WebSocketTrigger(models.Model):
         default=True,
         help_text="A listener holds enabled triggers only; disabling closes the connection.",
     )
-    filters = models.JSONField(default=list, blank=True, help_text='JSON filters: [{"key": ..., "value": ...}].')
+    filters = StorableJSONField(default=list, blank=True, help_text='JSON filters: [{"key": ..., "value": ...}].')
     filter_logic = models.CharField(
         max_length=3,
         choices=FilterLogic.choices,
         default=FilterLogic.AND,
         help_text="AND: a message must match every filter; OR: any one filter.",
     )
-    initial_messages = models.JSONField(
+    initial_messages = StorableJSONField(
         default=list,
         blank=True,
         help_text='Sent in order after every connect: {"raw_message": "<JSON text>"} or {"runnable_result": {"path", "args", "is_flow"}}.',
@@ -182,7 +183,7 @@ class WebSocketTrigger(models.Model):
     can_return_error_result = models.BooleanField(
         default=False, help_text='With the former: also send failures back as {"error": {name, message, stack}}.'
     )
-    heartbeat = models.JSONField(
+    heartbeat = StorableJSONField(
         null=True,
         blank=True,
         help_text='{"interval_secs": 10, "message": "{\\"op\\": 1, \\"d\\": {{state}}}", "state_field": "s"}',
@@ -193,10 +194,10 @@ class WebSocketTrigger(models.Model):
         blank=True,
         help_text="Script run after a job's final failure; overrides the workspace's.",
     )
-    error_handler_args = models.JSONField(default=dict, blank=True, help_text="Extra arguments for the error handler.")
-    retry = models.JSONField(null=True, blank=True, help_text='{"max_attempts": 3, "delay_secs": 1, "multiplier": 2}')
-    headers = models.JSONField(default=dict, blank=True, help_text="HTTP headers sent on the upgrade request.")
-    subprotocols = models.JSONField(
+    error_handler_args = StorableJSONField(default=dict, blank=True, help_text="Extra arguments for the error handler.")
+    retry = StorableJSONField(null=True, blank=True, help_text='{"max_attempts": 3, "delay_secs": 1, "multiplier": 2}')
+    headers = StorableJSONField(default=dict, blank=True, help_text="HTTP headers sent on the upgrade request.")
+    subprotocols = StorableJSONField(
         default=list, blank=True, help_text="WebSocket subprotocols offered, in order of preference."
     )
 
@@ -288,9 +289,9 @@ class Job(models.Model):
         default=Status.QUEUED,
         help_text="queued, running, success or failure.",
     )
-    args = models.JSONField(null=True, blank=True, help_text="The arguments main() was called with.")
-    result = models.JSONField(null=True, blank=True, help_text="What the runnable returned.")
-    error = models.JSONField(null=True, blank=True, help_text="On failure: {name, message, stack}.")
+    args = StorableJSONField(null=True, blank=True, help_text="The arguments main() was called with.")
+    result = StorableJSONField(null=True, blank=True, help_text="What the runnable returned.")
+    error = StorableJSONField(null=True, blank=True, help_text="On failure: {name, message, stack}.")
     attempt = models.PositiveIntegerField(default=1, help_text="1 for the first run; retries count up.")
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the job row was created.")
     started_at = models.DateTimeField(null=True, blank=True, help_text="When the latest attempt started.")

@@ -82,11 +82,12 @@ def existing_workspace_ids(ids):
     return set(Workspace.objects.filter(id__in=list(ids)).values_list("id", flat=True))
 
 
-def finished_job_ids(ids):
-    """Of these job ids, those whose job already ended (success or failure)."""
-    return set(
-        str(i)
-        for i in Job.objects.filter(id__in=list(ids), status__in=[Job.Status.SUCCESS, Job.Status.FAILURE]).values_list(
-            "id", flat=True
-        )
-    )
+def settled_job_ids(attempts):
+    """Of the jobs {job id: attempt}, those already done with that attempt: ended
+    (success or failure), or retried since."""
+    rows = Job.objects.filter(id__in=list(attempts)).values_list("id", "status", "attempt")
+    return {
+        str(job_id)
+        for job_id, status, attempt in rows
+        if status in (Job.Status.SUCCESS, Job.Status.FAILURE) or attempt > attempts[str(job_id)]
+    }

@@ -140,6 +140,12 @@ def record_trigger_status(*, trigger_id, **status_fields):
     """Status written by the listener that holds the trigger. Only status fields, and
     never over a disabled trigger's state (the disable may have raced the write)."""
     _unknown_fields(status_fields, WebSocketTrigger.STATUS_FIELDS)
+    # A status is for reading: a NUL a server put in its close reason is shown as U+FFFD
+    # (PostgreSQL text can't hold it) rather than failing the write.
+    status_fields = {
+        name: value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+        for name, value in status_fields.items()
+    }
     return WebSocketTrigger.objects.filter(pk=trigger_id, enabled=True).update(**status_fields)
 
 

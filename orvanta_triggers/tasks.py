@@ -1,15 +1,19 @@
 """Celery entry points. They take ids and plain JSON and delegate to execution."""
 
+import functools
 import json
 import logging
 import time
 from datetime import timedelta
 
+import redis
 from celery import shared_task
+from celery.exceptions import Reject
+from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from orvanta_triggers import bus, conf, execution, services
+from orvanta_triggers import bus, conf, execution, jobrunner, services
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +37,11 @@ def _sweep_abandoned_jobs():
         return
     _last_sweep = now
     horizon = timezone.now() - timedelta(seconds=conf.job_timeout_secs() * 2 + 120)
-    swept = services.fail_abandoned_jobs(running_since_before=horizon)
+    try:
+        swept = services.fail_abandoned_jobs(running_since_before=horizon)
+    except DatabaseError as exc:
+        logger.warning("could not sweep abandoned jobs: %s", exc)
+        return
     if swept:
         logger.warning("marked %s abandoned running jobs as failed", swept)
 
@@ -49,20 +57,53 @@ def _requeue(run, countdown):
     )
 
 
-@shared_task(name=RUN_TRIGGER_JOB)
-def run_trigger_job(job_id, spec, msg, msg_type, url, attempt=1):
-    """One job: a retry, a replay, or what plain Celery would do per frame."""
+def _hand_off(message_id, runs):
+    """Publish `runs` (jobs of message `message_id`) as a message of their own."""
+    specs = {str(run.spec["trigger_id"]): run.spec for run in runs}
+    run_trigger_jobs.apply_async(kwargs={"specs": specs, "jobs": [run.wire() for run in runs]}, retry=False)
+    try:
+        bus.remember_handed_off(message_id, [run.job_id for run in runs])
+    except redis.RedisError as exc:
+        logger.warning("message %s: could not note %s handed-off jobs (%s)", message_id, len(runs), exc)
+
+
+def _run_jobs(task, *, specs, jobs, resent):
+    """Run a message's jobs; a message whose jobs can't be recorded goes back to the
+    broker rather than being acknowledged."""
+    message_id = task.request.id
+    redelivered = resent or bool((task.request.delivery_info or {}).get("redelivered"))
+    try:
+        statuses = jobrunner.run_jobs(
+            specs=specs,
+            jobs=jobs,
+            requeue=_requeue,
+            hand_off=functools.partial(_hand_off, message_id),
+            redelivered=redelivered,
+            batch_id=message_id,
+        )
+    except jobrunner.DatabaseUnavailable as exc:
+        logger.error("message %s (%s jobs): %s; giving it back to the broker", message_id, len(jobs), exc)
+        raise Reject(str(exc), requeue=True) from exc
     _sweep_abandoned_jobs()
-    return execution.run_trigger_job(
-        job_id=job_id, spec=spec, msg=msg, msg_type=msg_type, url=url, attempt=attempt, requeue=_requeue
+    return statuses
+
+
+@shared_task(name=RUN_TRIGGER_JOB, bind=True)
+def run_trigger_job(self, job_id, spec, msg, msg_type, url, attempt=1):
+    """One job: a retry, a replay, or what plain Celery would do per frame."""
+    return _run_jobs(
+        self,
+        specs={str(spec["trigger_id"]): spec},
+        jobs=[[job_id, spec["trigger_id"], msg, msg_type, url, attempt]],
+        resent=False,
     )
 
 
-@shared_task(name=RUN_TRIGGER_JOBS)
-def run_trigger_jobs(specs, jobs, resent=False):
-    """The jobs a listener coalesced into one message (see listener.dispatch)."""
-    _sweep_abandoned_jobs()
-    return execution.run_trigger_jobs(specs=specs, jobs=jobs, requeue=_requeue, resent=resent)
+@shared_task(name=RUN_TRIGGER_JOBS, bind=True)
+def run_trigger_jobs(self, specs, jobs, resent=False):
+    """The jobs a listener coalesced into one message (see listener.dispatch), or
+    that a slow message handed off (see jobrunner)."""
+    return _run_jobs(self, specs=specs, jobs=jobs, resent=resent)
 
 
 @shared_task(name=RUN_RUNNABLE)

@@ -10,9 +10,13 @@ from django.conf import settings
 
 from orvanta_triggers import bus, execution, services
 from orvanta_triggers.models import Job
+from tests.orvanta_triggers.helpers import Requeue, run_jobs
 from tests.runnables import other_error_handler, record_error, record_event
 
 URL = "ws://example.org/feed"
+# The batch watchdog writes rows from its own thread (its own database connection),
+# so what the tests create must be committed.
+pytestmark = pytest.mark.django_db(transaction=True)
 TRIGGER_PATH = "f/test/feed"
 
 FLOW_STEPS = [
@@ -50,29 +54,19 @@ def make_trigger(workspace):
     return make
 
 
-class Requeue:
-    """Stands in for the Celery task's re-scheduling; records (countdown, attempt)."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, run, countdown):
-        self.calls.append((countdown, run.attempt + 1))
-
-
-def run(trigger, msg="hello", *, attempt=1, job_id=None, requeue=None, msg_type="text"):
-    """Run one job for `trigger`; returns (status returned, Job row)."""
+def run_spec(spec, msg="hello", *, attempt=1, job_id=None, requeue=None, msg_type="text"):
+    """Run one job of `spec`; returns (its status, its Job row)."""
     job_id = job_id or str(uuid.uuid4())
-    status = execution.run_trigger_job(
-        job_id=job_id,
-        spec=job_spec(trigger),
-        msg=msg,
-        msg_type=msg_type,
-        url=URL,
-        attempt=attempt,
-        requeue=requeue or Requeue(),
+    statuses = run_jobs(
+        {str(spec["trigger_id"]): spec}, [[job_id, spec["trigger_id"], msg, msg_type, URL, attempt]], requeue=requeue
     )
+    (status,) = statuses
     return status, Job.objects.get(id=job_id)
+
+
+def run(trigger, msg="hello", **kwargs):
+    """Run one job for `trigger`; returns (its status, its Job row)."""
+    return run_spec(job_spec(trigger), msg, **kwargs)
 
 
 @pytest.fixture
@@ -311,11 +305,7 @@ def test_flow_preprocessor_builds_flow_input(workspace, make_trigger):
 def test_job_for_missing_flow_fails(make_trigger):
     """A job whose spec names a flow that is not (or no longer) in the workspace fails instead of raising."""
     spec = {**job_spec(make_trigger()), "script_path": "f/no/flow", "is_flow": True}
-    job_id = str(uuid.uuid4())
-    status = execution.run_trigger_job(
-        job_id=job_id, spec=spec, msg="hello", msg_type="text", url=URL, attempt=1, requeue=Requeue()
-    )
-    job = Job.objects.get(id=job_id)
+    status, job = run_spec(spec)
     assert status == Job.Status.FAILURE and job.error["name"] == "RunnableError"
 
 
@@ -428,7 +418,7 @@ def test_a_batch_records_one_row_per_job_in_order(make_trigger):
     ok, bad = make_trigger(), make_trigger(path="f/x/fails", script_path="examples/fail")
     jobs = batch(ok, "a", "b") + batch(bad, "c")
     specs = {str(t.id): job_spec(t) for t in (ok, bad)}
-    assert execution.run_trigger_jobs(specs=specs, jobs=jobs, requeue=Requeue()) == {"success": 2, "failure": 1}
+    assert run_jobs(specs, jobs) == {"success": 2, "failure": 1}
     rows = {str(j.id): j for j in Job.objects.all()}
     assert [rows[j[0]].status for j in jobs] == ["success", "success", "failure"]
     assert rows[jobs[1][0]].result == "b" and rows[jobs[2][0]].error["name"] == "RuntimeError"
@@ -439,7 +429,7 @@ def test_a_resent_batch_skips_jobs_that_already_ended(make_trigger):
     trigger = make_trigger(script_path="upper")
     jobs = batch(trigger, "a")
     specs = {str(trigger.id): job_spec(trigger)}
-    execution.run_trigger_jobs(specs=specs, jobs=jobs, requeue=Requeue())
+    run_jobs(specs, jobs)
     Job.objects.update(result="first run")
-    assert execution.run_trigger_jobs(specs=specs, jobs=jobs, requeue=Requeue(), resent=True) == {}
+    assert run_jobs(specs, jobs, redelivered=True) == {}
     assert Job.objects.get().result == "first run"

@@ -1,0 +1,70 @@
+"""Keeps the broker messages a live worker holds from being handed to another.
+
+kombu's Redis transport notes each message a worker takes, unacknowledged, with the
+time it took it (the `unacked_index` sorted set), and gives back to the queue those
+older than `visibility_timeout`. With a long timeout, a dead worker's jobs wait that
+long; with a short one, a live worker's long jobs (and retries waiting for their
+countdown) would be handed out twice. So the timeout is short
+(ORVANTA_WORKER_LOST_SECS) and each worker's main process renews the time of every
+message it holds, four times per timeout: a message goes back to the queue only
+when its worker stopped renewing it, that is, died.
+"""
+
+import logging
+import threading
+import time
+
+import redis
+from celery.worker import state as worker_state
+from kombu.exceptions import OperationalError as BrokerError
+
+from orvanta_triggers import conf
+
+logger = logging.getLogger(__name__)
+
+
+def held_delivery_tags():
+    """Delivery tags of the messages this worker holds: received, not yet done."""
+    while True:
+        try:
+            requests = list(worker_state.reserved_requests)
+        except RuntimeError:
+            # The set changed while being copied (another thread took a message).
+            continue
+        return [request.message.delivery_tag for request in requests]
+
+
+class HeldMessagesKeeper:
+    """A thread of the worker's main process renewing its held messages' times."""
+
+    def __init__(self, app):
+        self._app = app
+        self._stop = threading.Event()
+        self._interval = conf.worker_lost_secs() / 4
+        self._thread = threading.Thread(target=self._run, name="held-messages-keeper", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self):
+        with self._app.connection_for_write() as connection:
+            while not self._stop.wait(self._interval):
+                try:
+                    self.renew(connection.default_channel)
+                except (redis.RedisError, BrokerError, OSError) as exc:
+                    logger.warning("could not renew the messages this worker holds: %s", exc)
+
+    @staticmethod
+    def renew(channel):
+        tags = held_delivery_tags()
+        if not tags:
+            return
+        # The local clock, as kombu's own: XX, so a message acknowledged meanwhile
+        # does not come back into the index.
+        now = time.time()
+        channel.client.zadd(channel.unacked_index_key, dict.fromkeys(tags, now), xx=True)

@@ -1,0 +1,174 @@
+"""A message's jobs on a worker (orvanta_triggers.jobrunner), called directly: each
+job run, recorded and answered on its own; slow jobs spread; a time limit per job."""
+
+import json
+import threading
+import uuid
+
+import pytest
+from django.db import connection
+
+from orvanta_triggers import jobrunner, services
+from orvanta_triggers.execution import job_spec
+from orvanta_triggers.models import Job
+from tests.orvanta_triggers.helpers import run_jobs
+from tests.runnables import sleep_then_echo
+from tests.wsserver import wait_for
+
+URL = "ws://example.org/feed"
+# The batch watchdog writes rows from its own thread (its own database connection),
+# so what the tests create must be committed.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_measurements():
+    """Durations measured by earlier tests don't decide how these split."""
+    jobrunner._durations.clear()
+    yield
+    jobrunner._durations.clear()
+    sleep_then_echo.bus.client().delete(sleep_then_echo.runs_key())
+
+
+@pytest.fixture
+def make_spec(workspace):
+    count = iter(range(1000))
+
+    def make(**fields):
+        trigger = services.create_trigger(
+            workspace=workspace,
+            **{"path": f"f/test/feed{next(count)}", "url": URL, "script_path": "examples/echo", **fields},
+        )
+        return job_spec(trigger)
+
+    return make
+
+
+def jobs_of(spec, *msgs):
+    return [[str(uuid.uuid4()), spec["trigger_id"], msg, "text", URL] for msg in msgs]
+
+
+def specs_of(*specs):
+    return {str(spec["trigger_id"]): spec for spec in specs}
+
+
+def rows(jobs):
+    by_id = {str(job.id): job for job in Job.objects.all()}
+    return [by_id.get(job[0]) for job in jobs]
+
+
+def sleeping(seconds, tag=""):
+    return json.dumps({"sleep": seconds, "tag": tag})
+
+
+class HandOffs:
+    """Stands in for the broker: records the groups of jobs handed off."""
+
+    def __init__(self):
+        self.groups = []
+
+    def __call__(self, runs):
+        self.groups.append([run.wire() for run in runs])
+
+    @property
+    def job_ids(self):
+        return [job[0] for group in self.groups for job in group]
+
+
+def test_bad_jobs_do_not_harm_their_neighbours(make_spec):
+    """NUL in a frame, a failing script, a NaN result and a bad preprocessor each end as
+    their own row; the good jobs around them succeed."""
+    echo = make_spec()
+    fail, nan = make_spec(script_path="examples/fail"), make_spec(script_path="returns_nan")
+    bad_pre = make_spec(script_path="bad_preprocessor")
+    jobs = (
+        jobs_of(echo, "first")
+        + jobs_of(echo, "MESSAGE\ndestination:/q\n\nbody\x00")
+        + jobs_of(fail, "x")
+        + jobs_of(nan, "y")
+        + jobs_of(bad_pre, "z")
+        + jobs_of(echo, "last")
+    )
+    assert run_jobs(specs_of(echo, fail, nan, bad_pre), jobs) == {"success": 3, "failure": 3}
+    recorded = rows(jobs)
+    assert [job.status for job in recorded] == ["success", "success", "failure", "failure", "failure", "success"]
+    assert recorded[1].args == {"msg": "MESSAGE\ndestination:/q\n\nbody\x00"} == {"msg": recorded[1].result}
+    assert recorded[3].error["name"] == "RunnableError" and "not JSON" in recorded[3].error["message"]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite does not enforce column lengths")
+def test_a_row_the_database_refuses_fails_alone(make_spec):
+    """A job whose row the database refuses is skipped with an error; its neighbours are recorded."""
+    good = make_spec()
+    refused = {**make_spec(), "script_path": "examples/echo" + "x" * 300}
+    jobs = jobs_of(good, "a") + jobs_of(refused, "b") + jobs_of(good, "c")
+    run_jobs(specs_of(good, refused), jobs)
+    recorded = rows(jobs)
+    assert recorded[0].status == recorded[2].status == "success" and recorded[1] is None
+
+
+def test_a_slow_job_hands_the_rest_of_its_batch_off(make_spec):
+    """Once a job has run for a few milliseconds, the jobs not started yet go back to the
+    broker (here: a recorder) instead of waiting behind it."""
+    spec = make_spec(script_path="sleep_then_echo")
+    jobs = jobs_of(spec, *(sleeping(0.2, str(i)) for i in range(4)))
+    hand_offs = HandOffs()
+    assert run_jobs(specs_of(spec), jobs, hand_off=hand_offs) == {"success": 1}
+    assert hand_offs.job_ids == [job[0] for job in jobs[1:]]
+    assert [job.status if job else None for job in rows(jobs)] == ["success", None, None, None]
+
+
+def test_a_known_slow_script_is_spread_before_it_runs(make_spec):
+    """A script measured slow in this process gets its next batch split at once: one job
+    per message when each takes longer than the batch budget."""
+    spec = make_spec(script_path="sleep_then_echo")
+    run_jobs(specs_of(spec), jobs_of(spec, sleeping(0.1)))
+    jobs = jobs_of(spec, *(sleeping(0.1, str(i)) for i in range(3)))
+    hand_offs = HandOffs()
+    run_jobs(specs_of(spec), jobs, hand_off=hand_offs)
+    assert hand_offs.groups == [[job + [1]] for job in jobs[1:]]
+
+
+def test_quick_jobs_stay_in_one_batch(make_spec):
+    """Jobs that take microseconds all run in the message that brought them."""
+    spec = make_spec()
+    run_jobs(specs_of(spec), jobs_of(spec, "the script is imported"))
+    jobs = jobs_of(spec, *(str(i) for i in range(100)))
+    hand_offs = HandOffs()
+    assert run_jobs(specs_of(spec), jobs, hand_off=hand_offs) == {"success": 100}
+    assert hand_offs.groups == []
+
+
+def test_a_job_past_the_time_limit_fails_and_its_neighbour_runs(make_spec, settings):
+    """ORVANTA_JOB_TIMEOUT_SECS bounds each job: the slow one fails with JobTimeout, the next succeeds."""
+    settings.ORVANTA_JOB_TIMEOUT_SECS = 0.5
+    spec = make_spec(script_path="sleep_then_echo")
+    jobs = jobs_of(spec, sleeping(30), sleeping(0))
+    assert run_jobs(specs_of(spec), jobs) == {"failure": 1, "success": 1}
+    timed_out, after = rows(jobs)
+    assert timed_out.error["name"] == "JobTimeout" and "0.5s" in timed_out.error["message"]
+    assert after.status == "success"
+
+
+def test_a_long_job_shows_running_meanwhile(make_spec):
+    """A job running for more than a second has its row say `running` until it ends."""
+    spec = make_spec(script_path="sleep_then_echo")
+    jobs = jobs_of(spec, sleeping(2))
+    worker = threading.Thread(target=run_jobs, args=(specs_of(spec), jobs))
+    worker.start()
+    try:
+        wait_for(lambda: Job.objects.filter(status="running").exists(), timeout=1.9, message="a running row")
+    finally:
+        worker.join()
+    assert rows(jobs)[0].status == "success"
+
+
+def test_a_redelivered_message_runs_only_what_did_not_end(make_spec):
+    """Redelivered, a message skips its jobs that ended and those retried since."""
+    spec = make_spec()
+    ended, retried, lost = jobs_of(spec, "ended", "retried", "lost")
+    run_jobs(specs_of(spec), [ended])
+    row = {"workspace_id": spec["workspace_id"], "script_path": spec["script_path"], "args": {"msg": "retried"}}
+    services.record_jobs(jobs={retried[0]: {**row, "status": "queued", "attempt": 2}})
+    assert run_jobs(specs_of(spec), [ended, retried, lost], redelivered=True) == {"success": 1}
+    assert [job.status for job in rows([ended, retried, lost])] == ["success", "queued", "success"]
