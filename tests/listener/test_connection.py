@@ -2,6 +2,8 @@
 
 import json
 
+from prometheus_client import REGISTRY
+
 from orvanta_triggers.models import Job
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs, wait_status
 from tests.wsserver import wait_for
@@ -94,3 +96,33 @@ def test_unreachable_server_puts_trigger_in_error(e2e_workspace, ws_server, list
     trigger = make_trigger(e2e_workspace, ws_server)
     trigger = wait_status(trigger, "error")
     assert "ConnectionRefused" in trigger.error
+
+
+def test_an_unexpected_error_is_shown_and_the_connection_comes_back(
+    e2e_workspace, ws_server, celery_worker, listener, monkeypatch, caplog
+):
+    """A bug hit while handling a frame is logged at ERROR with the trigger path, counted,
+    and followed by a reconnect after which frames become jobs again."""
+    from orvanta_triggers import filters
+
+    real_matches = filters.matches
+    failures = iter([RuntimeError("injected fault")])
+
+    def matches_failing_once(*args, **kwargs):
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real_matches(*args, **kwargs)
+
+    monkeypatch.setattr(filters, "matches", matches_failing_once)
+    crashes = REGISTRY.get_sample_value("orvanta_listener_connection_crashes_total")
+    make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    ws_server.send_all("first")
+    wait_for(lambda: ws_server.connects >= 2 and ws_server.open_connections, timeout=10, message="a reconnect")
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "f/test/feed" in r.getMessage()]
+    assert errors and errors[0].exc_info is not None
+    assert REGISTRY.get_sample_value("orvanta_listener_connection_crashes_total") == crashes + 1
+    ws_server.send_all("second")
+    [job] = wait_jobs(count=1, status=Job.Status.SUCCESS)
+    assert job.args == {"msg": "second"}

@@ -82,3 +82,21 @@ def test_stop_closes_every_socket(e2e_workspace, ws_server_factory, transactiona
     assert time.monotonic() - started < 5
     assert all(server.open_connections == 0 for server in servers)
     assert not any(bus.client().exists(bus.lease_key(t.pk)) for t in WebSocketTrigger.objects.all())
+
+
+def test_a_connection_thread_that_ended_is_started_again(e2e_workspace, ws_server, listener, monkeypatch):
+    """A connection thread that ends without being asked is noticed and started again."""
+    from listener.connection import Connection
+
+    real = Connection._connect_and_serve
+    ends = iter([SystemExit("injected: the thread ends")])
+
+    def ending_once(self, *args, **kwargs):
+        end = next(ends, None)
+        if end is not None:
+            raise end
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "_connect_and_serve", ending_once)
+    make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server, timeout=5)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orvanta_triggers import filters
 from orvanta_triggers.filters import is_superset, matches, parse_json
 
 
@@ -250,3 +251,22 @@ def test_filter_on_absent_key_never_matches(message, value):
     """A filter on a key the message lacks never matches, whatever its value."""
     absent = "absent-" + "x" * 6  # longer than any generated key
     assert not matches(_roundtrip(message), [f(absent, value)])
+
+
+def test_a_frame_nested_past_the_limit_is_not_json():
+    """parse_json treats nesting deeper than MAX_JSON_DEPTH as not JSON, without raising."""
+    limit = filters.MAX_JSON_DEPTH
+    assert filters.parse_json("[" * limit + "]" * limit) is not None
+    assert filters.parse_json("[" * (limit + 1) + "]" * (limit + 1)) is None
+    assert filters.parse_json('{"a":' * 200_000 + "1" + "}" * 200_000) is None
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    """A shallow frame whose strings hold many brackets still parses."""
+    text = '{"type": "x", "text": "' + "[{" * 1000 + '"}'
+    assert filters.parse_json(text) == {"type": "x", "text": "[{" * 1000}
+
+
+def test_nesting_depth_counts_arrays_and_objects():
+    """nesting_depth: 0 for a scalar, one per array or object level."""
+    assert [filters.nesting_depth(v) for v in (1, [], {"a": [1, {"b": []}]})] == [0, 1, 4]
