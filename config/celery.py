@@ -1,7 +1,8 @@
+import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import task_received, worker_init, worker_process_shutdown, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -54,3 +55,17 @@ def stop_keeping_held_messages(**_):
     if _keeper is not None:
         _keeper.stop()
         _keeper = None
+
+
+@task_received.connect
+def note_received(request=None, **_):
+    """Tell listeners this worker has their message (see listener.dispatch: a message
+    lost between the broker's pop and the worker's record is sent again)."""
+    from orvanta_triggers import bus
+    from orvanta_triggers.tasks import RUN_TRIGGER_JOBS
+
+    if request.name == RUN_TRIGGER_JOBS:
+        try:
+            bus.note_received(request.id)
+        except bus.redis.RedisError as exc:
+            logging.getLogger(__name__).warning("message %s: could not note its receipt: %s", request.id, exc)

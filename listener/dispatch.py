@@ -20,8 +20,12 @@ import threading
 import time
 import uuid
 
+import kombu.exceptions
+import redis
+
 from listener import metrics
 from listener.backoff import Backoff
+from orvanta_triggers import bus
 from orvanta_triggers.tasks import RUN_TRIGGER_JOBS
 
 logger = logging.getLogger(__name__)
@@ -30,14 +34,25 @@ QUEUE_CHECK_INTERVAL_SECS = 0.5
 # One broker message carries at most this many jobs, and this many bytes of messages.
 MAX_BATCH_JOBS = 500
 MAX_BATCH_BYTES = 1 << 20
+# While workers have a backlog of at least COALESCE_MIN_BACKLOG messages, a batch may
+# wait this long for more frames. A message or two in the queue is a steady load in
+# transit, not a backlog: waiting then would only add latency (at 100 frames/s, each
+# frame waited for the next, 10 ms).
+COALESCE_MIN_BACKLOG = 20
+COALESCE_MAX_SECS = 0.02
+COALESCE_STEP_SECS = 0.002
 # What was published lately, kept to be sent again after Redis restarts: kombu's Redis
 # transport takes a message off the queue and records it as unacknowledged in two
 # steps, so a restart between them loses it. Workers skip jobs that already ran.
-# While workers have a backlog, a batch may wait this long for more frames.
-COALESCE_MAX_SECS = 0.02
-COALESCE_STEP_SECS = 0.002
 RESEND_WINDOW_SECS = 30
 RESEND_MAX_JOBS = 50000
+# Receipts of published messages are checked this often. A message not received by
+# any worker while one published after it was, for RECEIPT_SLACK_SECS, was lost in
+# kombu's Redis transport between the pop and its unacknowledged record (a worker
+# killed at that moment): it is sent again.
+RECEIPT_CHECK_INTERVAL_SECS = 1.0
+RECEIPT_SLACK_SECS = 2.0
+MAX_TRACKED_MESSAGES = 100000
 
 
 _ids = random.Random()
@@ -72,6 +87,12 @@ class Dispatcher:
         self._recent = collections.deque()
         self._recent_jobs = 0
         self._resend_due = threading.Event()
+        # Published messages no worker has acknowledged receiving yet, oldest first:
+        # [message id, published at, batch].
+        self._unreceived = collections.deque()
+        self._receipts_checked_at = 0.0
+        # (checked at, publish time of the newest message received by then), per check.
+        self._received_horizons = collections.deque()
         metrics.DISPATCH_BACKLOG.set_function(lambda: len(self._buffer))
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
 
@@ -164,11 +185,11 @@ class Dispatcher:
         return batch
 
     def _worth_waiting_for_more(self, batch):
-        """While messages already wait for workers, one more message now would not
-        run sooner: let the batch grow for up to COALESCE_MAX_SECS. Idle workers get
-        every frame at once."""
+        """While many messages already wait for workers, one more message now would not
+        run sooner: let the batch grow for up to COALESCE_MAX_SECS. Workers keeping up
+        get every frame at once."""
         return (
-            self._queued_messages > 0
+            self._queued_messages >= COALESCE_MIN_BACKLOG
             and len(batch) < MAX_BATCH_JOBS
             and time.monotonic() - batch[0][5] < COALESCE_MAX_SECS
             and not self._stop.is_set()
@@ -183,9 +204,48 @@ class Dispatcher:
         kwargs = {"specs": specs, "jobs": jobs}
         if resent:
             kwargs["resent"] = True
-        self._app.send_task(RUN_TRIGGER_JOBS, kwargs=kwargs, retry=False)
+        message_id = new_job_id()
+        self._app.send_task(RUN_TRIGGER_JOBS, kwargs=kwargs, task_id=message_id, retry=False)
         self._message_sizes.append(len(batch))
         self._published_since_check += len(batch)
+        self._unreceived.append((message_id, time.monotonic(), batch))
+        if len(self._unreceived) > MAX_TRACKED_MESSAGES:
+            self._unreceived.popleft()
+
+    def _check_receipts(self):
+        """Send again the messages lost between a worker's pop and its record: those
+        not received while a later one was, for RECEIPT_SLACK_SECS (the queue is first
+        in, first out)."""
+        now = time.monotonic()
+        if now - self._receipts_checked_at < RECEIPT_CHECK_INTERVAL_SECS or not self._unreceived:
+            return
+        self._receipts_checked_at = now
+        tracked = list(self._unreceived)
+        received = bus.received_messages([message_id for message_id, _, _ in tracked])
+        newest_received = max((at for message_id, at, _ in tracked if message_id in received), default=None)
+        if newest_received is not None:
+            self._received_horizons.append((now, newest_received))
+        horizon = None
+        while self._received_horizons and self._received_horizons[0][0] <= now - RECEIPT_SLACK_SECS:
+            horizon = self._received_horizons.popleft()[1]
+        if horizon is not None:
+            # Still the best evidence for the next check.
+            self._received_horizons.appendleft((now - RECEIPT_SLACK_SECS, horizon))
+        lost = [item for item in tracked if item[0] not in received and horizon is not None and item[1] < horizon]
+        gone = received | {message_id for message_id, _, _ in lost}
+        while self._unreceived and self._unreceived[0][0] in gone:
+            self._unreceived.popleft()
+        if any(message_id in gone for message_id, _, _ in self._unreceived):
+            self._unreceived = collections.deque(item for item in self._unreceived if item[0] not in gone)
+        for message_id, _, batch in lost:
+            logger.warning(
+                "trigger %s: message %s (%s jobs) was taken off the queue by no worker that lived: sending it again",
+                batch[0][1]["trigger_path"],
+                message_id,
+                len(batch),
+            )
+            metrics.JOBS_RESENT.inc(len(batch))
+            self._publish(batch, resent=True)
 
     def _publish_allowance(self):
         """How many more jobs may go to the broker before about ORVANTA_MAX_QUEUED_JOBS
@@ -216,9 +276,15 @@ class Dispatcher:
         while True:
             with self._lock:
                 while not self._buffer and not self._stop.is_set() and not self._resend_due.is_set():
-                    self._ready.wait(0.5)
-                if not self._buffer and not self._resend_due.is_set():
+                    self._ready.wait(RECEIPT_CHECK_INTERVAL_SECS / 2)
+                    if self._unreceived:
+                        break
+                if not self._buffer and not self._resend_due.is_set() and self._stop.is_set():
                     return
+            try:
+                self._check_receipts()
+            except (redis.RedisError, kombu.exceptions.OperationalError, OSError) as exc:
+                logger.warning("could not check which messages workers received: %s", exc)
             try:
                 if self._resend_due.is_set():
                     self._resend_recent()
@@ -230,6 +296,8 @@ class Dispatcher:
                 self._stop.wait(backoff.next_delay())
                 continue
             batch = self._next_batch()
+            if not batch:
+                continue
             if self._worth_waiting_for_more(batch):
                 self._stop.wait(COALESCE_STEP_SECS)
                 continue

@@ -24,4 +24,6 @@ DISPATCH_LATENCY = Histogram(
     "From a frame's arrival to its job being handed to the broker",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
 )
-JOBS_RESENT = Counter("orvanta_listener_jobs_resent_total", "Jobs sent again after Redis restarted")
+JOBS_RESENT = Counter(
+    "orvanta_listener_jobs_resent_total", "Jobs sent again: after Redis restarted, or lost on their way to a worker"
+)

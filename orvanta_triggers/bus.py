@@ -66,6 +66,27 @@ def publish_results(frames):
     pipe.execute()
 
 
+# How long a worker's receipt of a message is kept: longer than any listener waits for it.
+RECEIVED_TTL_SECS = 3600
+
+
+def received_key(message_id):
+    return f"{conf.redis_prefix()}received:{message_id}"
+
+
+def note_received(message_id):
+    """A worker took message `message_id` off the queue (see listener.dispatch)."""
+    client().set(received_key(message_id), 1, ex=RECEIVED_TTL_SECS)
+
+
+def received_messages(message_ids):
+    """Those of `message_ids` some worker took off the queue."""
+    if not message_ids:
+        return set()
+    marks = client().mget([received_key(message_id) for message_id in message_ids])
+    return {message_id for message_id, mark in zip(message_ids, marks) if mark is not None}
+
+
 # How long a message's hand-off record outlives it: longer than any redelivery.
 HANDED_OFF_TTL_SECS = 86400
 

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 from django.conf import settings
 from django.db import connection
@@ -29,11 +30,14 @@ def process_env(**extra):
 
 class Process:
     def __init__(self, args, env):
+        # Output goes to a file, not a pipe: a busy process would fill a pipe nobody
+        # reads until stop() and block on its next log line.
+        self._output = tempfile.TemporaryFile()
         self.popen = subprocess.Popen(
             args,
             cwd=settings.BASE_DIR,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=self._output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -59,7 +63,10 @@ class Process:
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(5)
-        return self.popen.stdout.read().decode(errors="replace")
+        self._output.seek(0)
+        output = self._output.read().decode(errors="replace")
+        self._output.close()
+        return output
 
 
 def start_listener(listener_id, *, metrics_port=None, **env):

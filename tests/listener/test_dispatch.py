@@ -3,6 +3,7 @@
 
 import logging
 
+import redis
 from celery.contrib.testing.worker import start_worker
 from prometheus_client import REGISTRY
 
@@ -57,3 +58,20 @@ def test_drop_policy_counts_and_logs_what_it_drops(e2e_workspace, ws_server, lis
     wait_for(lambda: dropped() > drops_before, timeout=10, message="counted drops")
     assert "dispatch buffer full" in caplog.text
     assert ws_server.open_connections == 1 and ws_server.connects == 1
+
+
+def test_a_message_lost_on_its_way_to_a_worker_is_sent_again(e2e_workspace, ws_server, listener, settings):
+    """A message taken off the queue by a worker that died before recording it (here:
+    taken by the test) is sent again once a later message reached a worker."""
+    make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete(settings.CELERY_TASK_DEFAULT_QUEUE)  # what earlier tests left unconsumed
+    ws_server.send_all("lost")
+    wait_for(lambda: broker.rpop(settings.CELERY_TASK_DEFAULT_QUEUE), timeout=10, message="the message in the queue")
+    resent_before = REGISTRY.get_sample_value("orvanta_listener_jobs_resent_total")
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False):
+        ws_server.send_all("taken")
+        jobs = wait_jobs(count=2, status=Job.Status.SUCCESS, timeout=15)
+    assert sorted(j.args["msg"] for j in jobs) == ["lost", "taken"]
+    assert REGISTRY.get_sample_value("orvanta_listener_jobs_resent_total") == resent_before + 1
