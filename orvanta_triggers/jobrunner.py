@@ -331,9 +331,19 @@ def call_error_handlers(runs):
             run.error["name"],
             run.error["message"],
         )
-        call_error_handler(
-            spec=run.spec, error=run.error, job_id=run.job_id, started_at=run.started_at, failed_at=run.finished_at
-        )
+        try:
+            with_database(
+                lambda: call_error_handler(
+                    spec=run.spec,
+                    error=run.error,
+                    job_id=run.job_id,
+                    started_at=run.started_at,
+                    failed_at=run.finished_at,
+                ),
+                what="finding an error handler",
+            )
+        except DatabaseUnavailable as exc:
+            logger.error("trigger %s: job %s: error handler not called: %s", run.spec["trigger_path"], run.job_id, exc)
 
 
 # One message's jobs

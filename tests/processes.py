@@ -63,10 +63,11 @@ class Process:
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(5)
-        self._output.seek(0)
-        output = self._output.read().decode(errors="replace")
-        self._output.close()
-        return output
+        if not self._output.closed:
+            self._output.seek(0)
+            self.output = self._output.read().decode(errors="replace")
+            self._output.close()
+        return self.output
 
 
 def start_listener(listener_id, *, metrics_port=None, **env):

@@ -1,7 +1,7 @@
-"""The product under faults, as processes: a runlisteners process and Celery workers
-on a private PostgreSQL, fed 200 frames/s by a real WebSocket server, while the
-database restarts or stops, or a whole worker is killed. Every frame must end as
-exactly one successful job.
+"""Workers as processes: a runlisteners process and prefork Celery workers on a private
+PostgreSQL, fed by a real WebSocket server. Under 200 frames/s, while the database
+restarts or stops, or a whole worker is killed, every frame must end as exactly one
+successful job; slow jobs spread over the pool; each job has its own time limit.
 
 They run once per suite, in its PostgreSQL pass (their database is their own, so the
 SQLite pass would only repeat them).
@@ -47,11 +47,11 @@ def manage(*args, env):
 class Product:
     """The database, a listener and workers, and what they recorded."""
 
-    def __init__(self, postgres, server):
+    def __init__(self, postgres, server, **env):
         self.postgres = postgres
         self.server = server
         self.database_url = postgres.create_database(f"faults_{uuid.uuid4().hex[:8]}")
-        self.env = process_env(DATABASE_URL=self.database_url, ORVANTA_WORKER_LOST_SECS="6")
+        self.env = process_env(**{"DATABASE_URL": self.database_url, "ORVANTA_WORKER_LOST_SECS": "6", **env})
         manage("migrate", "--noinput", env=self.env)
         manage("shell", "-c", SEED.format(url=server.url), env=self.env)
         self.processes = []
@@ -67,15 +67,20 @@ class Product:
     def _env(self):
         return {key: value for key, value in self.env.items() if key.startswith(("DATABASE_", "ORVANTA_"))}
 
-    def jobs(self):
-        """{message: [status, ...]} of every job row; {} while the database is away."""
+    def rows(self):
+        """[(msg, status, error name, finished_at)] of every job row; [] while the database is away."""
         try:
             with psycopg.connect(self.database_url, connect_timeout=2) as db:
-                rows = db.execute("SELECT args->>'msg', status FROM orvanta_triggers_job").fetchall()
+                return db.execute(
+                    "SELECT args->>'msg', status, error->>'name', finished_at FROM orvanta_triggers_job"
+                ).fetchall()
         except psycopg.OperationalError:
-            return {}
+            return []
+
+    def jobs(self):
+        """{message: [status, ...]} of every job row."""
         found = {}
-        for msg, status in rows:
+        for msg, status, _, _ in self.rows():
             found.setdefault(msg, []).append(status)
         return found
 
@@ -86,13 +91,25 @@ class Product:
 
 
 @pytest.fixture
-def product(private_postgres, ws_server):
-    product = Product(private_postgres, ws_server)
-    yield product
-    product.stop()
-    if private_postgres.is_running() is False:
+def product_factory(private_postgres, ws_server):
+    """product_factory(**env) -> a fresh database with one trigger running sleep_then_echo."""
+    made = []
+
+    def make(**env):
+        made.append(Product(private_postgres, ws_server, **env))
+        return made[-1]
+
+    yield make
+    for product in made:
+        product.stop()
+    if not private_postgres.is_running():
         private_postgres.start()
     sleep_then_echo.bus.client().delete(sleep_then_echo.runs_key())
+
+
+@pytest.fixture
+def product(product_factory):
+    return product_factory()
 
 
 def send_steadily(server, *, seconds, rate=RATE):
@@ -110,11 +127,26 @@ def send_steadily(server, *, seconds, rate=RATE):
     return sent
 
 
-def in_background(function, **kwargs):
-    outcome = {}
-    thread = threading.Thread(target=lambda: outcome.setdefault("value", function(**kwargs)), daemon=True)
-    thread.start()
-    return thread, outcome
+class InBackground(threading.Thread):
+    """function(**kwargs) on a thread; result() joins it and returns its value or raises its error."""
+
+    def __init__(self, function, **kwargs):
+        super().__init__(daemon=True)
+        self._call = lambda: function(**kwargs)
+        self._value = self._error = None
+        self.start()
+
+    def run(self):
+        try:
+            self._value = self._call()
+        except Exception as exc:
+            self._error = exc
+
+    def result(self):
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def wait_for_load(product):
@@ -143,11 +175,10 @@ def test_a_database_restart_under_load_loses_no_job(product):
     product.start_worker("faults-a")
     product.start_listener()
     wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
-    feeder, outcome = in_background(send_steadily, server=product.server, seconds=6)
+    feeder = InBackground(send_steadily, server=product.server, seconds=6)
     wait_for_load(product)
     product.postgres.restart()
-    feeder.join()
-    sent = outcome["value"]
+    sent = feeder.result()
     assert_each_sent_frame_is_one_successful_job(product, sent, timeout=60)
     assert set(sleep_then_echo.runs().values()) == {1}
 
@@ -158,13 +189,12 @@ def test_a_database_down_for_ten_seconds_loses_no_job(product):
     product.start_worker("faults-a")
     product.start_listener()
     wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
-    feeder, outcome = in_background(send_steadily, server=product.server, seconds=14)
+    feeder = InBackground(send_steadily, server=product.server, seconds=14)
     wait_for_load(product)
     product.postgres.stop()
     time.sleep(10)  # the outage itself, not a wait for a condition
     product.postgres.start()
-    feeder.join()
-    sent = outcome["value"]
+    sent = feeder.result()
     assert_each_sent_frame_is_one_successful_job(product, sent, timeout=90)
     assert set(sleep_then_echo.runs().values()) == {1}
 
@@ -176,13 +206,62 @@ def test_a_killed_worker_costs_seconds_and_no_job(product):
     doomed = product.start_worker("faults-doomed", concurrency=1)
     product.start_listener()
     wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
-    feeder, outcome = in_background(send_steadily, server=product.server, seconds=6)
+    feeder = InBackground(send_steadily, server=product.server, seconds=6)
     wait_for_load(product)
     os.killpg(doomed.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     product.start_worker("faults-survivor")
-    feeder.join()
-    sent = outcome["value"]
+    sent = feeder.result()
     assert_each_sent_frame_is_one_successful_job(product, sent, timeout=60)
     # Worker lost after 6 s, found by a sweep every 1.5 s, plus the survivor's start.
     assert time.monotonic() - killed_at < 30
+
+
+def test_slow_jobs_spread_over_the_pool(product_factory):
+    """40 frames to a script sleeping 0.25 s on one worker with 4 processes take about a
+    quarter of 40 x 0.25 s, as one task per job would, not 10 s in one process."""
+    product = product_factory()
+    product.start_worker("spread", concurrency=4)
+    product.start_listener()
+    wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
+    frames = [json.dumps({"sleep": 0.25, "tag": n}) for n in range(40)]
+    started = time.monotonic()
+    for frame in frames:
+        product.server.send_all(frame)
+    assert_each_sent_frame_is_one_successful_job(product, frames, timeout=30)
+    # Ideal: 40 x 0.25 s / 4 = 2.5 s; sequential in one process: 10 s.
+    assert time.monotonic() - started < 5
+
+
+def test_a_job_past_its_time_limit_fails_alone(product_factory):
+    """At ORVANTA_JOB_TIMEOUT_SECS=4, a 60 s job fails with JobTimeout after about 4 s,
+    the short jobs sent with it succeed meanwhile, and nothing runs twice."""
+    product = product_factory(ORVANTA_JOB_TIMEOUT_SECS="4")
+    product.start_worker("limits", concurrency=2)
+    product.start_listener()
+    wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
+    hung = json.dumps({"sleep": 60, "tag": "hung"})
+    short = [json.dumps({"sleep": 0.05, "tag": n}) for n in range(10)]
+    for frame in [hung, *short]:
+        product.server.send_all(frame)
+    wait_for(
+        lambda: len(product.rows()) == 11 and all(row[3] for row in product.rows()), timeout=20, message="11 jobs ended"
+    )
+    outcomes = {msg: (status, error) for msg, status, error, _ in product.rows()}
+    assert outcomes[hung] == ("failure", "JobTimeout")
+    assert all(outcomes[frame] == ("success", None) for frame in short)
+    assert set(sleep_then_echo.runs().values()) == {1}
+
+
+def test_a_live_workers_long_job_is_not_handed_to_another(product_factory):
+    """A job running longer than ORVANTA_WORKER_LOST_SECS on a live worker stays its own:
+    the worker renews the message, so the other worker never runs it too."""
+    product = product_factory(ORVANTA_WORKER_LOST_SECS="2")
+    product.start_worker("long-a", concurrency=1)
+    product.start_worker("long-b", concurrency=1)
+    product.start_listener()
+    wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
+    frame = json.dumps({"sleep": 6, "tag": "long"})
+    product.server.send_all(frame)
+    assert_each_sent_frame_is_one_successful_job(product, [frame], timeout=20)
+    assert sleep_then_echo.runs() == {frame: 1}
