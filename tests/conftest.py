@@ -1,3 +1,4 @@
+import shutil
 import threading
 
 import pytest
@@ -11,6 +12,7 @@ from config.celery import app as celery_app
 from orvanta_triggers import bus, services
 from orvanta_triggers.models import Membership
 from tests.pgserver import PrivatePostgres
+from tests.redisserver import PrivateRedis
 from tests.wsserver import WsServer
 
 
@@ -141,3 +143,15 @@ def e2e_workspace(transactional_db, django_user_model):
 
 
 ROLES = Membership.Role
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of the test's own, which it may stop and start."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)

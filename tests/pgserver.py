@@ -14,7 +14,6 @@ and hold that pipe open.
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,14 +21,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from tests.ports import free_port
+
 PG_CTL_TIMEOUT_SECS = 30
 OS_USER = "postgres"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def postgres_bin_dir():

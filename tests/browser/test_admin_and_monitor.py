@@ -14,6 +14,7 @@ from django.conf import settings
 
 from orvanta_triggers import services
 from orvanta_triggers.models import Job
+from tests.ports import free_port
 from tests.processes import Process, process_env
 from tests.wsserver import wait_for
 
@@ -33,12 +34,6 @@ CHROMIUM_FLAGS = [
 # Playwright's sync API keeps an event loop in this thread; the test's own database
 # calls (fixtures, assertions) are still plain synchronous code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Prometheus metrics from the listener (--metrics-port) and from workers
 (ORVANTA_WORKER_METRICS_PORT, prefork pool in multiprocess mode)."""
 
-import socket
 import tempfile
 import urllib.request
 
@@ -9,14 +8,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orvanta_triggers.models import Job
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
+from tests.ports import free_port
 from tests.processes import start_listener, start_worker
 from tests.wsserver import wait_for
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def scrape(port):

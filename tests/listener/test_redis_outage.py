@@ -1,79 +1,13 @@
 """A Redis outage: the listener keeps its sockets, buffers what arrives, and flushes
 it in order once Redis answers again. Runs on a private redis-server it can stop."""
 
-import shutil
-import socket
-import subprocess
-import tempfile
 import urllib.request
-
-import pytest
-import redis
 
 from orvanta_triggers.models import Job
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
+from tests.ports import free_port
 from tests.processes import start_listener, start_worker
 from tests.wsserver import wait_for
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PrivateRedis:
-    def __init__(self):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="orvanta-redis-")
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self):
-        subprocess.run(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "yes",
-                "--dir",
-                self.dir,
-                "--logfile",
-                f"{self.dir}/redis.log",
-            ],
-            check=True,
-        )
-        wait_for(self.answers, timeout=5, message="the private redis")
-
-    def answers(self):
-        try:
-            return redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-        except redis.RedisError:
-            return False
-
-    def stop(self):
-        try:
-            redis.Redis(port=self.port).shutdown(nosave=True)
-        except redis.RedisError:
-            pass
-        wait_for(lambda: not self.answers(), timeout=5, message="the private redis to stop")
-
-
-@pytest.fixture
-def private_redis():
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed (apt-get install redis-server)")
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
 
 
 def backlog(metrics_port):

@@ -3,12 +3,14 @@ job run, recorded and answered on its own; slow jobs spread; a time limit per jo
 
 import json
 import threading
+import time
 import uuid
 
 import pytest
 from django.db import connection
+from prometheus_client import REGISTRY
 
-from orvanta_triggers import jobrunner, services
+from orvanta_triggers import bus, jobrunner, services
 from orvanta_triggers.execution import job_spec
 from orvanta_triggers.models import Job
 from tests.orvanta_triggers.helpers import run_jobs
@@ -172,3 +174,29 @@ def test_a_redelivered_message_runs_only_what_did_not_end(make_spec):
     services.record_jobs(jobs={retried[0]: {**row, "status": "queued", "attempt": 2}})
     assert run_jobs(specs_of(spec), [ended, retried, lost], redelivered=True) == {"success": 1}
     assert [job.status for job in rows([ended, retried, lost])] == ["success", "queued", "success"]
+
+
+def test_results_wait_out_a_redis_outage(private_redis, settings):
+    """A result Redis refuses is held, counted, and published once Redis answers again."""
+    settings.REDIS_URL = private_redis.url
+    bus.reset_client()
+    outbox = jobrunner.ResultOutbox()
+    held_before = REGISTRY.get_sample_value("orvanta_results_held_total")
+    try:
+        private_redis.stop()
+        outbox.publish([(7, "job-1", "the result")])
+        assert REGISTRY.get_sample_value("orvanta_results_held_total") == held_before + 1
+        # Retries back off (0.1 s, doubling): after 1.5 s down, the next is 1.6 s away,
+        # time enough to subscribe before it.
+        time.sleep(1.5)  # the outage itself
+        private_redis.start()
+        subscriber = bus.client().pubsub()
+        subscriber.subscribe(bus.results_channel(7))
+        message = wait_for(
+            lambda: subscriber.get_message(ignore_subscribe_messages=True, timeout=0.5),
+            timeout=10,
+            message="the result",
+        )
+        assert json.loads(message["data"]) == {"job_id": "job-1", "frame": "the result"}
+    finally:
+        bus.reset_client()
