@@ -460,51 +460,57 @@ class Batch:
 
 
 class Watchdog:
-    """One thread per worker process looking at the batch that process runs (see
-    Batch.check)."""
+    """One thread per worker process looking at the batches the process runs (one at a
+    time with the prefork pool, several with the threads pool; see Batch.check)."""
 
     def __init__(self):
         self._changed = threading.Condition()
-        self._batch = None
+        # Batch -> when to look at it next (None: only when told).
+        self._wake_at = {}
         self._checking = threading.Lock()
         threading.Thread(target=self._run, name="batch-watchdog", daemon=True).start()
 
     @contextlib.contextmanager
     def watching(self, batch):
         with self._changed:
-            self._batch = batch
+            self._wake_at[batch] = time.monotonic()
             self._changed.notify()
         try:
             yield
         finally:
             with self._changed:
-                self._batch = None
+                del self._wake_at[batch]
             # A look under way may still be answering jobs: the task must not end first.
             with self._checking:
                 pass
 
+    def _due(self):
+        """The batches due for a look, once there are any."""
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                due = [batch for batch, at in self._wake_at.items() if at is not None and at <= now]
+                if due:
+                    return due
+                upcoming = [at for at in self._wake_at.values() if at is not None]
+                self._changed.wait(min(upcoming) - now if upcoming else None)
+
     def _run(self):
-        watched, wake_at = None, None
         while True:
-            with self._changed:
-                while True:
-                    batch = self._batch
-                    if batch is not watched:
-                        # A new batch (or none): look at it at once.
-                        watched, wake_at = batch, time.monotonic()
-                    if batch is not None and wake_at is not None and time.monotonic() >= wake_at:
-                        break
-                    timeout = None if batch is None or wake_at is None else wake_at - time.monotonic()
-                    self._changed.wait(timeout)
+            due = self._due()
             with self._checking:
-                with self._changed:
-                    if self._batch is not batch:
-                        continue
-                try:
-                    wake_at = batch.check(time.monotonic())
-                except Exception:
-                    logger.exception("batch watchdog failed; the batch goes on")
-                    wake_at = None
+                for batch in due:
+                    with self._changed:
+                        if batch not in self._wake_at:
+                            continue
+                    try:
+                        wake_at = batch.check(time.monotonic())
+                    except Exception:
+                        logger.exception("batch watchdog failed; the batch goes on")
+                        wake_at = None
+                    with self._changed:
+                        if batch in self._wake_at:
+                            self._wake_at[batch] = wake_at
 
 
 def run_jobs(*, specs, jobs, requeue, hand_off, redelivered, batch_id):

@@ -200,3 +200,19 @@ def test_results_wait_out_a_redis_outage(private_redis, settings):
         assert json.loads(message["data"]) == {"job_id": "job-1", "frame": "the result"}
     finally:
         bus.reset_client()
+
+
+def test_batches_running_side_by_side_are_each_watched(make_spec):
+    """With a threads pool, two slow batches at once both hand their rest off."""
+    spec = make_spec(script_path="sleep_then_echo")
+    batches = [jobs_of(spec, *(sleeping(0.2, f"{b}-{i}") for i in range(3))) for b in range(2)]
+    hand_offs = [HandOffs(), HandOffs()]
+    threads = [
+        threading.Thread(target=run_jobs, args=(specs_of(spec), jobs), kwargs={"hand_off": sink})
+        for jobs, sink in zip(batches, hand_offs)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [sink.job_ids for sink in hand_offs] == [[job[0] for job in jobs[1:]] for jobs in batches]
