@@ -52,7 +52,10 @@ RESEND_MAX_JOBS = 50000
 # killed at that moment): it is sent again.
 RECEIPT_CHECK_INTERVAL_SECS = 1.0
 RECEIPT_SLACK_SECS = 2.0
-MAX_TRACKED_MESSAGES = 100000
+# At most this many of the oldest such messages are checked at a time, and this many
+# are remembered (the oldest forgotten first, with their frames).
+RECEIPT_CHECK_MAX_MESSAGES = 1000
+MAX_TRACKED_MESSAGES = 20000
 
 
 _ids = random.Random()
@@ -220,7 +223,7 @@ class Dispatcher:
         if now - self._receipts_checked_at < RECEIPT_CHECK_INTERVAL_SECS or not self._unreceived:
             return
         self._receipts_checked_at = now
-        tracked = list(self._unreceived)
+        tracked = list(itertools.islice(self._unreceived, RECEIPT_CHECK_MAX_MESSAGES))
         received = bus.received_messages([message_id for message_id, _, _ in tracked])
         newest_received = max((at for message_id, at, _ in tracked if message_id in received), default=None)
         if newest_received is not None:
@@ -233,9 +236,7 @@ class Dispatcher:
             self._received_horizons.appendleft((now - RECEIPT_SLACK_SECS, horizon))
         lost = [item for item in tracked if item[0] not in received and horizon is not None and item[1] < horizon]
         gone = received | {message_id for message_id, _, _ in lost}
-        while self._unreceived and self._unreceived[0][0] in gone:
-            self._unreceived.popleft()
-        if any(message_id in gone for message_id, _, _ in self._unreceived):
+        if gone:
             self._unreceived = collections.deque(item for item in self._unreceived if item[0] not in gone)
         for message_id, _, batch in lost:
             logger.warning(
