@@ -21,6 +21,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from orvanta_triggers.fields import from_storable
 from tests.processes import process_env, start_listener, start_worker
 from tests.runnables import sleep_then_echo
 from tests.wsserver import wait_for
@@ -71,11 +72,13 @@ class Product:
         """[(msg, status, error name, finished_at)] of every job row; [] while the database is away."""
         try:
             with psycopg.connect(self.database_url, connect_timeout=2) as db:
-                return db.execute(
+                rows = db.execute(
                     "SELECT args->>'msg', status, error->>'name', finished_at FROM orvanta_triggers_job"
                 ).fetchall()
         except psycopg.OperationalError:
             return []
+        # Read past the model: strings come as stored (orvanta_triggers.fields).
+        return [(from_storable(msg), *rest) for msg, *rest in rows]
 
     def jobs(self):
         """{message: [status, ...]} of every job row."""
@@ -265,3 +268,22 @@ def test_a_live_workers_long_job_is_not_handed_to_another(product_factory):
     product.server.send_all(frame)
     assert_each_sent_frame_is_one_successful_job(product, [frame], timeout=20)
     assert sleep_then_echo.runs() == {frame: 1}
+
+
+def test_a_poison_frame_in_a_burst_fails_alone(product_factory):
+    """A burst that workers take as one message, with a frame the script can't parse
+    (a STOMP frame, ending with U+0000) in its middle: that job fails with its exact
+    frame recorded, and the 49 others succeed."""
+    product = product_factory()
+    product.start_worker("poison", concurrency=1)
+    product.start_listener()
+    wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
+    poison = "MESSAGE\ndestination:/queue/a\n\nbody\x00"
+    frames = [json.dumps({"sleep": 0, "tag": n}) for n in range(49)]
+    frames.insert(25, poison)
+    for frame in frames:
+        product.server.send_all(frame)
+    wait_for(lambda: len(product.rows()) == 50 and all(row[3] for row in product.rows()), timeout=20, message="50 jobs")
+    outcomes = {msg: (status, error) for msg, status, error, _ in product.rows()}
+    assert outcomes.pop(poison) == ("failure", "JSONDecodeError")
+    assert set(outcomes.values()) == {("success", None)}
