@@ -440,11 +440,11 @@ class Connection:
         )
         parsed = None
         state_field = self._state_field
-        if msg_type == "text" and (spec.filters or state_field):
+        if msg_type == "text" and (spec.filters_need_json or state_field):
             parsed = filters.parse_json(msg)
             if state_field and isinstance(parsed, dict) and state_field in parsed:
                 self._heartbeat_state = parsed[state_field]
-        if not filters.matches(parsed, spec.filters, spec.filter_logic):
+        if not spec.matches(msg if msg_type == "text" else None, parsed):
             return
         metrics.FRAMES_MATCHED.inc()
         ws = self._ws

@@ -1,10 +1,11 @@
 """The immutable snapshot of a trigger that a connection works from. Built once per
 configuration version, so the per-frame path never touches the database."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from orvanta_triggers import execution
+from orvanta_triggers import execution, filters
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class TriggerSpec:
     subprotocols: list
     edited_at: datetime
     job_spec: dict
+    # The filters, compiled: (text or None, parsed JSON or None) -> bool.
+    matches: Callable
+    filters_need_json: bool
 
     @classmethod
     def from_trigger(cls, trigger):
@@ -41,4 +45,6 @@ class TriggerSpec:
             subprotocols=trigger.subprotocols or [],
             edited_at=trigger.edited_at,
             job_spec=execution.job_spec(trigger),
+            matches=filters.compile_filters(trigger.filters or [], trigger.filter_logic),
+            filters_need_json=filters.needs_json(trigger.filters or []),
         )

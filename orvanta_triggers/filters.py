@@ -1,13 +1,28 @@
-"""JSON filters: pure functions, no I/O.
+"""Filters: which frames become jobs. Pure functions, no I/O.
 
-A message matches a filter when it is a JSON object whose top-level `key` holds a
-value equal to, or a superset of, the filter's `value` (Windmill's `is_superset`):
-objects match when every filter key is present and matches recursively; arrays when
-every filter element matches some message element (order and count ignored);
-scalars by strict JSON equality, so 42 never matches "42" and true never matches 1.
+A trigger's `filters` is a list of entries combined by its `filter_logic` ("and", the
+default: all must match; "or": any). No entries: every frame matches. Entries:
+
+- `{"key": K, "value": V}`: the frame is a JSON object whose top-level `K` holds a
+  value equal to, or a superset of, `V` (Windmill's `is_superset`): objects match
+  when every filter key is present and matches recursively; arrays when every filter
+  element matches some frame element (order and count ignored); scalars by strict
+  JSON equality, so 42 never matches "42" and true never matches 1.
+- `{"path": "a.b.0.c", "value": V}`: the same at a dotted path through objects (by
+  key) and arrays (by index).
+- `{"regex": R}`: an RE2 search of `R` in a text frame (linear time, whatever the
+  pattern; never matches a binary frame).
+- `{"any_of": [...]}`, `{"all_of": [...]}`, `{"none_of": [...]}`: groups of entries,
+  nesting further groups.
+
+A frame that isn't JSON (or nests deeper than MAX_JSON_DEPTH) matches no key or path
+entry. `check(filters)` lists what is wrong with a filter list; `compile_filters`
+turns a valid one into a predicate, once per connection.
 """
 
 import json
+
+import re2
 
 # A frame nested deeper than this is treated as not JSON: parsing it would cost
 # recursion a connection thread can't spare (Python's json raises RecursionError
@@ -58,11 +73,140 @@ def parse_json(text):
     return parsed
 
 
-def matches(message, filters, logic="and"):
-    """Whether a parsed message (None when it was not JSON) passes `filters`."""
+# Limits, answered with a 400 when a trigger is saved.
+MAX_FILTER_ENTRIES = 100
+MAX_GROUP_DEPTH = 8
+MAX_VALUE_DEPTH = 32
+MAX_PATTERN_LENGTH = 1000
+GROUPS = ("any_of", "all_of", "none_of")
+_LEAF_SHAPES = ({"key", "value"}, {"path", "value"}, {"regex"})
+
+
+def _regex(pattern):
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options)
+
+
+def _value_at(parsed, path):
+    """The value at a dotted path through objects and arrays, or _MISSING."""
+    value = parsed
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+_MISSING = object()
+
+
+def _entry_errors(entry, where, depth, counted):
+    counted.append(entry)
+    if not isinstance(entry, dict):
+        return [f"{where}: must be an object"]
+    group = [name for name in GROUPS if name in entry]
+    if group:
+        name = group[0]
+        if set(entry) != {name}:
+            return [
+                f'{where}: a group is exactly one of {{"any_of": [...]}}, {{"all_of": [...]}}, {{"none_of": [...]}}'
+            ]
+        if not isinstance(entry[name], list):
+            return [f"{where}.{name}: must be a list of filters"]
+        if depth >= MAX_GROUP_DEPTH:
+            return [f"{where}: groups nest at most {MAX_GROUP_DEPTH} deep"]
+        return [
+            error
+            for index, item in enumerate(entry[name])
+            for error in _entry_errors(item, f"{where}.{name}[{index}]", depth + 1, counted)
+        ]
+    if set(entry) not in _LEAF_SHAPES:
+        return [
+            f'{where}: must be {{"key": ..., "value": ...}}, {{"path": ..., "value": ...}}, {{"regex": ...}} '
+            'or a group ({"any_of"|"all_of"|"none_of": [...]})'
+        ]
+    if "regex" in entry:
+        pattern = entry["regex"]
+        if not isinstance(pattern, str) or not pattern:
+            return [f"{where}: regex must be a non-empty string"]
+        if len(pattern) > MAX_PATTERN_LENGTH:
+            return [f"{where}: regex is longer than {MAX_PATTERN_LENGTH} characters"]
+        try:
+            _regex(pattern)
+        except re2.error as exc:
+            reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+            return [f"{where}: regex is not a valid RE2 pattern: {reason}"]
+        return []
+    errors = []
+    name = "key" if "key" in entry else "path"
+    if not isinstance(entry[name], str) or not entry[name]:
+        errors.append(f"{where}: {name} must be a non-empty string")
+    elif name == "path" and not all(entry["path"].split(".")):
+        errors.append(f"{where}: path must be dot-separated keys or indexes, none empty")
+    if nesting_depth(entry["value"]) > MAX_VALUE_DEPTH:
+        errors.append(f"{where}: value nests deeper than {MAX_VALUE_DEPTH} levels")
+    return errors
+
+
+def check(filters):
+    """What is wrong with a filter list, as messages ([] when it is valid)."""
+    if not isinstance(filters, list):
+        return ["must be a list of filters"]
+    counted = []
+    errors = [
+        error for index, entry in enumerate(filters) for error in _entry_errors(entry, f"filter {index}", 0, counted)
+    ]
+    if len(counted) > MAX_FILTER_ENTRIES:
+        errors.append(f"has {len(counted)} entries, groups included; at most {MAX_FILTER_ENTRIES}")
+    return errors
+
+
+def needs_json(filters):
+    """Whether any entry looks into the frame's JSON (so it must be parsed)."""
+    return any(
+        needs_json(entry[name]) if (name := next((g for g in GROUPS if g in entry), None)) else "value" in entry
+        for entry in filters
+    )
+
+
+def _compile(entry):
+    """A predicate (text, parsed) -> bool for one valid entry."""
+    for name, combine in (("any_of", any), ("all_of", all)):
+        if name in entry:
+            parts = [_compile(item) for item in entry[name]]
+            return lambda text, parsed: combine(part(text, parsed) for part in parts)
+    if "none_of" in entry:
+        parts = [_compile(item) for item in entry["none_of"]]
+        return lambda text, parsed: not any(part(text, parsed) for part in parts)
+    if "regex" in entry:
+        search = _regex(entry["regex"]).search
+        return lambda text, parsed: text is not None and search(text) is not None
+    value = entry["value"]
+    if "key" in entry:
+        key = entry["key"]
+        return lambda text, parsed: isinstance(parsed, dict) and key in parsed and is_superset(parsed[key], value)
+    path = entry["path"]
+
+    def at_path(text, parsed):
+        found = _value_at(parsed, path)
+        return found is not _MISSING and is_superset(found, value)
+
+    return at_path
+
+
+def compile_filters(filters, logic="and"):
+    """A predicate (text, parsed) -> bool for a valid filter list: `text` is the frame
+    (None for a binary one), `parsed` its JSON (None when not JSON or not parsed)."""
     if not filters:
-        return True
-    if not isinstance(message, dict):
-        return False
-    results = (f["key"] in message and is_superset(message[f["key"]], f["value"]) for f in filters)
-    return any(results) if logic == "or" else all(results)
+        return lambda text, parsed: True
+    return _compile({"any_of" if logic == "or" else "all_of": filters})
+
+
+def matches(message, filters, logic="and", *, text=None):
+    """Whether a frame passes `filters`: `message` is its parsed JSON (None when it was
+    not JSON), `text` the frame itself (None for a binary one)."""
+    return compile_filters(filters, logic)(text, message)

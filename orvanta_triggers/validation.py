@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 
 from orvanta_triggers import conf, netguard, registry
+from orvanta_triggers import filters as filter_checks
 
 # \Z, not $: "$" also matches before a trailing newline.
 PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*\Z")
@@ -134,14 +135,8 @@ def ws_url_error(url):
 
 def filters_errors(filters, filter_logic):
     errors = _Errors()
-    if not isinstance(filters, list):
-        errors.add("filters", 'must be a list of {"key": ..., "value": ...}')
-    else:
-        for index, item in enumerate(filters):
-            if not _is_json_object(item) or set(item) != {"key", "value"}:
-                errors.add("filters", f'filter {index}: must be exactly {{"key": <string>, "value": <any JSON>}}')
-            elif not isinstance(item["key"], str) or not item["key"]:
-                errors.add("filters", f"filter {index}: key must be a non-empty string")
+    for message in filter_checks.check(filters):
+        errors.add("filters", message)
     if filter_logic not in ("and", "or"):
         errors.add("filter_logic", "must be 'and' or 'or'")
     return errors

@@ -103,18 +103,18 @@ def test_an_unexpected_error_is_shown_and_the_connection_comes_back(
 ):
     """A bug hit while handling a frame is logged at ERROR with the trigger path, counted,
     and followed by a reconnect after which frames become jobs again."""
-    from orvanta_triggers import filters
+    from listener.status import StatusWriter
 
-    real_matches = filters.matches
+    real_touch = StatusWriter.touch
     failures = iter([RuntimeError("injected fault")])
 
-    def matches_failing_once(*args, **kwargs):
+    def touch_failing_once(self, *args, **kwargs):
         failure = next(failures, None)
         if failure is not None:
             raise failure
-        return real_matches(*args, **kwargs)
+        return real_touch(self, *args, **kwargs)
 
-    monkeypatch.setattr(filters, "matches", matches_failing_once)
+    monkeypatch.setattr(StatusWriter, "touch", touch_failing_once)
     crashes = REGISTRY.get_sample_value("orvanta_listener_connection_crashes_total")
     make_trigger(e2e_workspace, ws_server)
     wait_connected(ws_server)
@@ -126,3 +126,15 @@ def test_an_unexpected_error_is_shown_and_the_connection_comes_back(
     ws_server.send_all("second")
     [job] = wait_jobs(count=1, status=Job.Status.SUCCESS)
     assert job.args == {"msg": "second"}
+
+
+def test_a_regex_filter_keeps_only_the_frames_it_matches(e2e_workspace, ws_server, celery_worker, listener):
+    """A STOMP-like text stream: only MESSAGE frames become jobs; heart-beats and binary frames don't."""
+    make_trigger(e2e_workspace, ws_server, filters=[{"regex": "^MESSAGE\n"}])
+    wait_connected(ws_server)
+    for frame in ("CONNECTED\nversion:1.2\n\n\x00", "\n", b"MESSAGE\n", "MESSAGE\ndestination:/q\n\nhi\x00"):
+        ws_server.send_all(frame)
+    [job] = wait_jobs(count=1, status=Job.Status.SUCCESS)
+    assert job.args == {"msg": "MESSAGE\ndestination:/q\n\nhi\x00"}
+    ws_server.send_all("MESSAGE\n\nsecond\x00")
+    assert len(wait_jobs(count=2, status=Job.Status.SUCCESS)) == 2

@@ -270,3 +270,118 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
 def test_nesting_depth_counts_arrays_and_objects():
     """nesting_depth: 0 for a scalar, one per array or object level."""
     assert [filters.nesting_depth(v) for v in (1, [], {"a": [1, {"b": []}]})] == [0, 1, 4]
+
+
+# Filters v2: paths, regexes, groups
+
+
+def test_a_path_reaches_into_objects_and_arrays():
+    """{"path": "a.b.0.c"} walks keys and indexes; a missing step is no match."""
+    message = {"a": {"b": [{"c": {"x": 1, "y": 2}}]}}
+    assert matches(message, [{"path": "a.b.0.c", "value": {"x": 1}}])
+    assert not matches(message, [{"path": "a.b.1.c", "value": {"x": 1}}])
+    assert not matches(message, [{"path": "a.b.0.c.x.z", "value": 1}])
+
+
+def test_a_regex_searches_text_frames_only():
+    """A regex filter searches the frame's text; a binary frame (no text) never matches."""
+    stomp = [{"regex": "^MESSAGE\\n"}]
+    assert matches(None, stomp, text="MESSAGE\ndestination:/q\n\nhi\x00")
+    assert not matches(None, stomp, text="\n")
+    assert not matches(None, stomp, text=None)
+
+
+def test_groups_nest():
+    """any_of, all_of and none_of combine entries and further groups."""
+    tick = {"key": "type", "value": "tick"}
+    vip = {"path": "meta.tags", "value": ["vip"]}
+    test = {"regex": "test"}
+    filters = [{"any_of": [{"all_of": [tick, vip]}, {"none_of": [tick, test]}]}]
+    assert matches({"type": "tick", "meta": {"tags": ["vip", "x"]}}, filters, text="{}")
+    assert not matches({"type": "tick", "meta": {"tags": []}}, filters, text="{}")
+    assert matches({"type": "tock"}, filters, text="real")
+    assert not matches({"type": "tock"}, filters, text="a test")
+
+
+def test_a_frame_that_is_not_json_matches_no_json_entry_but_may_match_a_regex():
+    """Text protocols (STOMP, plain lines) can still be filtered, by regex."""
+    filters = [{"key": "type", "value": "x"}, {"regex": "^PING"}]
+    assert matches(None, filters, "or", text="PING 1")
+    assert not matches(None, filters, "and", text="PING 1")
+
+
+leaves = st.sampled_from(
+    [
+        {"key": "a", "value": 1},
+        {"key": "b", "value": {"c": True}},
+        {"path": "b.c", "value": True},
+        {"path": "l.0", "value": "x"},
+        {"regex": "^z"},
+        {"regex": "1"},
+    ]
+)
+
+
+def groups_of(children):
+    return st.one_of(
+        *(st.builds(lambda items, name=name: {name: items}, st.lists(children, max_size=3)) for name in filters.GROUPS)
+    )
+
+
+entries = st.recursive(leaves, groups_of, max_leaves=8)
+messages = st.fixed_dictionaries(
+    {},
+    optional={
+        "a": st.sampled_from([1, 2, "1"]),
+        "b": st.sampled_from([{"c": True}, {"c": False}, {}]),
+        "l": st.lists(st.sampled_from(["x", "y"]), max_size=2),
+    },
+)
+texts = st.none() | st.sampled_from(["z1", "a1", "zz", ""])
+
+
+@given(st.lists(entries, max_size=4), messages, texts)
+def test_all_of_a_nested_all_of_is_the_flat_list(items, message, text):
+    """all_of[x, all_of[y...]] matches exactly when all_of[x, y...] does (and "and" logic is all_of)."""
+    nested = [{"all_of": items[:1] + [{"all_of": items[1:]}]}]
+    assert matches(message, nested, text=text) == matches(message, items, "and", text=text)
+
+
+@given(st.lists(entries, min_size=1, max_size=4), messages, texts)
+def test_any_of_is_or_logic(items, message, text):
+    """A top-level "or" is any_of of its entries (an empty list matches every frame)."""
+    assert matches(message, [{"any_of": items}], text=text) == matches(message, items, "or", text=text)
+
+
+@given(st.lists(entries, max_size=4), messages, texts)
+def test_none_of_is_the_negation_of_any_of(items, message, text):
+    """none_of[...] matches exactly when any_of[...] does not."""
+    assert matches(message, [{"none_of": items}], text=text) != matches(message, [{"any_of": items}], text=text)
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ({"regex": "(a"}, "not a valid RE2 pattern"),
+        ({"regex": "(a)\\1"}, "not a valid RE2 pattern"),
+        ({"regex": "a" * (filters.MAX_PATTERN_LENGTH + 1)}, "longer than"),
+        ({"path": "a..b", "value": 1}, "dot-separated"),
+        ({"key": "", "value": 1}, "non-empty"),
+        ({"key": "a", "value": 1, "regex": "x"}, "must be"),
+        ({"any_of": {"key": "a"}}, "must be a list"),
+        ({"key": "a", "value": json.loads("[" * 40 + "]" * 40)}, "nests deeper"),
+    ],
+)
+def test_check_says_what_is_wrong(entry, reason):
+    """Invalid entries are refused with a reason naming the entry."""
+    [error] = filters.check([entry])
+    assert error.startswith("filter 0") and reason in error
+
+
+def test_check_bounds_group_depth_and_entry_count():
+    """Groups nest at most MAX_GROUP_DEPTH deep; a list holds at most MAX_FILTER_ENTRIES entries."""
+    deep = {"regex": "x"}
+    for _ in range(filters.MAX_GROUP_DEPTH + 1):
+        deep = {"all_of": [deep]}
+    assert any("nest at most" in error for error in filters.check([deep]))
+    assert any("at most" in error for error in filters.check([{"regex": "x"}] * (filters.MAX_FILTER_ENTRIES + 1)))

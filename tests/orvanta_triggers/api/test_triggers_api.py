@@ -166,6 +166,22 @@ def test_create_bad_json_field_is_field_keyed_400(api):
     assert response.status_code == 400 and set(response.json()) == {"headers"}
 
 
+def test_create_with_filters_v2_round_trips(api):
+    """Paths, regexes and nested groups are accepted and read back as written."""
+    filters = [
+        {"any_of": [{"path": "d.s", "value": 1}, {"none_of": [{"regex": "^HEARTBEAT"}]}]},
+        {"key": "op", "value": 0},
+    ]
+    response = api.post(LIST, {**BODY, "filters": filters}, format="json")
+    assert response.status_code == 201 and response.json()["filters"] == filters
+
+
+def test_create_with_a_backtracking_regex_is_400(api):
+    """A pattern RE2 can't run in linear time (a backreference) answers 400 on filters."""
+    response = api.post(LIST, {**BODY, "filters": [{"regex": "(a+)+\\1"}]}, format="json")
+    assert response.status_code == 400 and "RE2" in response.json()["filters"][0]
+
+
 def test_create_missing_required_fields_400(api):
     """A body without path, url and script_path answers 400 naming each."""
     response = api.post(LIST, {}, format="json")
