@@ -47,6 +47,14 @@ class ListenerServices:
 RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
 
 
+def send_frame(ws, frame):
+    """Send a text frame (str) or a binary frame (bytes)."""
+    if isinstance(frame, bytes):
+        ws.send_binary(frame)
+    else:
+        ws.send(frame)
+
+
 class FailureStreak:
     """Connection attempts failing in a row; once they have lasted `after_secs`, the
     trigger's error handler hears of it, once per streak."""
@@ -84,6 +92,8 @@ class Connection:
         # Per-frame settings, read once per connection rather than per frame.
         self._max_message_bytes = conf.max_message_bytes()
         self._state_field = (spec.heartbeat or {}).get("state_field")
+        binary_heartbeat = (spec.heartbeat or {}).get("binary_message")
+        self._heartbeat_bytes = base64.b64decode(binary_heartbeat) if binary_heartbeat else None
         self._close_reason = "closed by the listener"
         self.status = Status.CONNECTING
 
@@ -122,7 +132,7 @@ class Connection:
         if ws is None or not ws.connected or self._closing.is_set():
             return False
         try:
-            ws.send(frame)
+            send_frame(ws, frame)
         except Exception as exc:
             logger.warning("trigger %s: could not send result of job %s: %s", self.spec.path, job_id, exc)
             return False
@@ -133,7 +143,7 @@ class Connection:
                 "type": "result",
                 "trigger_path": self.spec.path,
                 "job_id": job_id,
-                "frame": monitor.shorten(frame),
+                "frame": monitor.shorten(frame if isinstance(frame, str) else base64.b64encode(frame).decode("ascii")),
             },
         )
         return True
@@ -272,7 +282,9 @@ class Connection:
             if "raw_message" in item:
                 # A JSON string goes out unquoted; any other JSON text as written.
                 parsed = json.loads(item["raw_message"])
-                text = parsed if isinstance(parsed, str) else item["raw_message"]
+                frame = parsed if isinstance(parsed, str) else item["raw_message"]
+            elif "binary_message" in item:
+                frame = base64.b64decode(item["binary_message"])
             else:
                 runnable = item["runnable_result"]
                 try:
@@ -285,9 +297,9 @@ class Connection:
                     )
                 except RunnableFailed as exc:
                     raise ConnectFailed(f"initial message {index}: runnable {exc}") from exc
-                text = result_frame(result)
+                frame = result_frame(result)
             try:
-                ws.send(text)
+                send_frame(ws, frame)
             except Exception as exc:
                 raise ConnectFailed(f"initial message {index} could not be sent: {exc}") from exc
 
@@ -356,7 +368,10 @@ class Connection:
         if self._next_heartbeat is None or now < self._next_heartbeat:
             return now
         interval = self.spec.heartbeat["interval_secs"]
-        ws.send(self.spec.heartbeat["message"].replace("{{state}}", json.dumps(self._heartbeat_state)))
+        if self._heartbeat_bytes is not None:
+            ws.send_binary(self._heartbeat_bytes)
+        else:
+            ws.send(self.spec.heartbeat["message"].replace("{{state}}", json.dumps(self._heartbeat_state)))
         metrics.HEARTBEATS_SENT.inc()
         # Keep the cadence; after a long stall, restart it instead of bursting.
         self._next_heartbeat += interval

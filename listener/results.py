@@ -5,7 +5,6 @@ queue, since a redis-py PubSub is not safe to share between threads. The same
 connection carries the config-change nudges that wake the supervisor early.
 """
 
-import json
 import logging
 import queue
 import threading
@@ -81,11 +80,11 @@ class ResultRouter:
             self._on_config_changed()
             return
         trigger_id = int(channel.rsplit(":", 1)[1])
-        payload = json.loads(data)
+        job_id, frame = bus.decode_result(data)
         connection = self._connections.get(trigger_id)
-        if connection is None or not connection.send_result(payload["frame"], payload["job_id"]):
+        if connection is None or not connection.send_result(frame, job_id):
             metrics.RESULTS_UNDELIVERED.inc()
-            logger.warning("trigger %s: result of job %s not sent: no live connection", trigger_id, payload["job_id"])
+            logger.warning("trigger %s: result of job %s not sent: no live connection", trigger_id, job_id)
         else:
             metrics.RESULTS_SENT.inc()
 

@@ -1,6 +1,7 @@
 """Runs a runnable on a Celery worker for the listener (URL runnables, initial
 messages) and waits for its reply; the listener itself never runs user code."""
 
+import base64
 import json
 import logging
 import time
@@ -48,5 +49,5 @@ class RunnableClient:
                 if not payload["ok"]:
                     error = payload["error"]
                     raise RunnableFailed(f"{path} failed: {error['name']}: {error['message']}")
-                return payload["result"]
+                return base64.b64decode(payload["result"]) if payload.get("binary") else payload["result"]
         raise RunnableFailed(f"{path}: cancelled")

@@ -1,6 +1,7 @@
 """Redis names and the shared client: result channels, leases, listener nudges and
 runnable replies all live under ORVANTA_REDIS_PREFIX."""
 
+import base64
 import json
 import logging
 import threading
@@ -53,16 +54,26 @@ def reply_key(request_id):
     return f"{conf.redis_prefix()}reply:{request_id}"
 
 
-def publish_result(*, trigger_id, job_id, frame):
-    """Hand a result frame to whichever listener holds the trigger."""
-    client().publish(results_channel(trigger_id), json.dumps({"job_id": job_id, "frame": frame}))
+def encode_result(job_id, frame):
+    """A result frame as it travels through Redis: text as-is, bytes as base64."""
+    if isinstance(frame, bytes):
+        return json.dumps({"job_id": job_id, "frame": base64.b64encode(frame).decode("ascii"), "binary": True})
+    return json.dumps({"job_id": job_id, "frame": frame})
+
+
+def decode_result(data):
+    """(job id, frame: str for a text frame, bytes for a binary one)."""
+    payload = json.loads(data)
+    frame = base64.b64decode(payload["frame"]) if payload.get("binary") else payload["frame"]
+    return payload["job_id"], frame
 
 
 def publish_results(frames):
-    """publish_result for many [(trigger id, job id, frame)], in one round trip."""
+    """Hand result frames [(trigger id, job id, frame)] to whichever listeners hold
+    the triggers, in one round trip."""
     pipe = client().pipeline(transaction=False)
     for trigger_id, job_id, frame in frames:
-        pipe.publish(results_channel(trigger_id), json.dumps({"job_id": job_id, "frame": frame}))
+        pipe.publish(results_channel(trigger_id), encode_result(job_id, frame))
     pipe.execute()
 
 

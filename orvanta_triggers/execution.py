@@ -4,6 +4,7 @@ handlers, and one job's run (orvanta_triggers.jobrunner runs a message's jobs).
 Called from orvanta_triggers.tasks with plain JSON; never from the listener.
 """
 
+import base64
 import json
 import logging
 import time
@@ -54,12 +55,18 @@ def error_payload(exc):
 
 
 def result_frame(result):
-    """How a result travels on the socket: a string as-is, anything else as JSON."""
-    return result if isinstance(result, str) else json.dumps(result)
+    """How a result travels on the socket: a string as-is (a text frame), bytes as-is
+    (a binary frame), anything else as JSON text."""
+    if isinstance(result, (str, bytes)):
+        return result
+    return json.dumps(result)
 
 
 def _json_checked(value, what):
-    """`value`, if it is JSON that any database can store (NaN and infinities are not)."""
+    """`value`, if it is JSON that any database can store (NaN and infinities are not),
+    or bytes (a binary result)."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -180,6 +187,7 @@ class JobRun:
 
     def row(self, status=None):
         """The job's row values: its outcome once it ran, else `status` (queued or running)."""
+        binary = isinstance(self.result, bytes)
         return dict(
             workspace_id=self.spec["workspace_id"],
             trigger_path=self.spec["trigger_path"],
@@ -188,7 +196,8 @@ class JobRun:
             attempt=self.attempt,
             status=self.status or status,
             args=self.args if self.status == Job.Status.SUCCESS else {"msg": self.msg},
-            result=self.result,
+            result=base64.b64encode(self.result).decode("ascii") if binary else self.result,
+            result_type=Job.ResultType.BINARY if binary else Job.ResultType.JSON,
             error=self.error,
             started_at=self.started_at,
             finished_at=self.finished_at,

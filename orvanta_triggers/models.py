@@ -290,7 +290,18 @@ class Job(models.Model):
         help_text="queued, running, success or failure.",
     )
     args = StorableJSONField(null=True, blank=True, help_text="The arguments main() was called with.")
+
+    class ResultType(models.TextChoices):
+        JSON = "json", "JSON"
+        BINARY = "binary", "Binary (result holds its base64)"
+
     result = StorableJSONField(null=True, blank=True, help_text="What the runnable returned.")
+    result_type = models.CharField(
+        max_length=10,
+        choices=ResultType.choices,
+        default=ResultType.JSON,
+        help_text="json, or binary: the runnable returned bytes, and result is their base64.",
+    )
     error = StorableJSONField(null=True, blank=True, help_text="On failure: {name, message, stack}.")
     attempt = models.PositiveIntegerField(default=1, help_text="1 for the first run; retries count up.")
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the job row was created.")

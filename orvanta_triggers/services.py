@@ -198,6 +198,7 @@ JOB_RECORD_FIELDS = (
     "status",
     "args",
     "result",
+    "result_type",
     "error",
     "attempt",
     "started_at",

@@ -1,5 +1,6 @@
 """Celery entry points. They take ids and plain JSON and delegate to execution."""
 
+import base64
 import functools
 import json
 import logging
@@ -111,10 +112,10 @@ def run_runnable(request_id, workspace_id, path, is_flow, args):
     """Run a runnable for the listener (URL, initial message) and push the outcome
     to the reply list the listener waits on."""
     try:
-        reply = {
-            "ok": True,
-            "result": execution.run_runnable(workspace_id=workspace_id, path=path, is_flow=is_flow, args=args),
-        }
+        result = execution.run_runnable(workspace_id=workspace_id, path=path, is_flow=is_flow, args=args)
+        reply = {"ok": True, "result": result}
+        if isinstance(result, bytes):
+            reply = {"ok": True, "result": base64.b64encode(result).decode("ascii"), "binary": True}
     except Exception as exc:
         logger.info("runnable %s failed for listener request %s: %s", path, request_id, exc)
         reply = {"ok": False, "error": execution.error_payload(exc)}

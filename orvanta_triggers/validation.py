@@ -3,6 +3,8 @@ shared by the admin, the API and the services. Each function returns a dict of
 field name -> list of messages; an empty dict means valid.
 """
 
+import base64
+import binascii
 import json
 import re
 from urllib.parse import urlsplit
@@ -149,8 +151,17 @@ def initial_messages_errors(initial_messages, workspace_id):
         return errors
     for index, item in enumerate(initial_messages):
         prefix = f"message {index}"
-        if not _is_json_object(item) or len(item) != 1 or next(iter(item)) not in ("raw_message", "runnable_result"):
-            errors.add("initial_messages", f'{prefix}: must be {{"raw_message": ...}} or {{"runnable_result": ...}}')
+        kinds = ("raw_message", "binary_message", "runnable_result")
+        if not _is_json_object(item) or len(item) != 1 or next(iter(item)) not in kinds:
+            errors.add(
+                "initial_messages",
+                f'{prefix}: must be {{"raw_message": ...}}, {{"binary_message": <base64>}} or {{"runnable_result": ...}}',
+            )
+            continue
+        if "binary_message" in item:
+            message = _base64_error(item["binary_message"])
+            if message:
+                errors.add("initial_messages", f"{prefix}: binary_message {message}")
             continue
         if "raw_message" in item:
             raw = item["raw_message"]
@@ -177,18 +188,40 @@ def initial_messages_errors(initial_messages, workspace_id):
     return errors
 
 
+def _base64_error(value):
+    """Why `value` is not non-empty standard base64 text, or None."""
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string of base64"
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        return f"is not valid base64 ({exc})"
+    return None
+
+
 def heartbeat_errors(heartbeat):
     errors = _Errors()
     if heartbeat is None:
         return errors
-    if not _is_json_object(heartbeat) or not set(heartbeat) <= {"interval_secs", "message", "state_field"}:
-        errors.add("heartbeat", 'must be null or {"interval_secs", "message", "state_field"?}')
+    shape = 'must be null or {"interval_secs", "message" or "binary_message", "state_field"?}'
+    if not _is_json_object(heartbeat) or not set(heartbeat) <= {
+        "interval_secs",
+        "message",
+        "binary_message",
+        "state_field",
+    }:
+        errors.add("heartbeat", shape)
         return errors
     interval = heartbeat.get("interval_secs")
     if not _is_number(interval) or interval < 1:
         errors.add("heartbeat", "interval_secs must be a number >= 1")
-    message = heartbeat.get("message")
-    if not isinstance(message, str) or not message:
+    if ("message" in heartbeat) == ("binary_message" in heartbeat):
+        errors.add("heartbeat", "needs exactly one of message (text) and binary_message (base64)")
+    elif "binary_message" in heartbeat:
+        message = _base64_error(heartbeat["binary_message"])
+        if message:
+            errors.add("heartbeat", f"binary_message {message}")
+    elif not isinstance(heartbeat["message"], str) or not heartbeat["message"]:
         errors.add("heartbeat", "message must be a non-empty string")
     state_field = heartbeat.get("state_field")
     if state_field is not None and not isinstance(state_field, str):

@@ -58,6 +58,7 @@ class JobSerializer(serializers.ModelSerializer):
             "status",
             "args",
             "result",
+            "result_type",
             "error",
             "attempt",
             "created_at",

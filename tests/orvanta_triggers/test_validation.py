@@ -507,3 +507,19 @@ def test_trigger_on_existing_flow_saves(workspace):
     services.create_flow(workspace=workspace, path="f/test/flow", steps=[STEP_A])
     trigger = services.create_trigger(workspace=workspace, **{**VALID, "script_path": "f/test/flow", "is_flow": True})
     assert trigger.is_flow is True
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("initial_messages", [{"binary_message": "not base64!"}]),
+        ("initial_messages", [{"binary_message": ""}]),
+        ("heartbeat", {"interval_secs": 5, "binary_message": "%%%"}),
+        ("heartbeat", {"interval_secs": 5, "message": "ping", "binary_message": "wAA="}),
+        ("heartbeat", {"interval_secs": 5}),
+    ],
+    ids=["bad-base64", "empty", "bad-heartbeat-base64", "both-messages", "no-message"],
+)
+def test_binary_messages_are_checked(workspace, field, value):
+    """binary_message must be base64, and a heartbeat has exactly one of message and binary_message."""
+    assert set(create_errors(workspace, **{field: value})) == {field}

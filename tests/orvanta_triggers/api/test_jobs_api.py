@@ -18,6 +18,7 @@ JOB_JSON_KEYS = {
     "status",
     "args",
     "result",
+    "result_type",
     "error",
     "attempt",
     "created_at",
