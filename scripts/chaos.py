@@ -1,38 +1,57 @@
 """`make chaos`: the whole system (2 listeners, 2 Celery workers, a private Redis, a
-fresh database, 20 WebSocket feeds) under failures, with exact accounting of every
-message the feeds wrote.
+private PostgreSQL server, 20 WebSocket feeds) under failures, with exact accounting
+of every message the feeds wrote.
 
-Timeline: all triggers connected -> run -> graceful Redis restart -> run -> SIGKILL of
-a pool process of worker w1 while it runs a job -> run -> SIGKILL of listener L1
-(frozen with SIGSTOP a few ms before, to read its sockets exactly) ->
-run -> stop the feeds -> wait for the jobs -> stop everything -> summary + assertions:
+The feeds send numbered JSON messages; the first CHAOS_POISON_FEEDS of them also send
+a poison frame every CHAOS_POISON_EVERY_SECS, in turn: text with U+0000 (a STOMP
+MESSAGE frame), a 200,000-deep JSON array, a ~0.9 MB text frame and a binary frame.
+Each carries a `poison:<trigger>-<seq>` tag (a prefix, the innermost string of the
+array, the first bytes of the binary payload) that the chaos runnable and the
+accounting recover (scripts/chaos_runnables/chaos_record.py: message_key).
 
-  (a) every message written produced exactly one Job row, status success (duplicate
-      executions counted from the chaos runnable's execution log and printed);
+Timeline: all triggers connected -> run -> graceful Redis restart -> run ->
+PostgreSQL fast restart (pg_ctl restart -m fast) -> run -> PostgreSQL stopped for
+CHAOS_PG_DOWN_SECS -> run -> SIGKILL of a pool process of worker w1 while it runs a
+job -> run -> SIGKILL of listener L1 (frozen with SIGSTOP a few ms before, to read its
+sockets exactly) -> run -> stop the feeds -> wait for the jobs -> stop everything ->
+summary + assertions:
+
+  (a) every message written, poison frames included, produced exactly one Job row,
+      status success, on its trigger, whose msg (the base64 of the payload for a
+      binary frame) and result (what the runnable saw) are exactly what was sent;
+      duplicate executions, counted from the chaos runnable's execution log, are
+      allowed only for the killed pool process's message and around the Redis
+      restart;
   (b) the only messages without a job were written to L1's sockets at or after the
-      moment L1 was killed (those written up to CHAOS_IN_FLIGHT_MS before are counted
-      separately as "in flight");
+      moment L1 was frozen; one written to L1 before that and lost fails the run
+      (how long before the kill each was written is printed);
   (c) no trigger ever had two live connections at once (server side);
   (d) every trigger is connected at the end (DB status and exactly one server-side
       connection each);
   plus: L1's triggers are taken over within ORVANTA_LEASE_TTL_SECS + 2 s, and no
-  listener socket is closed while Redis is away.
+  listener socket is closed while Redis or PostgreSQL is away.
 
-Everything it starts (Redis, listeners, workers, feeds, database, work dir) is torn
-down in `finally`, even on failure; the process logs stay in a logs directory whose
-path is printed at the end.
+Everything it starts (Redis, PostgreSQL, listeners, workers, feeds, work dir) is torn
+down in `finally`, even on failure; the process logs (PostgreSQL's included) stay in
+a logs directory whose path is printed at the end.
 
 Knobs (environment): CHAOS_TRIGGERS (20), CHAOS_RATE (messages/s per trigger, 2),
 CHAOS_PHASE_SECS (20), CHAOS_DROP_MIN_SECS/CHAOS_DROP_MAX_SECS (5/15),
-CHAOS_REDIS_DOWN_SECS (3), CHAOS_SLEEP_MS (job duration range, "20-60"),
-CHAOS_DRAIN_TIMEOUT_SECS (150), CHAOS_IN_FLIGHT_MS (50), CHAOS_SEED,
-CHAOS_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/postgres; "" for SQLite),
-CHAOS_KEEP_WORK_DIR (1: keep the work dir, e.g. the broker's AOF). On failure the
-broker's AOF is copied next to the logs (redis-aof/).
+CHAOS_REDIS_DOWN_SECS (3), CHAOS_PG_DOWN_SECS (10), CHAOS_POISON_FEEDS (4),
+CHAOS_POISON_EVERY_SECS (3), CHAOS_SLEEP_MS (job duration range, "20-60"),
+CHAOS_DRAIN_TIMEOUT_SECS (150), CHAOS_SEED, CHAOS_KEEP_WORK_DIR (1: keep the work dir,
+e.g. the broker's AOF). On failure the broker's AOF is copied next to the logs
+(redis-aof/).
+
+The private PostgreSQL server is tests/pgserver.py's PrivatePostgres (its own
+cluster on a free port, run as the postgres OS user when run as root), shared with
+the suite's database-fault tests rather than copied.
 """
 
 import asyncio
+import base64
 import collections
+import hashlib
 import json
 import os
 import random
@@ -46,6 +65,9 @@ import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+
+from scripts.chaos_runnables.chaos_record import message_key
+from tests.pgserver import PrivatePostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -62,12 +84,13 @@ PHASE_SECS = _env_float("CHAOS_PHASE_SECS", 20)
 DROP_MIN_SECS = _env_float("CHAOS_DROP_MIN_SECS", 5)
 DROP_MAX_SECS = _env_float("CHAOS_DROP_MAX_SECS", 15)
 REDIS_DOWN_SECS = _env_float("CHAOS_REDIS_DOWN_SECS", 3)
+PG_DOWN_SECS = _env_float("CHAOS_PG_DOWN_SECS", 10)
+POISON_FEEDS = int(_env_float("CHAOS_POISON_FEEDS", 4))
+POISON_EVERY_SECS = _env_float("CHAOS_POISON_EVERY_SECS", 3)
 DRAIN_TIMEOUT_SECS = _env_float("CHAOS_DRAIN_TIMEOUT_SECS", 150)
-IN_FLIGHT_SECS = _env_float("CHAOS_IN_FLIGHT_MS", 50) / 1000.0
 SLEEP_MS = os.environ.get("CHAOS_SLEEP_MS", "20-60")
 SEED = int(_env_float("CHAOS_SEED", time.time_ns() % 1_000_000))
 KEEP_WORK_DIR = os.environ.get("CHAOS_KEEP_WORK_DIR", "") not in ("", "0")
-POSTGRES_URL = os.environ.get("CHAOS_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 LEASE_TTL_SECS = 5.0
 TAKEOVER_LIMIT_SECS = LEASE_TTL_SECS + 2.0
@@ -76,6 +99,12 @@ SETTLE_TIMEOUT_SECS = 20
 STOP_TIMEOUT_SECS = 20
 DROP_CODES = (1000, 1001, 1011, 1012, 1013, 1014, 3000, 4000, 4321)
 SCRIPT_PATH = "chaos_record"
+POISON_KINDS = ("nul", "deep", "big", "binary")
+DEEP_LEVELS = 200_000
+BIG_BYTES = 900_000
+BINARY_BYTES = 4096
+# Summary only: how many messages were written to L1 this close to its death.
+NEAR_KILL_SECS = 0.05
 
 T0 = time.time()
 
@@ -151,14 +180,34 @@ def client_ports(pid, server_port):
 # The WebSocket feeds: one server, one path per trigger, in a thread of its own
 
 
+def poison_frame(kind, tag, rng):
+    """(frame to send, the msg its job must get): a frame that used to break the
+    product, carrying `tag`; bytes for a binary frame, whose job's msg is its base64."""
+    if kind == "nul":
+        return f"{tag}:MESSAGE\ndestination:/q\n\nbody\x00", None
+    if kind == "deep":
+        return "[" * DEEP_LEVELS + json.dumps(tag) + "]" * DEEP_LEVELS, None
+    if kind == "big":
+        # 3-byte UTF-8 characters: about 0.9 MB on the wire, a third of that in code points.
+        return f"{tag}:" + "\u20ac" * ((BIG_BYTES - len(tag) - 1) // 3), None
+    payload = tag.encode() + b"\x00\xff" + rng.randbytes(BINARY_BYTES)
+    return payload, base64.b64encode(payload).decode("ascii")
+
+
+def digest(msg):
+    """sha256 of a job's msg (any str, lone surrogates included)."""
+    return hashlib.sha256(msg.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class Feeds:
     def __init__(self, n_triggers, rate, rng):
         self.n = n_triggers
         self.rate = rate
         self.rng = rng
         self.lock = threading.Lock()
-        self.writes = []  # (conn id, trigger, seq, msg, t) written
-        self.failed_writes = []  # (conn id, trigger, seq, msg, t, error) not (surely) written
+        self.writes = []  # (conn id, trigger, key, t) written
+        self.failed_writes = []  # (conn id, trigger, key, t, error) not (surely) written
+        self.poison = {}  # key -> (kind, digest of the msg its job must get)
         self.conns = {}  # conn id -> info dict
         self.live = defaultdict(set)
         self.max_live = defaultdict(int)
@@ -168,6 +217,7 @@ class Feeds:
         self._sockets = {}
         self._next_id = 0
         self._seq = defaultdict(int)
+        self._poisons_sent = defaultdict(int)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="feeds", daemon=True)
         self._server = None
@@ -289,31 +339,45 @@ class Feeds:
             pass
 
     async def _ticker(self, index):
-        from websockets.exceptions import ConnectionClosed
-
         period = 1.0 / self.rate
         next_at = self._loop.time() + self.rng.uniform(0, period)
+        poison_at = self._loop.time() + self.rng.uniform(0, POISON_EVERY_SECS)
         while self.sending:
             await asyncio.sleep(max(next_at - self._loop.time(), 0))
             next_at += period
             if not self.sending:
                 break
-            self._seq[index] += 1
-            seq = self._seq[index]
-            msg = json.dumps({"trigger": index, "seq": seq})
-            with self.lock:
-                targets = [(cid, self._sockets[cid]) for cid in self.live[index] if cid in self._sockets]
-            for cid, ws in targets:
-                t = time.time()
-                try:
-                    await ws.send(msg)
-                except ConnectionClosed as exc:
-                    with self.lock:
-                        self.failed_writes.append((cid, index, seq, msg, t, repr(exc)))
-                    continue
+            key = json.dumps({"trigger": index, "seq": self._next_seq(index)})
+            await self._send(index, key, key)
+            if index < POISON_FEEDS and self._loop.time() >= poison_at:
+                poison_at += POISON_EVERY_SECS
+                kind = POISON_KINDS[self._poisons_sent[index] % len(POISON_KINDS)]
+                self._poisons_sent[index] += 1
+                key = f"poison:{index}-{self._next_seq(index)}"
+                frame, job_msg = poison_frame(kind, key, self.rng)
+                self.poison[key] = (kind, digest(job_msg or frame))
+                await self._send(index, key, frame)
+
+    def _next_seq(self, index):
+        self._seq[index] += 1
+        return self._seq[index]
+
+    async def _send(self, index, key, frame):
+        from websockets.exceptions import ConnectionClosed
+
+        with self.lock:
+            targets = [(cid, self._sockets[cid]) for cid in self.live[index] if cid in self._sockets]
+        for cid, ws in targets:
+            t = time.time()
+            try:
+                await ws.send(frame)
+            except ConnectionClosed as exc:
                 with self.lock:
-                    self.writes.append((cid, index, seq, msg, t))
-                    self.conns[cid]["writes"] += 1
+                    self.failed_writes.append((cid, index, key, t, repr(exc)))
+                continue
+            with self.lock:
+                self.writes.append((cid, index, key, t))
+                self.conns[cid]["writes"] += 1
 
 
 # Processes
@@ -413,6 +477,9 @@ class PrivateRedis:
                 str(self.data_dir),
                 "--save",
                 "",
+                # Never rewritten: broker_trace replays the whole history from the AOF.
+                "--auto-aof-rewrite-percentage",
+                "0",
                 "--logfile",
                 str(self.log),
                 "--protected-mode",
@@ -457,32 +524,6 @@ class PrivateRedis:
             self.proc.wait(5)
 
 
-def make_database(work_dir):
-    """(DATABASE_URL, drop function, description): a fresh PostgreSQL database when
-    PostgreSQL answers, else a SQLite file in the work dir."""
-    if POSTGRES_URL:
-        try:
-            import psycopg
-
-            admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-        except Exception as exc:
-            step(f"PostgreSQL does not answer ({exc.__class__.__name__}); using SQLite")
-        else:
-            name = f"orvanta_chaos_{os.getpid()}"
-            with admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                admin.execute(f'CREATE DATABASE "{name}"')
-            base = POSTGRES_URL.rsplit("/", 1)[0]
-
-            def drop():
-                with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-            return f"{base}/{name}", drop, f"PostgreSQL database {name}"
-    path = Path(work_dir) / "chaos.sqlite3"
-    return f"sqlite:///{path}", (lambda: None), f"SQLite {path}"
-
-
 class ExecLog:
     """Tails the chaos runnable's execution log."""
 
@@ -490,9 +531,9 @@ class ExecLog:
         self.path = path
         self._offset = 0
         self._partial = b""
-        self.starts = []  # (pid, t, msg)
+        self.starts = []  # (pid, t, message key)
         self.ends = []
-        self.running = {}  # pid -> (msg, t) started and not ended
+        self.running = {}  # pid -> (message key, t) started and not ended
 
     def poll(self):
         try:
@@ -536,18 +577,16 @@ def _aof_commands(aof_dir):
 
 
 def _task_msgs(payload):
-    """(delivery tag, [trigger messages]) of a Celery message as kombu stores it."""
-    import base64
-
+    """(delivery tag, [keys of its trigger messages]) of a Celery message as kombu stores it."""
     message = json.loads(payload)
     body = json.loads(base64.b64decode(message["body"]))
     kwargs = body[1] if isinstance(body, list) and len(body) > 1 else {}
     msgs = [kwargs["msg"]] if "msg" in kwargs else [job[2] for job in kwargs.get("jobs", [])]
-    return message["properties"]["delivery_tag"], msgs
+    return message["properties"]["delivery_tag"], [message_key(msg) for msg in msgs]
 
 
 def broker_trace(aof_dir, msgs):
-    """What the broker did with the task carrying each message, replayed from the
+    """What the broker did with the task carrying each message (by key), replayed from the
     private Redis's AOF (the `celery` list and kombu's `unacked` hash): a diagnosis
     for messages that never got a job."""
     wanted = set(msgs)
@@ -625,7 +664,7 @@ class Chaos:
         self.redis = None
         self.procs = None
         self.feeds = None
-        self.drop_db = None
+        self.postgres = None
         self.django_ready = False
         self.events = {}
         self.failures = []
@@ -641,8 +680,10 @@ class Chaos:
         self.redis = PrivateRedis(self.work_dir, self.log_dir)
         self.redis.start()
         step(f"private redis-server on port {self.redis.port} (appendonly, appendfsync always)")
-        database_url, self.drop_db, db_desc = make_database(self.work_dir)
-        step(f"database: {db_desc}")
+        self.postgres = PrivatePostgres()
+        self.postgres.start()
+        database_url = self.postgres.create_database("orvanta_chaos")
+        step(f"private PostgreSQL ({self.postgres.bin_dir}) on port {self.postgres.port}, data in {self.postgres.dir}")
         env = dict(os.environ)
         env.update(
             {
@@ -688,7 +729,8 @@ class Chaos:
         self.feeds = Feeds(N_TRIGGERS, RATE, self.rng).start()
         step(
             f"{N_TRIGGERS} feeds on ws://127.0.0.1:{self.feeds.port}/t/<i>, {RATE:g} msg/s each, "
-            f"server drops every {DROP_MIN_SECS:g}-{DROP_MAX_SECS:g}s"
+            f"server drops every {DROP_MIN_SECS:g}-{DROP_MAX_SECS:g}s; feeds 0-{POISON_FEEDS - 1} also send "
+            f"a poison frame every {POISON_EVERY_SECS:g}s ({', '.join(POISON_KINDS)} in turn)"
         )
         workspace = services.create_workspace(slug="chaos")
         self.workspace = workspace
@@ -734,6 +776,12 @@ class Chaos:
         self.restart_redis()
         self.phase("after the Redis restart")
 
+        self.restart_postgres()
+        self.phase("after the PostgreSQL restart")
+
+        self.stop_postgres()
+        self.phase("after the PostgreSQL outage")
+
         self.kill_worker_child()
         self.phase("after the pool process kill")
 
@@ -744,7 +792,10 @@ class Chaos:
         self.feeds.stop_dropping()
         self.feeds.stop_sending()
         self.events["sending_stopped"] = time.time()
-        step(f"feeds stopped sending ({len(self.feeds.writes)} messages written)")
+        step(
+            f"feeds stopped sending ({len(self.feeds.writes)} messages written, "
+            f"{len(self.feeds.poison)} of them poison frames)"
+        )
         self.drain()
         self.check_final_connections(WebSocketTrigger)
         self.l2_ports = client_ports(self.procs.procs["L2"].pid, self.feeds.port)
@@ -805,6 +856,35 @@ class Chaos:
         self.redis.start()
         self.events["redis_up"] = time.time()
         step("Redis is back")
+
+    def restart_postgres(self):
+        step("PostgreSQL: pg_ctl restart -m fast")
+        self.events["pg_restart"] = time.time()
+        self.postgres.restart(mode="fast")
+        self.events["pg_restarted"] = time.time()
+        self._reconnect_database()
+        step(f"PostgreSQL restarted in {self.events['pg_restarted'] - self.events['pg_restart']:.2f}s")
+
+    def stop_postgres(self):
+        step(f"PostgreSQL: pg_ctl stop -m fast; starting it again in {PG_DOWN_SECS:g}s")
+        self.events["pg_down"] = time.time()
+        self.postgres.stop(mode="fast")
+        self.events["pg_stopped"] = time.time()
+        deadline = self.events["pg_stopped"] + PG_DOWN_SECS
+        while time.time() < deadline:
+            self.check_alive("while PostgreSQL is stopped")
+            time.sleep(0.2)
+        self.postgres.start()
+        self.events["pg_up"] = time.time()
+        self._reconnect_database()
+        step(f"PostgreSQL is back after {self.events['pg_up'] - self.events['pg_stopped']:.2f}s stopped")
+
+    @staticmethod
+    def _reconnect_database():
+        """This process's connection died with the server: the next query opens another."""
+        from django.db import connections
+
+        connections.close_all()
 
     def kill_worker_child(self):
         w1 = self.procs.procs["w1"].pid
@@ -894,25 +974,28 @@ class Chaos:
 
     # End of the run
 
-    def expected_missing(self, cid, t):
-        """How a written message may lack a job: 'after_kill', 'in_flight' or None."""
-        if "L1_killed" not in self.events or cid not in self.l1_conns:
-            return None
-        kill = self.events["L1_killed"]
-        if t >= kill:
-            return "after_kill"
-        if t >= kill - IN_FLIGHT_SECS:
-            return "in_flight"
-        return None
+    def written_to_l1(self, cid):
+        """The connection was one of L1's live sockets when it was killed."""
+        return "L1_killed" in self.events and cid in self.l1_conns
+
+    def lost_with_l1(self, cid, t):
+        """Written to L1's socket at or after its death: no process could read it."""
+        return self.written_to_l1(cid) and t >= self.events["L1_killed"]
 
     def job_rows(self):
+        """[(id, key, digest of msg, digest of result, status, trigger path, finished_at)] of every job."""
         from orvanta_triggers.models import Job
 
-        return list(
-            Job.objects.filter(workspace=self.workspace).values_list(
-                "id", "args", "status", "trigger_path", "attempt", "started_at", "finished_at"
-            )
-        )
+        rows = []
+        for job_id, args, result, status, path, finished in (
+            Job.objects.filter(workspace=self.workspace)
+            .values_list("id", "args", "result", "status", "trigger_path", "finished_at")
+            .iterator(chunk_size=200)
+        ):
+            msg = (args or {}).get("msg", "")
+            result_digest = digest(result) if isinstance(result, str) else None
+            rows.append((job_id, message_key(msg), digest(msg), result_digest, status, path, finished))
+        return rows
 
     def drain(self):
         from orvanta_triggers.models import Job
@@ -921,13 +1004,17 @@ class Chaos:
         deadline = time.time() + DRAIN_TIMEOUT_SECS
         with self.feeds.lock:
             writes = list(self.feeds.writes)
-        need = {msg for cid, _, _, msg, t in writes if self.expected_missing(cid, t) is None}
+        need = {key for cid, _, key, t in writes if not self.lost_with_l1(cid, t)}
+        done = {}  # job id -> key, of the successful jobs seen so far
         last_report = 0
         while True:
-            rows = Job.objects.filter(workspace=self.workspace).values_list("args", "status")
-            done = {(args or {}).get("msg") for args, status in rows if status == "success"}
+            rows = list(Job.objects.filter(workspace=self.workspace).values_list("id", "status"))
+            new = [job_id for job_id, status in rows if status == "success" and job_id not in done]
+            for i in range(0, len(new), 500):
+                for job_id, args in Job.objects.filter(id__in=new[i : i + 500]).values_list("id", "args"):
+                    done[job_id] = message_key((args or {}).get("msg", ""))
             pending = sum(1 for _, status in rows if status in ("queued", "running"))
-            missing = need - done
+            missing = need - set(done.values())
             if not missing and not pending:
                 step(f"all {len(need)} expected messages have a successful job")
                 break
@@ -980,40 +1067,56 @@ class Chaos:
         exec_log.poll()
         kill = self.events.get("L1_killed")
 
-        rows_by_msg = defaultdict(list)
+        rows_by_key = defaultdict(list)
         for row in rows:
-            rows_by_msg[(row[1] or {}).get("msg")].append(row)
+            rows_by_key[row[1]].append(row)
         written = defaultdict(list)
-        for cid, index, seq, msg, t in writes:
-            written[msg].append((cid, t))
-        failed_msgs = {w[3] for w in failed_writes}
+        for cid, index, key, t in writes:
+            written[key].append((cid, index, t))
+        failed_keys = {w[2] for w in failed_writes}
 
-        ok, not_success, multi_rows, missing_bad = [], [], [], []
-        lost_after_kill, lost_in_flight, after_kill_with_job = [], [], 0
-        latencies = []
-        for msg, sends in written.items():
-            mine = rows_by_msg.get(msg, [])
-            cid, t = sends[0]
-            if len(mine) == 1 and mine[0][2] == "success":
-                ok.append(msg)
-                if mine[0][6] is not None:
-                    latencies.append(mine[0][6].timestamp() - t)
-                if self.expected_missing(cid, t) == "after_kill":
+        ok, not_success, multi_rows, wrong_content, missing_bad = [], [], [], [], []
+        lost_after_kill, lost_before_kill, after_kill_with_job = [], [], 0
+        near_kill, near_kill_with_job, l1_delivered_before = 0, 0, []
+        poison_written, poison_ok = Counter(), Counter()
+        latencies, pg_latencies = [], []
+        for key, sends in written.items():
+            mine = rows_by_key.get(key, [])
+            cid, index, t = sends[0]
+            kind, want = feeds.poison.get(key, ("json", digest(key)))
+            if kind != "json":
+                poison_written[kind] += 1
+            got_job = len(mine) == 1 and mine[0][4] == "success"
+            if self.written_to_l1(cid) and t < kill and kill - t <= NEAR_KILL_SECS:
+                near_kill += 1
+                near_kill_with_job += got_job
+            if got_job:
+                ok.append(key)
+                _, _, msg_digest, result_digest, _, path, finished = mine[0]
+                if (msg_digest, result_digest, path) != (want, want, self.trigger_paths[index]):
+                    wrong_content.append((key, path, msg_digest == want, result_digest == want))
+                elif kind != "json":
+                    poison_ok[kind] += 1
+                if finished is not None:
+                    latencies.append(finished.timestamp() - t)
+                    if self.events["pg_down"] <= t <= self.events["pg_up"]:
+                        pg_latencies.append(finished.timestamp() - t)
+                if self.lost_with_l1(cid, t):
                     after_kill_with_job += 1
+                elif self.written_to_l1(cid):
+                    l1_delivered_before.append(kill - t)
             elif len(mine) > 1:
-                multi_rows.append((msg, [(str(r[0]), r[2]) for r in mine]))
+                multi_rows.append((key, [(str(r[0]), r[4]) for r in mine]))
             elif len(mine) == 1:
-                not_success.append((msg, mine[0][2], str(mine[0][0])))
+                not_success.append((key, mine[0][4], str(mine[0][0])))
+            elif self.lost_with_l1(cid, t):
+                lost_after_kill.append(key)
+            elif self.written_to_l1(cid):
+                lost_before_kill.append((key, kill - t))
             else:
-                why = self.expected_missing(cid, t)
-                if why == "after_kill":
-                    lost_after_kill.append(msg)
-                elif why == "in_flight":
-                    lost_in_flight.append((msg, kill - t))
-                else:
-                    missing_bad.append((msg, cid, conns[cid]["port"], clock(t)))
-        phantom = [m for m in rows_by_msg if m not in written and m not in failed_msgs]
-        uncertain_delivered = [m for m in rows_by_msg if m not in written and m in failed_msgs]
+                missing_bad.append((key, cid, conns[cid]["port"], clock(t)))
+        phantom = [k for k in rows_by_key if k not in written and k not in failed_keys]
+        uncertain_delivered = [k for k in rows_by_key if k not in written and k in failed_keys]
 
         starts = Counter(msg for _, _, msg in exec_log.starts)
         ends = Counter(msg for _, _, msg in exec_log.ends)
@@ -1032,7 +1135,7 @@ class Chaos:
         first_start = {}
         for pid, t, msg in exec_log.starts:
             first_start.setdefault(msg, t)
-        write_time = {msg: sends[0][1] for msg, sends in written.items()}
+        write_time = {key: sends[0][2] for key, sends in written.items()}
         restart_dups = {
             m: n
             for m, n in other_dups.items()
@@ -1042,11 +1145,16 @@ class Chaos:
         no_exec = [m for m in ok if ends[m] == 0]
 
         # Connection closes by whom, and when.
-        redis_window = (self.events["redis_down"], self.events["redis_up"] + 3.0)
+        outages = {
+            "Redis restart": (self.events["redis_down"], self.events["redis_up"] + 3.0),
+            "PostgreSQL restart": (self.events["pg_restart"], self.events["pg_restarted"] + 3.0),
+            "PostgreSQL stopped": (self.events["pg_down"], self.events["pg_up"] + 3.0),
+        }
         closes_in_outage = [
-            c
+            (name, c)
             for c in conns.values()
-            if c["closed"] and c["closed_by"] != "server" and redis_window[0] <= c["closed"] <= redis_window[1]
+            for name, (begin, end) in outages.items()
+            if c["closed"] and c["closed_by"] != "server" and begin <= c["closed"] <= end
         ]
         client_closes_later = [
             c
@@ -1076,6 +1184,8 @@ class Chaos:
             for line in grep(path, ["connection closed ("], 100000)[0]:
                 close_reasons[f"{name}: {line.split('connection closed (', 1)[1].rstrip(')')}"] += 1
         lease_lost = sum(grep(p, ["lease lost"], 1)[1] for p in listener_logs)
+        database_retries = sum(grep(self.procs.logs[w], ["database unreachable while"], 1)[1] for w in ("w1", "w2"))
+        reconcile_failed = sum(grep(p, ["reconcile failed"], 1)[1] for p in listener_logs)
 
         # (a)
         self.check(
@@ -1084,11 +1194,25 @@ class Chaos:
         self.check(not multi_rows, f"(a) {len(multi_rows)} messages with more than one Job row, e.g. {multi_rows[:5]}")
         self.check(not phantom, f"(a) {len(phantom)} Job rows for messages no feed wrote, e.g. {phantom[:5]}")
         self.check(not no_exec, f"(a) {len(no_exec)} successful jobs the runnable never recorded, e.g. {no_exec[:5]}")
+        self.check(
+            not wrong_content,
+            f"(a) {len(wrong_content)} jobs whose msg, result or trigger is not what was sent: "
+            f"(key, trigger path, msg ok, result ok) {wrong_content[:5]}",
+        )
+        self.check(
+            all(poison_written[kind] for kind in POISON_KINDS) or POISON_FEEDS == 0,
+            f"(a) not every kind of poison frame was written: {dict(poison_written)}",
+        )
         # (b)
         self.check(
             not missing_bad,
-            f"(b) {len(missing_bad)} messages without a job that were not written to L1 at "
-            f"its death: e.g. (msg, conn, client port, written at) {missing_bad[:5]}",
+            f"(b) {len(missing_bad)} messages without a job that were not written to L1: "
+            f"e.g. (key, conn, client port, written at) {missing_bad[:5]}",
+        )
+        self.check(
+            not lost_before_kill,
+            f"(b) {len(lost_before_kill)} messages written to L1 before its death have no job: "
+            f"(key, ms before the kill) {[(k, round(d * 1000, 1)) for k, d in lost_before_kill[:10]]}",
         )
         self.check(bool(self.l1_conns), "(b) could not find L1's sockets (via /proc) at the moment it was killed")
         abnormal_ids = {c["id"] for c in l1_abnormal}
@@ -1120,7 +1244,8 @@ class Chaos:
         self.check(not slow, f"takeover: L1's triggers not reconnected within {TAKEOVER_LIMIT_SECS:g}s: {slow}")
         self.check(
             not closes_in_outage,
-            f"listener sockets closed while Redis was away: {[(c['id'], c['trigger'], c['closed_by'], clock(c['closed'])) for c in closes_in_outage]}",
+            "listener sockets closed during an outage: "
+            f"{[(name, c['id'], c['trigger'], c['closed_by'], clock(c['closed'])) for name, c in closes_in_outage]}",
         )
         self.check(
             not unexplained_dups,
@@ -1137,7 +1262,7 @@ class Chaos:
         )
 
         self.lost_trace = {}
-        suspects = [m for m, *_ in missing_bad] + [m for m, _ in lost_in_flight]
+        suspects = [k for k, *_ in missing_bad] + [k for k, _ in lost_before_kill]
         if suspects:
             try:
                 self.lost_trace = broker_trace(Path(self.work_dir) / "appendonlydir", suspects)
@@ -1145,6 +1270,7 @@ class Chaos:
                 self.lost_trace = {m: f"could not read the broker's AOF: {exc!r}" for m in suspects}
         takeover_done = [d for d in self.takeover.values() if d is not None]
         lat = latencies
+        per_kind = " / ".join(POISON_KINDS)
         table = [
             ("seed", SEED),
             ("messages written by the feeds", len(writes)),
@@ -1162,6 +1288,9 @@ class Chaos:
             ("(a) messages with several Job rows", len(multi_rows)),
             ("(a) Job rows for unknown messages", len(phantom)),
             ("    jobs for writes that raised (delivered anyway)", len(uncertain_delivered)),
+            ("(a) jobs whose msg, result or trigger differ", len(wrong_content)),
+            (f"(a) poison frames written ({per_kind})", " / ".join(str(poison_written[k]) for k in POISON_KINDS)),
+            ("(a)   with one successful job, exact msg", " / ".join(str(poison_ok[k]) for k in POISON_KINDS)),
             ("executions recorded by the runnable", sum(starts.values())),
             ("duplicate executions (messages run > once)", len(dups)),
             ("  first run by the killed pool process", len(expected_dups)),
@@ -1170,12 +1299,27 @@ class Chaos:
             ("(b) L1 sockets at its death (by /proc)", len(self.l1_conns)),
             ("(b) L1 sockets closed abnormally within 2s", len(l1_abnormal)),
             ("(b) lost: written to L1 at/after its death", len(lost_after_kill)),
-            ("(b) lost: in flight (<= %g ms before)" % (IN_FLIGHT_SECS * 1000), len(lost_in_flight)),
             ("(b)   written to L1 after its death, got a job", after_kill_with_job),
+            (f"(b) written to L1 <= {NEAR_KILL_SECS * 1000:g} ms before its death", near_kill),
+            ("(b)   of which got a job", near_kill_with_job),
+            (
+                "(b) newest L1 message with a job (ms before death)",
+                f"{min(l1_delivered_before) * 1000:.1f}" if l1_delivered_before else "n/a",
+            ),
+            ("(b) lost: written to L1 before its death (FAIL if > 0)", len(lost_before_kill)),
             ("(b) lost otherwise (FAIL if > 0)", len(missing_bad)),
             ("takeover of L1's triggers (max s)", f"{max(takeover_done):.2f}" if takeover_done else "n/a"),
             ("(d) triggers with exactly one connection at end", sum(1 for n in self.final_live.values() if n == 1)),
             ("(d) triggers 'connected' in DB at end", sum(1 for s in self.final_status.values() if s == "connected")),
+            ("PostgreSQL fast restart took (s)", f"{self.events['pg_restarted'] - self.events['pg_restart']:.2f}"),
+            ("PostgreSQL stopped for (s)", f"{self.events['pg_up'] - self.events['pg_stopped']:.2f}"),
+            ("  worker 'database unreachable' retries (logs)", database_retries),
+            ("  listener 'reconcile failed' (logs)", reconcile_failed),
+            (
+                "  latency of messages written meanwhile p50/max (s)",
+                f"{percentile(pg_latencies, 0.5):.2f} / {max(pg_latencies) if pg_latencies else float('nan'):.2f}",
+            ),
+            ("listener sockets closed during an outage (FAIL if > 0)", len(closes_in_outage)),
             (
                 "latency write->job finished p50/p99/max (s)",
                 f"{percentile(lat, 0.5):.2f} / {percentile(lat, 0.99):.2f} / {max(lat) if lat else float('nan'):.2f}",
@@ -1194,6 +1338,11 @@ class Chaos:
             "connected",
             "redis_down",
             "redis_up",
+            "pg_restart",
+            "pg_restarted",
+            "pg_down",
+            "pg_stopped",
+            "pg_up",
             "worker_child_killed",
             "L1_killed",
             "sending_stopped",
@@ -1218,14 +1367,13 @@ class Chaos:
             for msg in list(other_dups)[:10]:
                 print(f"    {msg}: {other_dups[msg]} [{', '.join(by_msg[msg])}]")
         if missing_bad:
-            print("  messages lost outside L1's death (msg, conn, client port, written at) -> broker trace (AOF):")
-            for msg, cid, port, at in missing_bad[:10]:
-                print(f"    {msg} conn {cid} port {port} at {at} -> {self.lost_trace.get(msg, '?')}")
-        if lost_in_flight:
-            print(
-                f"  in flight at L1's death (ms before the kill): "
-                f"{[(m, round(d * 1000, 1)) for m, d in lost_in_flight[:10]]}"
-            )
+            print("  messages lost, not written to L1 (key, conn, client port, written at) -> broker trace (AOF):")
+            for key, cid, port, at in missing_bad[:10]:
+                print(f"    {key} conn {cid} port {port} at {at} -> {self.lost_trace.get(key, '?')}")
+        if lost_before_kill:
+            print("  messages written to L1 before its death and lost (key, ms before the kill) -> broker trace (AOF):")
+            for key, before in lost_before_kill[:10]:
+                print(f"    {key} {before * 1000:.1f} ms -> {self.lost_trace.get(key, '?')}")
         for name, (lines, count) in zip(("L1", "L2"), buffering):
             if count:
                 print(f"  {name} buffered frames while Redis was away ({count}x): {lines[0]}")
@@ -1240,6 +1388,7 @@ class Chaos:
         for name, path in self.procs.logs.items():
             print(f"    {name:<4} {path}")
         print(f"    redis {self.redis.log}")
+        print(f"    postgres {Path(self.log_dir) / 'postgres.log'} (copied at cleanup)")
         print(f"    executions {self.exec_log_path}")
         print("=" * 78, flush=True)
 
@@ -1263,11 +1412,13 @@ class Chaos:
                 connections.close_all()
             except Exception:
                 pass
-        if self.drop_db is not None:
+        if self.postgres is not None:
+            if self.postgres.log_path.exists():
+                shutil.copy(self.postgres.log_path, Path(self.log_dir) / "postgres.log")
             try:
-                self.drop_db()
+                self.postgres.destroy()
             except Exception as exc:
-                print(f"cleanup: could not drop the chaos database: {exc!r}", flush=True)
+                print(f"cleanup: could not remove the private PostgreSQL server: {exc!r}", flush=True)
         aof = Path(self.work_dir) / "appendonlydir"
         if (keep_broker_data or KEEP_WORK_DIR) and aof.is_dir():
             shutil.copytree(aof, Path(self.log_dir) / "redis-aof", dirs_exist_ok=True)
@@ -1294,7 +1445,7 @@ def main():
 
         traceback.print_exc()
     finally:
-        step("cleaning up (processes, Redis, database, work dir)")
+        step("cleaning up (processes, Redis, PostgreSQL, work dir)")
         chaos.cleanup(keep_broker_data=crashed is not None or bool(chaos.failures))
         step(f"done in {time.time() - T0:.0f}s; logs kept in {chaos.log_dir}")
     if crashed is not None:
