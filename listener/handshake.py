@@ -130,6 +130,10 @@ def _open_socket(url, shown, timeout):
     for address in addresses:
         try:
             sock = socket.create_connection((address, port), timeout=timeout)
+            # websocket-client sets this only on sockets it opens itself: without it,
+            # Nagle holds a small result frame until the server's next frame acknowledges
+            # the last one (a result came back one frame period late).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             break
         except OSError as exc:
             errors.append(f"{address}: {exc.__class__.__name__}: {exc.strerror or exc}")

@@ -138,3 +138,15 @@ def test_a_regex_filter_keeps_only_the_frames_it_matches(e2e_workspace, ws_serve
     assert job.args == {"msg": "MESSAGE\ndestination:/q\n\nhi\x00"}
     ws_server.send_all("MESSAGE\n\nsecond\x00")
     assert len(wait_jobs(count=2, status=Job.Status.SUCCESS)) == 2
+
+
+def test_the_socket_sends_small_frames_at_once(e2e_workspace, ws_server, listener):
+    """The listener's sockets have TCP_NODELAY: a result is not held back by Nagle's algorithm."""
+    import socket
+
+    make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    [connection] = wait_for(
+        lambda: [c for c in listener.connections().values() if c._ws], timeout=5, message="a socket"
+    )
+    assert connection._ws.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
