@@ -4,7 +4,7 @@ line per phase on stdout; times are time.monotonic() (one clock for all processe
 
   raw URL N                       websocket-client recv loop, nothing else (the ceiling)
   naive URL N SPEC CAP            recv -> JSON filter -> app.send_task per matching frame
-  enqueue N SPEC                  N plain send_task calls of orvanta.run_trigger_job
+  enqueue N SPEC [MSG]            N plain send_task calls of orvanta.run_trigger_job
   rtt RATE SECS WARMUP SPEC       send_task at RATE/s, msg stamped with seq and send time
   threads BASE N                  N websocket-client threads on BASE/t/<i>, idle; then,
                                   on "hb" on stdin, each sends {"hb":1} every second
@@ -17,6 +17,9 @@ import sys
 import threading
 import time
 import uuid
+
+# What `enqueue` sends as every job's message unless it is given one.
+ENQUEUE_MSG = json.dumps({"kind": "a", "seq": 0, "pad": "x" * 64})
 
 
 def emit(**data):
@@ -93,12 +96,11 @@ def naive(url, n, spec_path, cap_secs):
     ws.close()
 
 
-def enqueue(n, spec_path):
+def enqueue(n, spec_path, msg=ENQUEUE_MSG):
     app = celery_app()
     from orvanta_triggers.tasks import RUN_TRIGGER_JOB
 
     spec = load_spec(spec_path)["spec"]
-    msg = json.dumps({"kind": "a", "seq": 0, "pad": "x" * 64})
     first = time.monotonic()
     for _ in range(int(n)):
         job_id = str(uuid.uuid4())

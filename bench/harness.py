@@ -166,9 +166,11 @@ class Row:
     higher_is_better: bool = True
     note: str = ""
     error: str | None = None
-    # Shown instead of the number when there is none (e.g. "> 40 s": results lost).
+    # Shown instead of the number when there is none (e.g. "> 40 s": results lost) or
+    # when the row holds two (latency: "5.4 / 12.8 ms", p50 / p99).
     measured_shown: str | None = None
     baseline_shown: str | None = None
+    ratio_shown: str | None = None
 
     @property
     def ratio(self):
@@ -407,6 +409,7 @@ class Bench:
                 "REDIS_URL": self.redis.url,
                 "ORVANTA_ALLOW_PRIVATE_URLS": "true",
                 "ORVANTA_REDIS_PREFIX": self.prefix,
+                "ORVANTA_RUNNABLE_PACKAGES": "runnables,bench.runnables",
                 "PYTHONUNBUFFERED": "1",
                 "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
             }

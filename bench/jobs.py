@@ -10,29 +10,10 @@ is `success`.
 import time
 
 from bench import product
-from bench.harness import BenchError, Row, env_float, env_int, log, read_json_line, wait_for
+from bench.harness import Row, env_float, env_int, log, read_json_line, wait_for
 from bench.servers import BurstServer, burst
 
 TARGET = 3_000
-
-
-def wait_rows(bench, ws, path, n, started, cap, procs):
-    """Poll the Job table until n rows of `path` are success (or the cap); returns
-    (successes, monotonic time seen, counts by status)."""
-    deadline = started + cap
-    last_log = time.monotonic()
-    while True:
-        done = product.success_count(ws, path)
-        now = time.monotonic()
-        if done >= n or now >= deadline:
-            return done, now, product.job_counts(ws, path)
-        for proc in procs:
-            if not proc.alive():
-                raise BenchError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.log_tail()}")
-        if now - last_log > 10:
-            last_log = now
-            log(f"jobs: {done:,}/{n:,} rows success after {now - started:.0f}s")
-        time.sleep(0.2)
 
 
 def run(bench, loop, result):
@@ -58,7 +39,7 @@ def run(bench, loop, result):
         time.sleep(0.5)
         data, matching = burst(frames)
         started = server.fire(connection, data)
-        done, seen, counts = wait_rows(bench, ws, trigger.path, matching, started, cap, [listener, worker])
+        done, seen, counts = product.wait_rows(ws, trigger.path, matching, started, cap, [listener, worker])
         secs = seen - started
         rate = done / secs
         details["product"] = {
@@ -89,8 +70,7 @@ def run(bench, loop, result):
         spec = product.spec_file(base_trigger)
         client = bench.client("jobs-baseline", ["enqueue", str(matching), spec], stdout_pipe=True)
         first_guess = time.monotonic()
-        base_done, base_seen, base_counts = wait_rows(
-            bench,
+        base_done, base_seen, base_counts = product.wait_rows(
             ws,
             base_trigger.path,
             matching,

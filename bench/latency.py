@@ -1,17 +1,21 @@
-"""latency: 200 frames/s for 30 s on one trigger with can_return_message and
-examples/echo. The server stamps each frame with a sequence number and its send
-time and measures frame -> echoed result when the result comes back on the socket.
+"""latency: a rate sweep on one trigger with can_return_message and examples/echo:
+steady 5, 20, 50, 100, 200 and 300 frames/s, one rate after the other on the same
+connection, each for BENCH_LATENCY_SECS after BENCH_LATENCY_WARMUP_SECS (sent but not
+counted). The server sends each frame at its deadline on a fixed schedule (start +
+seq / rate, so a late frame does not delay the next ones), stamps it with a sequence
+number and its send time, and measures frame -> echoed result when the result comes
+back on the socket; p50 and p99 per rate.
 
-Baseline, same worker, same rate: the plain Celery round trip. A subprocess
-send_task's one orvanta.run_trigger_job per message (stamped the same way) and the
-bench process receives each result through Redis pub/sub on the trigger's result
-channel (orvanta_triggers.bus.results_channel), with no listener running.
-
-The first BENCH_LATENCY_WARMUP_SECS of each run are sent but not counted.
+Baseline, same worker, at 200 frames/s (the sweep's highest rate when 200 is not
+swept): the plain Celery round trip. A subprocess send_task's one
+orvanta.run_trigger_job per message (stamped and paced the same way) and the bench
+process receives each result through Redis pub/sub on the trigger's result channel
+(orvanta_triggers.bus.results_channel), with no listener running.
 """
 
 import asyncio
 import json
+import os
 import threading
 import time
 
@@ -19,6 +23,8 @@ from bench import product
 from bench.harness import BenchError, Row, env_float, log, percentile, read_json_line, wait_for
 from bench.servers import Hub
 
+RATES = (5, 20, 50, 100, 200, 300)
+BASELINE_RATE = 200
 P50_TARGET_MS = 6.0
 P99_TARGET_MS = 20.0
 PAD = "x" * 40
@@ -28,36 +34,53 @@ def stamped(seq, warm):
     return json.dumps({"seq": seq, "t": time.monotonic(), "w": warm, "pad": PAD})
 
 
-async def send_at_rate(conn, rate, secs, warmup):
-    """Send (warmup + secs) * rate stamped frames on conn's socket, on schedule."""
+def swept_rates():
+    """Frames/s to sweep: BENCH_LATENCY_RATES (comma-separated), else RATES."""
+    value = os.environ.get("BENCH_LATENCY_RATES", "")
+    return tuple(float(rate) for rate in value.split(",") if rate.strip()) or RATES
+
+
+async def send_at_rate(conn, rate, secs, warmup, first_seq):
+    """Send (warmup + secs) * rate stamped frames on conn's socket, numbered from
+    first_seq, each at its deadline on a fixed schedule."""
     loop = asyncio.get_running_loop()
     period = 1.0 / rate
     total = int((secs + warmup) * rate)
     warm_n = int(warmup * rate)
     start = loop.time() + 0.01
     late = 0
-    for seq in range(total):
-        at = start + seq * period
+    max_late = 0.0
+    for i in range(total):
+        at = start + i * period
         delay = at - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        elif delay < -0.005:
+        lateness = loop.time() - at
+        if lateness > 0.005:
             late += 1
+        max_late = max(max_late, lateness)
         if conn.ws is None:
-            raise BenchError(f"the latency connection closed after {seq} frames")
-        await conn.ws.send(stamped(seq, seq < warm_n))
-    return {"sent": total, "measured": total - warm_n, "sent_late_5ms": late}
+            raise BenchError(f"the latency connection closed after {first_seq + i} frames")
+        await conn.ws.send(stamped(first_seq + i, i < warm_n))
+    return {
+        "rate": rate,
+        "sent": total,
+        "measured": total - warm_n,
+        "sent_late_5ms": late,
+        "max_late_ms": max_late * 1000.0,
+    }
 
 
-def latencies(arrivals):
-    """Milliseconds from send to arrival of every non-warm-up stamped message."""
+def latencies(arrivals, seqs):
+    """Milliseconds from send to arrival of every non-warm-up stamped message whose
+    sequence number is in `seqs`."""
     out, seen = [], set()
     for arrived, text in arrivals:
         try:
             data = json.loads(text)
         except (ValueError, TypeError):
             continue
-        if not isinstance(data, dict) or "seq" not in data or data.get("w") or data["seq"] in seen:
+        if not isinstance(data, dict) or data.get("seq") not in seqs or data.get("w") or data["seq"] in seen:
             continue
         seen.add(data["seq"])
         out.append((arrived - data["t"]) * 1000.0)
@@ -102,14 +125,41 @@ def summary(values, expected):
     }
 
 
+def shown(stats):
+    """p50 / p99 as the table shows them ("lost" where a percentile falls on a lost result)."""
+    return " / ".join("lost" if stats[key] is None else f"{stats[key]:.1f}" for key in ("p50_ms", "p99_ms")) + " ms"
+
+
+def ratios(stats, base):
+    """p50 / p99 ratios, measured / baseline, as the table shows them."""
+    return " / ".join(
+        f"{stats[key] / base[key]:.3g}x" if stats[key] is not None and base[key] else "-"
+        for key in ("p50_ms", "p99_ms")
+    )
+
+
+def met(stats):
+    """Both percentiles within their targets (a lost one is not)."""
+    p50, p99 = stats["p50_ms"], stats["p99_ms"]
+    return p50 is not None and p99 is not None and p50 <= P50_TARGET_MS and p99 <= P99_TARGET_MS
+
+
+def per_rate(sweep, key):
+    """The rates whose `key` is not zero, with its value ("5/s 3, 300/s 12")."""
+    return ", ".join(f"{rate:g}/s {stats[key]:,}" for rate, stats in sweep.items() if stats[key])
+
+
 def run(bench, loop, result):
-    rate = env_float("BENCH_LATENCY_RATE", 200)
-    secs = env_float("BENCH_LATENCY_SECS", 30)
-    warmup = env_float("BENCH_LATENCY_WARMUP_SECS", 2)
-    # After the last frame, results still coming are waited for this long at most.
+    rates = swept_rates()
+    secs = env_float("BENCH_LATENCY_SECS", 7)
+    warmup = env_float("BENCH_LATENCY_WARMUP_SECS", 1)
+    # After the last frame of a rate, results still coming are waited for this long at most.
     drain = env_float("BENCH_LATENCY_DRAIN_SECS", 10)
-    if secs != 30 or rate != 200:
-        bench.trim("latency", f"{rate:g} frames/s for {secs:g}s instead of 200/s for 30s (BENCH_LATENCY_*)")
+    base_rate = BASELINE_RATE if BASELINE_RATE in rates else max(rates)
+    if BASELINE_RATE not in rates:
+        bench.trim(
+            "latency", f"no {BASELINE_RATE}/s in the sweep, plain Celery at {base_rate:g}/s (BENCH_LATENCY_RATES)"
+        )
     details = result.details
     hub = Hub(loop).start()
     try:
@@ -122,23 +172,30 @@ def run(bench, loop, result):
         conn = wait_for(lambda: hub.live_conn("/latency"), timeout=20, what="the latency trigger's connection")
         wait_for(lambda: product.connected(port) == 1, timeout=15, what="the latency trigger to be connected")
         time.sleep(0.5)
-        sent = loop.run(send_at_rate(conn, rate, secs, warmup), timeout=secs + warmup + 30)
-        sent["drain_secs"] = wait_drained(lambda: len(conn.messages), sent["sent"], max_secs=drain)
-        if not worker.alive() or not listener.alive():
-            raise BenchError("the worker or the listener died during the latency run")
-        values = latencies(conn.messages)
-        product_stats = {**summary(values, sent["measured"]), **sent, "listener": product.listener_counters(port)}
-        details["product"] = product_stats
+        sweep = {}
+        next_seq = 0
+        for rate in rates:
+            mark = len(conn.messages)
+            sent = loop.run(send_at_rate(conn, rate, secs, warmup, next_seq), timeout=secs + warmup + 30)
+            sent["drain_secs"] = wait_drained(lambda: len(conn.messages) - mark, sent["sent"], max_secs=drain)
+            if not worker.alive() or not listener.alive():
+                raise BenchError(f"the worker or the listener died during the latency run at {rate:g}/s")
+            seqs = range(next_seq, next_seq + sent["sent"])
+            next_seq = seqs.stop
+            stats = {**summary(latencies(conn.messages[mark:], seqs), sent["measured"]), **sent}
+            sweep[rate] = stats
+            log(
+                f"latency: product at {rate:g}/s: p50 {stats['p50_ms']} ms, p99 {stats['p99_ms']} ms, "
+                f"{stats['received']}/{stats['expected']} results, {stats['sent_late_5ms']} frames sent > 5 ms late"
+            )
+        details["product"] = {f"{rate:g}": stats for rate, stats in sweep.items()}
+        details["listener"] = product.listener_counters(port)
         bench.stop(listener)
-        if product_stats["lost"]:
+        if any(stats["lost"] for stats in sweep.values()):
             # Jobs still queued or prefetched would run during the baseline: start over.
             bench.stop(worker)
             bench.redis.flush()
             worker = bench.start_worker("latency-worker-2")
-        log(
-            f"latency: product p50 {product_stats['p50_ms']} ms, p99 {product_stats['p99_ms']} ms, "
-            f"{product_stats['received']}/{product_stats['expected']} results"
-        )
 
         # Baseline: plain Celery round trip through the same worker and result channel.
         from orvanta_triggers import bus
@@ -167,7 +224,7 @@ def run(bench, loop, result):
             wait_for(subscribed.is_set, timeout=10, what="the result channel subscription")
             spec = product.spec_file(trigger)
             client = bench.client(
-                "latency-baseline", ["rtt", str(rate), str(secs), str(warmup), spec], stdout_pipe=True
+                "latency-baseline", ["rtt", str(base_rate), str(secs), str(warmup), spec], stdout_pipe=True
             )
             out = read_json_line(client, timeout=secs + warmup + 60)
             drained = wait_drained(lambda: len(arrivals), out["sent"], max_secs=drain)
@@ -175,39 +232,48 @@ def run(bench, loop, result):
             stop.set()
             thread.join(5)
         bench.stop(client)
-        base_values = latencies(arrivals)
-        base_stats = {**summary(base_values, out["measured"]), "sent": out["sent"], "drain_secs": drained}
+        base_values = latencies(arrivals, range(out["sent"]))
+        base_stats = {
+            **summary(base_values, out["measured"]),
+            "rate": base_rate,
+            "sent": out["sent"],
+            "drain_secs": drained,
+        }
         details["baseline"] = base_stats
         log(
-            f"latency: plain Celery p50 {base_stats['p50_ms']} ms, p99 {base_stats['p99_ms']} ms, "
-            f"{base_stats['received']}/{base_stats['expected']} results"
+            f"latency: plain Celery at {base_rate:g}/s: p50 {base_stats['p50_ms']} ms, "
+            f"p99 {base_stats['p99_ms']} ms, {base_stats['received']}/{base_stats['expected']} results"
         )
+
         note = (
-            f"{rate:g}/s for {secs:g}s (+{warmup:g}s warm-up); results back: "
-            f"{product_stats['received']:,}/{product_stats['expected']:,} (baseline "
-            f"{base_stats['received']:,}/{base_stats['expected']:,})"
+            f"{secs:g}s per rate (+{warmup:g}s warm-up, not counted), the rates one after the other on one "
+            f"connection; plain Celery measured at {base_rate:g}/s only"
         )
-        if product_stats["lost"] or base_stats["lost"]:
-            note += f"; a result not back {drain:g}s after the last frame counts as infinitely late"
-
-        def row(name, key, target, **extra):
-            value, base = product_stats[key], base_stats[key]
-            lost_shown = f"> {drain:g} s after the run (lost)"
-            return Row(
-                "latency",
-                f"frame -> result {name} at {rate:g}/s",
-                "ms",
-                f"<= {target:g} ms",
-                value is not None and value <= target,
-                value,
-                base,
-                "plain Celery + pub/sub",
-                higher_is_better=False,
-                measured_shown=None if value is not None else lost_shown,
-                baseline_shown=None if base is not None else lost_shown,
-                **extra,
+        if per_rate(sweep, "sent_late_5ms"):
+            note += f"; frames sent > 5 ms after their deadline: {per_rate(sweep, 'sent_late_5ms')}"
+        if per_rate(sweep, "lost") or base_stats["lost"]:
+            note += (
+                f"; results lost: {per_rate(sweep, 'lost') or 'none'} (baseline {base_stats['lost']:,}); a result "
+                f"not back {drain:g}s after the last frame of its rate counts as infinitely late"
             )
-
-        result.rows += [row("p50", "p50_ms", P50_TARGET_MS, note=note), row("p99", "p99_ms", P99_TARGET_MS)]
+        rows = []
+        for rate, stats in sweep.items():
+            base = base_stats if rate == base_rate else None
+            rows.append(
+                Row(
+                    "latency",
+                    f"frame -> result p50 / p99 at {rate:g}/s ({stats['expected']:,} frames)",
+                    "ms",
+                    f"<= {P50_TARGET_MS:g} / <= {P99_TARGET_MS:g} ms",
+                    met(stats),
+                    baseline_label="plain Celery + pub/sub" if base else "",
+                    higher_is_better=False,
+                    measured_shown=shown(stats),
+                    baseline_shown=shown(base) if base else None,
+                    ratio_shown=ratios(stats, base) if base else None,
+                )
+            )
+        rows[0].note = note
+        result.rows += rows
     finally:
         hub.shutdown()

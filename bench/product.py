@@ -3,8 +3,9 @@ the job spec of execution.job_spec, and the listener's Prometheus metrics."""
 
 import json
 import tempfile
+import time
 
-from bench.harness import LOG_DIR, metric, scrape
+from bench.harness import LOG_DIR, BenchError, log, metric, scrape
 
 ECHO = "examples/echo"
 KIND_A = [{"key": "kind", "value": "a"}]
@@ -59,6 +60,26 @@ def success_count(ws, trigger_path):
     from orvanta_triggers.models import Job
 
     return Job.objects.filter(workspace=ws, trigger_path=trigger_path, status="success").count()
+
+
+def wait_rows(ws, trigger_path, n, started, cap, procs, *, interval=0.2):
+    """Poll the Job table every `interval` seconds until n rows of `trigger_path` are
+    success (or `cap` seconds after `started`), while every one of `procs` lives;
+    returns (successes, monotonic time seen, counts by status)."""
+    deadline = started + cap
+    last_log = time.monotonic()
+    while True:
+        done = success_count(ws, trigger_path)
+        now = time.monotonic()
+        if done >= n or now >= deadline:
+            return done, now, job_counts(ws, trigger_path)
+        for proc in procs:
+            if not proc.alive():
+                raise BenchError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.log_tail()}")
+        if now - last_log > 10:
+            last_log = now
+            log(f"{trigger_path}: {done:,}/{n:,} rows success after {now - started:.0f}s")
+        time.sleep(interval)
 
 
 def connected(port):
