@@ -140,7 +140,9 @@ CELERY_TASK_IGNORE_RESULT = True
 # worker process dies mid-run.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+# One message per pool process at a time: what waits stays in the queue, where the
+# listeners see it and coalesce frames, and where any idle worker can take it.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Keep a worker process's database connection across tasks (Celery's Django fixup

@@ -34,11 +34,9 @@ QUEUE_CHECK_INTERVAL_SECS = 0.5
 # One broker message carries at most this many jobs, and this many bytes of messages.
 MAX_BATCH_JOBS = 500
 MAX_BATCH_BYTES = 1 << 20
-# While workers have a backlog of at least COALESCE_MIN_BACKLOG messages, a batch may
-# wait this long for more frames. A message or two in the queue is a steady load in
-# transit, not a backlog: waiting then would only add latency (at 100 frames/s, each
-# frame waited for the next, 10 ms).
-COALESCE_MIN_BACKLOG = 20
+# While messages wait in the broker's queue right now (no worker is free to take
+# another), a batch may wait this long for more frames. The queue is read afresh: a
+# length half a second old made every frame at 100 frames/s wait for the next.
 COALESCE_MAX_SECS = 0.02
 COALESCE_STEP_SECS = 0.002
 # What was published lately, kept to be sent again after Redis restarts: kombu's Redis
@@ -188,15 +186,19 @@ class Dispatcher:
         return batch
 
     def _worth_waiting_for_more(self, batch):
-        """While many messages already wait for workers, one more message now would not
+        """While messages already wait for workers, one more message now would not
         run sooner: let the batch grow for up to COALESCE_MAX_SECS. Workers keeping up
         get every frame at once."""
         return (
-            self._queued_messages >= COALESCE_MIN_BACKLOG
-            and len(batch) < MAX_BATCH_JOBS
+            len(batch) < MAX_BATCH_JOBS
             and time.monotonic() - batch[0][5] < COALESCE_MAX_SECS
             and not self._stop.is_set()
+            and self._queue_length() > 0
         )
+
+    def _queue_length(self):
+        with self._app.connection_for_write() as connection:
+            return connection.default_channel.client.llen(self._app.conf.task_default_queue)
 
     def _publish(self, batch, resent=False):
         specs = {}
@@ -255,8 +257,7 @@ class Dispatcher:
         now = time.monotonic()
         if now - self._queue_checked_at >= QUEUE_CHECK_INTERVAL_SECS:
             self._queue_checked_at = now
-            with self._app.connection_for_write() as connection:
-                messages = connection.default_channel.client.llen(self._app.conf.task_default_queue)
+            messages = self._queue_length()
             # The queue is first in, first out: what waits are the newest messages.
             self._queued_messages = messages
             self._queued_at_check = sum(itertools.islice(reversed(self._message_sizes), messages))

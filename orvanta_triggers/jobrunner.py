@@ -34,6 +34,7 @@ import time
 
 import redis
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection
+from kombu.exceptions import OperationalError as BrokerError
 
 from orvanta_triggers import bus, conf, metrics, selectors, services
 from orvanta_triggers.execution import JobRun, JobTimeout, call_error_handler, execute, result_frame
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 SLOW_JOB_SECS = 0.005
 BATCH_BUDGET_SECS = 0.05
 SHOW_RUNNING_AFTER_SECS = 1.0
+# A slow batch that found every process busy looks again this often.
+RECHECK_SECS = 0.05
 DATABASE_DOWN = (OperationalError, InterfaceError)
 # What a write of a value the database can't hold raises (DATABASE_DOWN excepted:
 # with_database turns those into DatabaseUnavailable).
@@ -354,9 +357,10 @@ class Batch:
     watched by the process's watchdog, which may hand the rest off and answer what is
     done meanwhile."""
 
-    def __init__(self, runs, *, requeue, hand_off):
+    def __init__(self, runs, *, requeue, hand_off, queue_is_empty):
         self._requeue = requeue
         self._hand_off = hand_off
+        self._queue_is_empty = queue_is_empty
         self._lock = threading.Lock()
         self._pending = collections.deque(runs)
         self._executed = []
@@ -369,7 +373,7 @@ class Batch:
     def run(self):
         """Run every job not handed off; answer them; then their error handlers."""
         groups = list(chunks(self._pending, budget=BATCH_BUDGET_SECS))
-        if len(groups) > 1:
+        if len(groups) > 1 and self._may_hand_off():
             # Known to be slow: spread it before running any.
             self._pending = collections.deque(groups[0])
             self._give_away([run for group in groups[1:] for run in group])
@@ -402,36 +406,51 @@ class Batch:
         remember_duration(run, run.duration)
 
     def check(self, now):
-        """The watchdog's look at this batch: once it proves slow, hand the jobs not
-        started off and answer those done; show a long job as running. When to look
-        again (None: only when told)."""
+        """The watchdog's look at this batch: once it proves slow, answer the jobs done
+        and, if a process may be idle, hand the jobs not started off; show a long job as
+        running. When to look again (None: only when told)."""
         with self._lock:
             current, since = self._current, self._current_since
             slow = current is not None and now - since >= SLOW_JOB_SECS
             proven_slow = slow or now - self._started >= BATCH_BUDGET_SECS
-            rest, done = [], []
+            done = []
             if proven_slow:
-                rest, done = list(self._pending), self._executed
-                self._pending.clear()
-                self._executed = []
+                done, self._executed = self._executed, []
             show = current is not None and not self._current_shown and now - since >= SHOW_RUNNING_AFTER_SECS
             if show:
                 self._current_shown = True
+            pending = bool(self._pending)
         if slow:
             _durations[current.runnable_key] = max(expected_secs(current), now - since)
-        if rest:
+        if proven_slow and pending and self._may_hand_off():
+            with self._lock:
+                rest = list(self._pending)
+                self._pending.clear()
             self._give_away(rest)
         if done:
             self._answer_meanwhile(done)
         if show:
             record([current], status=Job.Status.RUNNING)
+        if proven_slow and self._pending:
+            # Every process was busy: look again, one may have become idle.
+            return now + RECHECK_SECS
         if current is None:
             return now + SLOW_JOB_SECS
         if not slow:
             return since + SLOW_JOB_SECS
         if not self._current_shown:
             return since + SHOW_RUNNING_AFTER_SECS
-        return now + SLOW_JOB_SECS if self._pending else None
+        return None
+
+    def _may_hand_off(self):
+        """Whether another process may take handed-off jobs now: none waits in the queue
+        (with one message per process prefetched, a message waits only while every
+        process is busy). Handing off to busy processes would only reorder the work."""
+        try:
+            return self._queue_is_empty()
+        except (redis.RedisError, OSError, BrokerError) as exc:
+            logger.warning("could not read the queue's length (%s); keeping the batch", exc)
+            return False
 
     def _give_away(self, runs):
         """Hand `runs` to the broker in chunks; keep those it won't take."""
@@ -513,10 +532,11 @@ class Watchdog:
                             self._wake_at[batch] = wake_at
 
 
-def run_jobs(*, specs, jobs, requeue, hand_off, redelivered, batch_id):
+def run_jobs(*, specs, jobs, requeue, hand_off, queue_is_empty, redelivered, batch_id):
     """Run the jobs of one message. `specs` maps trigger id (str) to job spec; `jobs`
     is [[job id, trigger id, msg, msg_type, url, attempt?], ...] in arrival order;
-    `hand_off(runs)` publishes some of them as a message of their own;
+    `hand_off(runs)` publishes some of them as a message of their own, which is worth
+    it when `queue_is_empty()` (some process may be idle);
     `redelivered` says the broker (or a listener, after a Redis restart) sent this
     message before, so jobs that already ran or were handed off are skipped.
     Returns {status: count} of the jobs run here."""
@@ -526,7 +546,7 @@ def run_jobs(*, specs, jobs, requeue, hand_off, redelivered, batch_id):
     ]
     if redelivered:
         runs = _not_run_yet(runs, batch_id)
-    Batch(runs, requeue=requeue, hand_off=hand_off).run()
+    Batch(runs, requeue=requeue, hand_off=hand_off, queue_is_empty=queue_is_empty).run()
     return dict(collections.Counter(run.status for run in runs if run.status))
 
 

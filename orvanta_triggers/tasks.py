@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 import redis
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.exceptions import Reject
 from django.db import DatabaseError
 from django.utils import timezone
@@ -68,6 +68,11 @@ def _hand_off(message_id, runs):
         logger.warning("message %s: could not note %s handed-off jobs (%s)", message_id, len(runs), exc)
 
 
+def _queue_is_empty():
+    with current_app.connection_for_read() as connection:
+        return connection.default_channel.client.llen(current_app.conf.task_default_queue) == 0
+
+
 def _run_jobs(task, *, specs, jobs, resent):
     """Run a message's jobs; a message whose jobs can't be recorded goes back to the
     broker rather than being acknowledged."""
@@ -79,6 +84,7 @@ def _run_jobs(task, *, specs, jobs, resent):
             jobs=jobs,
             requeue=_requeue,
             hand_off=functools.partial(_hand_off, message_id),
+            queue_is_empty=_queue_is_empty,
             redelivered=redelivered,
             batch_id=message_id,
         )

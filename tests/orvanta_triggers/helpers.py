@@ -21,13 +21,14 @@ def refuse_hand_off(runs):
     raise RuntimeError("no broker in these tests")
 
 
-def run_jobs(specs, jobs, *, requeue=None, redelivered=False, hand_off=refuse_hand_off):
+def run_jobs(specs, jobs, *, requeue=None, redelivered=False, hand_off=refuse_hand_off, queue_is_empty=lambda: True):
     """Run a message's jobs as a worker would, without the broker; {status: count}."""
     return jobrunner.run_jobs(
         specs=specs,
         jobs=jobs,
         requeue=requeue or Requeue(),
         hand_off=hand_off,
+        queue_is_empty=queue_is_empty,
         redelivered=redelivered,
         batch_id=str(uuid.uuid4()),
     )

@@ -216,3 +216,13 @@ def test_batches_running_side_by_side_are_each_watched(make_spec):
     for thread in threads:
         thread.join()
     assert [sink.job_ids for sink in hand_offs] == [[job[0] for job in jobs[1:]] for jobs in batches]
+
+
+def test_a_slow_batch_stays_whole_while_every_process_is_busy(make_spec):
+    """With messages waiting in the queue (no process idle), handing jobs off would only
+    reorder them: the batch runs them all."""
+    spec = make_spec(script_path="sleep_then_echo")
+    jobs = jobs_of(spec, *(sleeping(0.05, str(i)) for i in range(3)))
+    hand_offs = HandOffs()
+    assert run_jobs(specs_of(spec), jobs, hand_off=hand_offs, queue_is_empty=lambda: False) == {"success": 3}
+    assert hand_offs.groups == []
