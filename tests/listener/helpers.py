@@ -29,3 +29,18 @@ def wait_jobs(*, count, status=None, timeout=15, **filters):
         return found if len(found) >= count else None
 
     return wait_for(jobs, timeout=timeout, message=f"{count} {status or ''} job(s)")
+
+
+def fail_once(monkeypatch, owner, name, error):
+    """Make method `name` of class `owner` raise `error` on its first call only (a fault
+    injected into a collaborator of what a test exercises)."""
+    real = getattr(owner, name)
+    errors = iter([error])
+
+    def failing_once(self, *args, **kwargs):
+        pending = next(errors, None)
+        if pending is not None:
+            raise pending
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, failing_once)

@@ -5,7 +5,7 @@ import json
 from prometheus_client import REGISTRY
 
 from orvanta_triggers.models import Job
-from tests.listener.helpers import make_trigger, wait_connected, wait_jobs, wait_status
+from tests.listener.helpers import fail_once, make_trigger, wait_connected, wait_jobs, wait_status
 from tests.wsserver import wait_for
 
 
@@ -105,16 +105,7 @@ def test_an_unexpected_error_is_shown_and_the_connection_comes_back(
     and followed by a reconnect after which frames become jobs again."""
     from listener.status import StatusWriter
 
-    real_touch = StatusWriter.touch
-    failures = iter([RuntimeError("injected fault")])
-
-    def touch_failing_once(self, *args, **kwargs):
-        failure = next(failures, None)
-        if failure is not None:
-            raise failure
-        return real_touch(self, *args, **kwargs)
-
-    monkeypatch.setattr(StatusWriter, "touch", touch_failing_once)
+    fail_once(monkeypatch, StatusWriter, "touch", RuntimeError("injected fault"))
     crashes = REGISTRY.get_sample_value("orvanta_listener_connection_crashes_total")
     make_trigger(e2e_workspace, ws_server)
     wait_connected(ws_server)

@@ -4,7 +4,7 @@ import time
 
 from orvanta_triggers import services
 from orvanta_triggers.models import WebSocketTrigger
-from tests.listener.helpers import make_trigger, wait_connected
+from tests.listener.helpers import fail_once, make_trigger, wait_connected
 from tests.wsserver import wait_for
 
 
@@ -88,15 +88,6 @@ def test_a_connection_thread_that_ended_is_started_again(e2e_workspace, ws_serve
     """A connection thread that ends without being asked is noticed and started again."""
     from listener.connection import Connection
 
-    real = Connection._connect_and_serve
-    ends = iter([SystemExit("injected: the thread ends")])
-
-    def ending_once(self, *args, **kwargs):
-        end = next(ends, None)
-        if end is not None:
-            raise end
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Connection, "_connect_and_serve", ending_once)
+    fail_once(monkeypatch, Connection, "_connect_and_serve", SystemExit("injected: the thread ends"))
     make_trigger(e2e_workspace, ws_server)
     wait_connected(ws_server, timeout=5)

@@ -65,6 +65,13 @@ class Product:
         self.processes.append(worker)
         return worker
 
+    def start(self, *workers, concurrency=2):
+        """Workers with these names, then a listener; returns once it is connected."""
+        for name in workers:
+            self.start_worker(name, concurrency=concurrency)
+        self.start_listener()
+        wait_for(lambda: self.server.open_connections == 1, timeout=20, message="the listener connected")
+
     def _env(self):
         return {key: value for key, value in self.env.items() if key.startswith(("DATABASE_", "ORVANTA_"))}
 
@@ -175,9 +182,7 @@ def assert_each_sent_frame_is_one_successful_job(product, sent, *, timeout):
 
 def test_a_database_restart_under_load_loses_no_job(product):
     """PostgreSQL restarted (fast) under 200 frames/s: every frame is one successful job, run once."""
-    product.start_worker("faults-a")
-    product.start_listener()
-    wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
+    product.start("faults-a")
     feeder = InBackground(send_steadily, server=product.server, seconds=6)
     wait_for_load(product)
     product.postgres.restart()
@@ -189,9 +194,7 @@ def test_a_database_restart_under_load_loses_no_job(product):
 def test_a_database_down_for_ten_seconds_loses_no_job(product):
     """PostgreSQL stopped for 10 s under 200 frames/s: workers hold their jobs and record
     every one once it is back."""
-    product.start_worker("faults-a")
-    product.start_listener()
-    wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
+    product.start("faults-a")
     feeder = InBackground(send_steadily, server=product.server, seconds=14)
     wait_for_load(product)
     product.postgres.stop()
@@ -207,8 +210,7 @@ def test_a_killed_worker_costs_seconds_and_no_job(product):
     held run on the other worker within ORVANTA_WORKER_LOST_SECS plus its sweep, and
     every frame is one successful job."""
     doomed = product.start_worker("faults-doomed", concurrency=1)
-    product.start_listener()
-    wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
+    product.start()
     feeder = InBackground(send_steadily, server=product.server, seconds=6)
     wait_for_load(product)
     os.killpg(doomed.pid, signal.SIGKILL)
@@ -224,9 +226,7 @@ def test_slow_jobs_spread_over_the_pool(product_factory):
     """40 frames to a script sleeping 0.25 s on one worker with 4 processes take about a
     quarter of 40 x 0.25 s, as one task per job would, not 10 s in one process."""
     product = product_factory()
-    product.start_worker("spread", concurrency=4)
-    product.start_listener()
-    wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
+    product.start("spread", concurrency=4)
     frames = [json.dumps({"sleep": 0.25, "tag": n}) for n in range(40)]
     started = time.monotonic()
     for frame in frames:
@@ -240,9 +240,7 @@ def test_a_job_past_its_time_limit_fails_alone(product_factory):
     """At ORVANTA_JOB_TIMEOUT_SECS=4, a 60 s job fails with JobTimeout after about 4 s,
     the short jobs sent with it succeed meanwhile, and nothing runs twice."""
     product = product_factory(ORVANTA_JOB_TIMEOUT_SECS="4")
-    product.start_worker("limits", concurrency=2)
-    product.start_listener()
-    wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
+    product.start("limits", concurrency=2)
     hung = json.dumps({"sleep": 60, "tag": "hung"})
     short = [json.dumps({"sleep": 0.05, "tag": n}) for n in range(10)]
     for frame in [hung, *short]:
@@ -260,10 +258,7 @@ def test_a_live_workers_long_job_is_not_handed_to_another(product_factory):
     """A job running longer than ORVANTA_WORKER_LOST_SECS on a live worker stays its own:
     the worker renews the message, so the other worker never runs it too."""
     product = product_factory(ORVANTA_WORKER_LOST_SECS="2")
-    product.start_worker("long-a", concurrency=1)
-    product.start_worker("long-b", concurrency=1)
-    product.start_listener()
-    wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
+    product.start("long-a", "long-b", concurrency=1)
     frame = json.dumps({"sleep": 6, "tag": "long"})
     product.server.send_all(frame)
     assert_each_sent_frame_is_one_successful_job(product, [frame], timeout=20)
@@ -275,9 +270,7 @@ def test_a_poison_frame_in_a_burst_fails_alone(product_factory):
     (a STOMP frame, ending with U+0000) in its middle: that job fails with its exact
     frame recorded, and the 49 others succeed."""
     product = product_factory()
-    product.start_worker("poison", concurrency=1)
-    product.start_listener()
-    wait_for(lambda: product.server.open_connections == 1, timeout=20, message="the listener connected")
+    product.start("poison", concurrency=1)
     poison = "MESSAGE\ndestination:/queue/a\n\nbody\x00"
     frames = [json.dumps({"sleep": 0, "tag": n}) for n in range(49)]
     frames.insert(25, poison)
