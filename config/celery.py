@@ -59,11 +59,14 @@ def stop_keeping_held_messages(**_):
 
 @task_received.connect
 def note_received(request=None, **_):
-    """Tell listeners this worker has their message (see listener.dispatch: a message
-    lost between the broker's pop and the worker's record is sent again)."""
+    """Keep renewing the message until it is acknowledged (see heldmessages), and tell
+    listeners this worker has it (see listener.dispatch: a message lost between the
+    broker's pop and the worker's record is sent again)."""
     from orvanta_triggers import bus
+    from orvanta_triggers.heldmessages import note_held
     from orvanta_triggers.tasks import RUN_TRIGGER_JOBS
 
+    note_held(request)
     if request.name == RUN_TRIGGER_JOBS:
         try:
             bus.note_received(request.id)

@@ -180,9 +180,10 @@ PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 if ORVANTA_OVERFLOW_POLICY not in ("backpressure", "drop"):
     raise ValueError("ORVANTA_OVERFLOW_POLICY must be 'backpressure' or 'drop'")
 
-# Each job stops at ORVANTA_JOB_TIMEOUT_SECS (orvanta_triggers.jobrunner); a message's
-# process is killed only if its job ignores that, this much later.
-CELERY_TASK_TIME_LIMIT = ORVANTA_JOB_TIMEOUT_SECS + 30
+# Each job stops at ORVANTA_JOB_TIMEOUT_SECS (orvanta_triggers.jobrunner). Celery kills
+# the process of a one-job task whose job ignores that, once a database outage could
+# also have been waited out; batch messages carry their own limit (tasks.message_time_limit).
+CELERY_TASK_TIME_LIMIT = ORVANTA_JOB_TIMEOUT_SECS + ORVANTA_DATABASE_OUTAGE_SECS + 30
 # Messages a worker holds are kept visible by the worker itself (orvanta_triggers.
 # heldmessages); those of a dead worker go back to the queue ORVANTA_WORKER_LOST_SECS
 # after it last did, found by a sweep every quarter of that.

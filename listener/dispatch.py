@@ -26,7 +26,7 @@ import redis
 from listener import metrics
 from listener.backoff import Backoff
 from orvanta_triggers import bus
-from orvanta_triggers.tasks import RUN_TRIGGER_JOBS
+from orvanta_triggers.tasks import RUN_TRIGGER_JOBS, message_time_limit
 
 logger = logging.getLogger(__name__)
 
@@ -193,12 +193,20 @@ class Dispatcher:
             len(batch) < MAX_BATCH_JOBS
             and time.monotonic() - batch[0][5] < COALESCE_MAX_SECS
             and not self._stop.is_set()
-            and self._queue_length() > 0
+            and self._messages_waiting()
         )
 
     def _queue_length(self):
-        with self._app.connection_for_write() as connection:
-            return connection.default_channel.client.llen(self._app.conf.task_default_queue)
+        """Messages waiting in the broker's queue (the broker is the Redis at REDIS_URL)."""
+        return bus.client().llen(self._app.conf.task_default_queue)
+
+    def _messages_waiting(self):
+        """Whether messages wait in the queue now; False when Redis can't say (the
+        publish that follows finds out what is wrong)."""
+        try:
+            return self._queue_length() > 0
+        except redis.RedisError:
+            return False
 
     def _publish(self, batch, resent=False):
         specs = {}
@@ -210,7 +218,13 @@ class Dispatcher:
         if resent:
             kwargs["resent"] = True
         message_id = new_job_id()
-        self._app.send_task(RUN_TRIGGER_JOBS, kwargs=kwargs, task_id=message_id, retry=False)
+        self._app.send_task(
+            RUN_TRIGGER_JOBS,
+            kwargs=kwargs,
+            task_id=message_id,
+            time_limit=message_time_limit(len(batch)),
+            retry=False,
+        )
         self._message_sizes.append(len(batch))
         self._published_since_check += len(batch)
         self._unreceived.append((message_id, time.monotonic(), batch))
@@ -237,18 +251,20 @@ class Dispatcher:
             # Still the best evidence for the next check.
             self._received_horizons.appendleft((now - RECEIPT_SLACK_SECS, horizon))
         lost = [item for item in tracked if item[0] not in received and horizon is not None and item[1] < horizon]
-        gone = received | {message_id for message_id, _, _ in lost}
-        if gone:
-            self._unreceived = collections.deque(item for item in self._unreceived if item[0] not in gone)
-        for message_id, _, batch in lost:
+        if received:
+            self._unreceived = collections.deque(item for item in self._unreceived if item[0] not in received)
+        for item in lost:
+            message_id, _, batch = item
             logger.warning(
                 "trigger %s: message %s (%s jobs) was taken off the queue by no worker that lived: sending it again",
                 batch[0][1]["trigger_path"],
                 message_id,
                 len(batch),
             )
-            metrics.JOBS_RESENT.inc(len(batch))
+            # Forgotten only once sent again: a failed send leaves it for the next check.
             self._publish(batch, resent=True)
+            self._unreceived.remove(item)
+            metrics.JOBS_RESENT.inc(len(batch))
 
     def _publish_allowance(self):
         """How many more jobs may go to the broker before about ORVANTA_MAX_QUEUED_JOBS

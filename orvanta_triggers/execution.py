@@ -233,7 +233,7 @@ def execute(run, *, flow=None, publish_early):
         else:
             run.args, run.result = run_script(spec["script_path"], event=event)
         run.status = Job.Status.SUCCESS
-    except (Exception, JobTimeout) as exc:
+    except (Exception, JobTimeout, SystemExit) as exc:
         run.error = error_payload(exc)
         run.retry_in = retry_delay(spec.get("retry"), run.attempt)
         run.status = Job.Status.QUEUED if run.retry_in is not None else Job.Status.FAILURE

@@ -135,6 +135,8 @@ def _entry_errors(entry, where, depth, counted):
             return [f"{where}: regex must be a non-empty string"]
         if len(pattern) > MAX_PATTERN_LENGTH:
             return [f"{where}: regex is longer than {MAX_PATTERN_LENGTH} characters"]
+        if "\\C" in pattern:
+            return [f"{where}: regex may not use \\C (one byte): frames are matched as text"]
         try:
             _regex(pattern)
         except re2.error as exc:

@@ -13,9 +13,9 @@ when its worker stopped renewing it, that is, died.
 import logging
 import threading
 import time
+import weakref
 
 import redis
-from celery.worker import state as worker_state
 from kombu.exceptions import OperationalError as BrokerError
 
 from orvanta_triggers import conf
@@ -23,15 +23,24 @@ from orvanta_triggers import conf
 logger = logging.getLogger(__name__)
 
 
+# Requests this worker received and has not acknowledged yet. Celery's own
+# `reserved_requests` misses a retry waiting for its countdown (it joins only once the
+# countdown is over), so the worker keeps its own list, filled by `note_held`.
+_held = weakref.WeakSet()
+_held_lock = threading.Lock()
+
+
+def note_held(request):
+    """Called when the worker receives a message (Celery's task_received signal)."""
+    with _held_lock:
+        _held.add(request)
+
+
 def held_delivery_tags():
-    """Delivery tags of the messages this worker holds: received, not yet done."""
-    while True:
-        try:
-            requests = list(worker_state.reserved_requests)
-        except RuntimeError:
-            # The set changed while being copied (another thread took a message).
-            continue
-        return [request.message.delivery_tag for request in requests]
+    """Delivery tags of the messages this worker holds: received, not yet acknowledged."""
+    with _held_lock:
+        requests = list(_held)
+    return [request.message.delivery_tag for request in requests if not request.acknowledged]
 
 
 class HeldMessagesKeeper:

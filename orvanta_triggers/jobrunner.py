@@ -34,10 +34,11 @@ import time
 
 import redis
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from orvanta_triggers import bus, conf, metrics, selectors, services
-from orvanta_triggers.execution import JobRun, JobTimeout, call_error_handler, execute, result_frame
+from orvanta_triggers.execution import JobRun, JobTimeout, call_error_handler, error_payload, execute, result_frame
 from orvanta_triggers.models import Job
 from orvanta_triggers.monitor import MonitorPublisher, shorten
 
@@ -307,9 +308,19 @@ def answer(runs, *, requeue):
                 run.error["message"],
                 run.retry_in,
             )
-            metrics.JOBS_FINISHED.labels("retried").inc()
-            requeue(run, run.retry_in)
-            continue
+            try:
+                requeue(run, run.retry_in)
+            except (BrokerError, redis.RedisError, OSError) as exc:
+                # The row says queued; with no retry coming it must end.
+                logger.error(
+                    "trigger %s: job %s: its retry could not be scheduled: %s", spec["trigger_path"], run.job_id, exc
+                )
+                run.status, run.retry_in = Job.Status.FAILURE, None
+                run.error = {**run.error, "message": f"{run.error['message']} (retry not scheduled: {exc})"}
+                record([run])
+            else:
+                metrics.JOBS_FINISHED.labels("retried").inc()
+                continue
         _show(run)
         if not spec["can_return_message"]:
             continue
@@ -377,22 +388,33 @@ class Batch:
             # Known to be slow: spread it before running any.
             self._pending = collections.deque(groups[0])
             self._give_away([run for group in groups[1:] for run in group])
-        with watchdog().watching(self):
-            while True:
-                with self._lock:
-                    if not self._pending:
-                        break
-                    run = self._current = self._pending.popleft()
-                    self._current_since, self._current_shown = time.monotonic(), False
-                self._run_one(run)
-                with self._lock:
-                    self._current = None
-                    self._executed.append(run)
+        while True:
+            with watchdog().watching(self):
+                self._run_pending()
+            # A hand-off the watchdog had under way may have failed and put jobs back.
+            with self._lock:
+                if not self._pending:
+                    break
         with self._lock:
             executed, self._executed = self._executed, []
-        if executed:
-            answer(executed, requeue=self._requeue)
-        call_error_handlers(self._answered + executed)
+        try:
+            if executed:
+                answer(executed, requeue=self._requeue)
+        finally:
+            call_error_handlers(self._answered)
+        call_error_handlers(executed)
+
+    def _run_pending(self):
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                run = self._current = self._pending.popleft()
+                self._current_since, self._current_shown = time.monotonic(), False
+            self._run_one(run)
+            with self._lock:
+                self._current = None
+                self._executed.append(run)
 
     def _run_one(self, run):
         flow = None
@@ -401,8 +423,15 @@ class Batch:
                 lambda: selectors.flow_by_path(workspace_id=run.spec["workspace_id"], path=run.spec["script_path"]),
                 what="reading a flow",
             )
-        with time_limit(conf.job_timeout_secs()):
-            execute(run, flow=flow, publish_early=publish_early)
+        clock = time.monotonic()
+        try:
+            with time_limit(conf.job_timeout_secs()):
+                execute(run, flow=flow, publish_early=publish_early)
+        except JobTimeout as exc:
+            # The alarm went off after the script returned, while its outcome was noted.
+            if run.status is None:
+                run.status, run.error = Job.Status.FAILURE, error_payload(exc)
+                run.finished_at, run.duration = timezone.now(), time.monotonic() - clock
         remember_duration(run, run.duration)
 
     def check(self, now):

@@ -84,10 +84,12 @@ def existing_workspace_ids(ids):
 
 def settled_job_ids(attempts):
     """Of the jobs {job id: attempt}, those already done with that attempt: ended
-    (success or failure), or retried since."""
-    rows = Job.objects.filter(id__in=list(attempts)).values_list("id", "status", "attempt")
+    (success or failure), retried since, or failed with their retry scheduled."""
+    rows = Job.objects.filter(id__in=list(attempts)).values_list("id", "status", "attempt", "error")
     return {
         str(job_id)
-        for job_id, status, attempt in rows
-        if status in (Job.Status.SUCCESS, Job.Status.FAILURE) or attempt > attempts[str(job_id)]
+        for job_id, status, attempt, error in rows
+        if status in (Job.Status.SUCCESS, Job.Status.FAILURE)
+        or attempt > attempts[str(job_id)]
+        or (status == Job.Status.QUEUED and error is not None)
     }

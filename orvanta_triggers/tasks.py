@@ -58,10 +58,21 @@ def _requeue(run, countdown):
     )
 
 
+def message_time_limit(job_count):
+    """Celery's hard limit for a message of `job_count` jobs: each job has
+    ORVANTA_JOB_TIMEOUT_SECS (enforced per job, see jobrunner), and the message may wait
+    out a database outage; this only kills a process whose job ignored its limit."""
+    return job_count * conf.job_timeout_secs() + conf.database_outage_secs() + 30
+
+
 def _hand_off(message_id, runs):
     """Publish `runs` (jobs of message `message_id`) as a message of their own."""
     specs = {str(run.spec["trigger_id"]): run.spec for run in runs}
-    run_trigger_jobs.apply_async(kwargs={"specs": specs, "jobs": [run.wire() for run in runs]}, retry=False)
+    run_trigger_jobs.apply_async(
+        kwargs={"specs": specs, "jobs": [run.wire() for run in runs]},
+        time_limit=message_time_limit(len(runs)),
+        retry=False,
+    )
     try:
         bus.remember_handed_off(message_id, [run.job_id for run in runs])
     except redis.RedisError as exc:
@@ -69,8 +80,8 @@ def _hand_off(message_id, runs):
 
 
 def _queue_is_empty():
-    with current_app.connection_for_read() as connection:
-        return connection.default_channel.client.llen(current_app.conf.task_default_queue) == 0
+    """No message waits in the broker's queue (the Redis at REDIS_URL)."""
+    return bus.client().llen(current_app.conf.task_default_queue) == 0
 
 
 def _run_jobs(task, *, specs, jobs, resent):

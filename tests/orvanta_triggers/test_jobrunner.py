@@ -226,3 +226,17 @@ def test_a_slow_batch_stays_whole_while_every_process_is_busy(make_spec):
     hand_offs = HandOffs()
     assert run_jobs(specs_of(spec), jobs, hand_off=hand_offs, queue_is_empty=lambda: False) == {"success": 3}
     assert hand_offs.groups == []
+
+
+def test_jobs_whose_hand_off_failed_late_still_run(make_spec):
+    """A hand-off that fails after the batch's last job ended puts its jobs back, and
+    they run: none is left without a row."""
+    spec = make_spec(script_path="sleep_then_echo")
+    jobs = jobs_of(spec, sleeping(0.05, "slow"), sleeping(0, "a"), sleeping(0, "b"))
+
+    def slow_failing_hand_off(runs):
+        time.sleep(0.2)  # the broker hangs, then refuses, after the slow job ended
+        raise OSError("broker unavailable")
+
+    assert run_jobs(specs_of(spec), jobs, hand_off=slow_failing_hand_off) == {"success": 3}
+    assert [job.status for job in rows(jobs)] == ["success"] * 3
