@@ -82,7 +82,6 @@ class Dispatcher:
         self._lagging = False
         # Jobs per message of the latest messages this listener published.
         self._message_sizes = collections.deque(maxlen=100000)
-        self._queued_messages = 0
         self._queued_at_check = 0
         self._published_since_check = 0
         self._recent = collections.deque()
@@ -275,7 +274,6 @@ class Dispatcher:
             self._queue_checked_at = now
             messages = self._queue_length()
             # The queue is first in, first out: what waits are the newest messages.
-            self._queued_messages = messages
             self._queued_at_check = sum(itertools.islice(reversed(self._message_sizes), messages))
             self._published_since_check = 0
         # Between checks, what this listener published counts as still waiting.
