@@ -1,12 +1,17 @@
 """One trigger's WebSocket connection, on its own thread: resolve the URL, connect,
-send the initial messages, then receive frames (turning matching ones into jobs),
-send heartbeats and protocol pings, and reconnect with backoff until closed.
+send the initial messages, then receive frames (turning matching ones into jobs)
+and reconnect with backoff until closed.
 
-Results are sent from the result router's thread; websocket-client serialises
-sends with its own lock, and this thread is the only reader of the socket.
+The thread only reads: it blocks on the socket, so an idle connection costs nothing.
+Heartbeats, protocol pings and the pong deadline run on the listener's shared timer
+thread, and results are sent from the result router's thread; websocket-client
+serialises sends with its own lock, and BoundedSocket bounds how long one may take.
+Frames are read with websocket-client's public `recv_frame`; messages are assembled,
+and control frames answered, here, as RFC 6455 says.
 """
 
 import base64
+import functools
 import json
 import logging
 import struct
@@ -42,6 +47,7 @@ class ListenerServices:
     status: object
     runnables: object
     monitor: object
+    timers: object
 
 
 RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
@@ -77,20 +83,47 @@ class FailureStreak:
         self._notified = False
 
 
+class Session:
+    """One connected socket of a trigger: what its reader thread and its timers share.
+    Timers of a session that has ended do nothing."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        # websocket-client's socket is the BoundedSocket opened for it.
+        self.stream = ws.sock
+        self.last_received = time.monotonic()
+        self.ping_sent_at = None
+        # The reader is held by dispatch back-pressure: it reads no pong meanwhile.
+        self.held = False
+        self.heartbeat_state = None
+        self.next_heartbeat = None
+        self.ended = False
+        self.end_reason = None
+        self.keepalive_timer = None
+        self.heartbeat_timer = None
+
+    def abort(self, reason):
+        """End the session from another thread: its reader wakes and stops."""
+        self.end_reason = reason
+        try:
+            self.ws.abort()
+        except OSError:
+            pass
+
+
 class Connection:
     def __init__(self, spec, services, *, results_subscribed):
         self.spec = spec
         self._services = services
         self._results_subscribed = results_subscribed
         self._closing = threading.Event()
-        self._ws = None
+        self._session = None
         self._url = None
         self._thread = threading.Thread(target=self._run, name=f"ws:{spec.path}", daemon=True)
-        self._heartbeat_state = None
-        self._next_heartbeat = None
-        self._skipping_message = False
-        # Per-frame settings, read once per connection rather than per frame.
+        # Settings read once per connection rather than per frame.
         self._max_message_bytes = conf.max_message_bytes()
+        self._ping_interval = conf.ping_interval_secs()
+        self._pong_timeout = conf.pong_timeout_secs()
         self._state_field = (spec.heartbeat or {}).get("state_field")
         binary_heartbeat = (spec.heartbeat or {}).get("binary_message")
         self._heartbeat_bytes = base64.b64decode(binary_heartbeat) if binary_heartbeat else None
@@ -107,12 +140,12 @@ class Connection:
         server answers it (join() forces the socket shut after a deadline)."""
         self._close_reason = reason
         self._closing.set()
-        ws = self._ws
-        if ws is not None and ws.connected:
+        session = self._session
+        if session is not None and session.ws.connected:
             try:
-                ws.send_close(websocket.STATUS_NORMAL, b"")
-            except Exception:
-                ws.abort()
+                session.ws.send_close(websocket.STATUS_NORMAL, b"")
+            except (OSError, websocket.WebSocketException):
+                session.abort(reason)
 
     def ended_unasked(self):
         """Whether the thread has ended although nobody asked it to close."""
@@ -121,20 +154,21 @@ class Connection:
     def join(self, timeout):
         self._thread.join(timeout)
         if self._thread.is_alive():
-            ws = self._ws
-            if ws is not None:
-                ws.abort()
+            session = self._session
+            if session is not None:
+                session.abort(self._close_reason)
             self._thread.join(1.0)
 
     def send_result(self, frame, job_id):
         """Send a job's result on the live socket; False when there is none."""
-        ws = self._ws
-        if ws is None or not ws.connected or self._closing.is_set():
+        session = self._session
+        if session is None or not session.ws.connected or self._closing.is_set():
             return False
         try:
-            send_frame(ws, frame)
-        except Exception as exc:
+            send_frame(session.ws, frame)
+        except (OSError, websocket.WebSocketException) as exc:
             logger.warning("trigger %s: could not send result of job %s: %s", self.spec.path, job_id, exc)
+            session.abort(f"could not send a result: {exc}")
             return False
         logger.debug("trigger %s: sent result of job %s", self.spec.path, job_id)
         self._services.monitor.event(
@@ -183,11 +217,7 @@ class Connection:
         )
 
     def _wait_for_results_channel(self):
-        deadline = time.monotonic() + RESULTS_SUBSCRIBE_TIMEOUT_SECS
-        while not self._results_subscribed.is_set():
-            if self._closing.wait(0.01) or time.monotonic() >= deadline:
-                break
-        if not self._results_subscribed.is_set() and not self._closing.is_set():
+        if not self._results_subscribed.wait(RESULTS_SUBSCRIBE_TIMEOUT_SECS) and not self._closing.is_set():
             logger.warning(
                 "trigger %s: result channel not subscribed after %ss; connecting anyway (results may be lost until Redis answers)",
                 self.spec.path,
@@ -222,7 +252,7 @@ class Connection:
         or None when asked to close."""
         self._status(status=Status.CONNECTING, listener_id=self._services.listener_id)
         try:
-            ws = self._connect()
+            session = self._connect()
         except ConnectFailed as exc:
             if self._closing.is_set():
                 return None
@@ -233,7 +263,7 @@ class Connection:
             return delay
         streak.reset()
         connected_at = time.monotonic()
-        reason = self._serve(ws)
+        reason = self._serve(session)
         if self._closing.is_set():
             return None
         if time.monotonic() - connected_at >= conf.backoff_reset_after_secs():
@@ -244,7 +274,7 @@ class Connection:
         return delay
 
     def _connect(self):
-        """Open the socket and send the initial messages; the connected WebSocket."""
+        """Open the socket and send the initial messages; the connected session."""
         url = resolve_url(
             self.spec.url,
             url_runnable_args=self.spec.url_runnable_args,
@@ -254,20 +284,19 @@ class Connection:
         )
         ws = open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
         self._url = url
-        self._heartbeat_state = None
-        self._skipping_message = False
         try:
             self._send_initial_messages(ws)
         except BaseException:
             ws.abort()
             ws.shutdown()
             raise
+        session = Session(ws)
         # Published only now: results never race ahead of the initial messages.
-        self._ws = ws
+        self._session = session
         if self._closing.is_set():
             # Asked to close while connecting: close() found no socket to close, so
             # this thread (the only reader) does the closing handshake itself.
-            self._ws = None
+            self._session = None
             ws.close(websocket.STATUS_NORMAL, timeout=1)
             ws.shutdown()
             raise ConnectFailed("closed while connecting")
@@ -275,7 +304,7 @@ class Connection:
         self._status(
             status=Status.CONNECTED, error=None, last_connected_at=timezone.now(), subprotocol=ws.getsubprotocol()
         )
-        return ws
+        return session
 
     def _send_initial_messages(self, ws):
         for index, item in enumerate(self.spec.initial_messages):
@@ -303,12 +332,20 @@ class Connection:
             except Exception as exc:
                 raise ConnectFailed(f"initial message {index} could not be sent: {exc}") from exc
 
-    def _serve(self, ws):
+    def _serve(self, session):
         """Receive until the connection ends; the reason it ended."""
+        self._schedule_keepalive(session, time.monotonic() + self._ping_interval)
+        heartbeat = self.spec.heartbeat
+        if heartbeat:
+            session.next_heartbeat = time.monotonic() + heartbeat["interval_secs"]
+            session.heartbeat_timer = self._services.timers.call_at(
+                session.next_heartbeat, functools.partial(self._beat, session)
+            )
+        ws = session.ws
         try:
-            return self._receive(ws)
+            return self._receive(session)
         except websocket.WebSocketConnectionClosedException:
-            return "the server dropped the connection"
+            return session.end_reason or "the server dropped the connection"
         except websocket.WebSocketPayloadException as exc:
             self._send_close(ws, 1007)
             return f"invalid frame from the server: {exc}"
@@ -316,103 +353,117 @@ class Connection:
             self._send_close(ws, 1002)
             return f"protocol error: {exc}"
         except (OSError, websocket.WebSocketException) as exc:
-            return f"connection lost: {exc.__class__.__name__}: {exc}"
+            return session.end_reason or f"connection lost: {exc.__class__.__name__}: {exc}"
         finally:
-            self._ws = None
+            session.ended = True
+            for timer in (session.keepalive_timer, session.heartbeat_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._session = None
             ws.shutdown()
 
     @staticmethod
-    def _send_close(ws, code):
+    def _send_close(ws, code, reason=b""):
         try:
-            ws.send_close(code, b"")
-        except Exception:
+            ws.send_close(code, reason)
+        except (OSError, websocket.WebSocketException):
             pass
 
-    def _receive(self, ws):
-        ping_interval = conf.ping_interval_secs()
-        pong_timeout = conf.pong_timeout_secs()
-        heartbeat = self.spec.heartbeat
-        now = time.monotonic()
-        last_received = now
-        ping_sent_at = None
-        self._next_heartbeat = now + heartbeat["interval_secs"] if heartbeat else None
+    def _receive(self, session):
+        """Read frames until the connection closes; the reason it closed. Messages
+        are assembled from their frames; control frames may come between them."""
+        ws, stream = session.ws, session.stream
+        message_opcode = None
+        parts = None
         while True:
-            now = self._beat_if_due(ws)
-            if ping_sent_at is not None:
-                if now - ping_sent_at >= pong_timeout:
-                    return f"no pong within {pong_timeout:g}s: connection presumed dead"
-                wake_at = ping_sent_at + pong_timeout
-            elif now - last_received >= ping_interval:
-                ws.ping()
-                ping_sent_at = now
-                wake_at = now + pong_timeout
-            else:
-                wake_at = last_received + ping_interval
-            if self._next_heartbeat is not None:
-                wake_at = min(wake_at, self._next_heartbeat)
-            ws.settimeout(max(wake_at - now, 0.001))
-            try:
-                frame = ws.recv_frame()
-            except websocket.WebSocketTimeoutException:
+            frame = ws.recv_frame()
+            session.last_received = time.monotonic()
+            opcode = frame.opcode
+            if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT):
+                if opcode == ABNF.OPCODE_CONT:
+                    if message_opcode is None:
+                        raise websocket.WebSocketProtocolException("a continuation frame with no message to continue")
+                elif message_opcode is not None:
+                    raise websocket.WebSocketProtocolException("a new message before the last one ended")
+                else:
+                    message_opcode, parts = opcode, []
+                if stream.refused_bytes is not None:
+                    parts = None
+                    if frame.fin:
+                        self._refuse_oversized(stream.refused_bytes)
+                elif parts is not None:
+                    parts.append(frame.data)
+                if frame.fin:
+                    if parts is not None:
+                        self._on_message(session, parts[0] if len(parts) == 1 else b"".join(parts), message_opcode)
+                    message_opcode, parts = None, None
                 continue
-            last_received = time.monotonic()
-            ping_sent_at = None
-            reason = self._handle_frame(ws, frame)
-            if reason is not None:
-                return reason
+            if not frame.fin:
+                raise websocket.WebSocketProtocolException("a fragmented control frame")
+            if opcode == ABNF.OPCODE_PING:
+                ws.pong(frame.data)
+            elif opcode == ABNF.OPCODE_CLOSE:
+                return self._on_close(ws, frame.data)
 
-    def _beat_if_due(self, ws):
-        """Send the heartbeat if it is due (from the receive loop, and while
-        back-pressure holds this thread); the current monotonic time."""
+    # Timed work, on the listener's timer thread
+
+    def _schedule_keepalive(self, session, when):
+        session.keepalive_timer = self._services.timers.call_at(when, functools.partial(self._keepalive, session))
+
+    def _keepalive(self, session):
+        """Ping a connection that has been quiet for the ping interval; end one whose
+        ping went unanswered for the pong timeout."""
+        if session.ended:
+            return
         now = time.monotonic()
-        if self._next_heartbeat is None or now < self._next_heartbeat:
-            return now
-        interval = self.spec.heartbeat["interval_secs"]
+        if session.held:
+            session.ping_sent_at = None
+            self._schedule_keepalive(session, now + self._ping_interval)
+            return
+        if session.ping_sent_at is not None and session.last_received < session.ping_sent_at:
+            if now - session.ping_sent_at >= self._pong_timeout:
+                logger.info("trigger %s: no pong within %gs; reconnecting", self.spec.path, self._pong_timeout)
+                session.abort(f"no pong within {self._pong_timeout:g}s: connection presumed dead")
+                return
+            self._schedule_keepalive(session, session.ping_sent_at + self._pong_timeout)
+            return
+        if now - session.last_received >= self._ping_interval:
+            try:
+                session.ws.ping()
+            except (OSError, websocket.WebSocketException) as exc:
+                session.abort(f"could not send a ping: {exc}")
+                return
+            session.ping_sent_at = now
+            self._schedule_keepalive(session, now + self._pong_timeout)
+            return
+        self._schedule_keepalive(session, session.last_received + self._ping_interval)
+
+    def _beat(self, session):
+        """Send the heartbeat and schedule the next, keeping the cadence."""
+        if session.ended:
+            return
+        heartbeat = self.spec.heartbeat
         if self._heartbeat_bytes is not None:
-            ws.send_binary(self._heartbeat_bytes)
+            frame = self._heartbeat_bytes
         else:
-            ws.send(self.spec.heartbeat["message"].replace("{{state}}", json.dumps(self._heartbeat_state)))
+            frame = heartbeat["message"].replace("{{state}}", json.dumps(session.heartbeat_state))
+        try:
+            send_frame(session.ws, frame)
+        except (OSError, websocket.WebSocketException) as exc:
+            session.abort(f"could not send the heartbeat: {exc}")
+            return
         metrics.HEARTBEATS_SENT.inc()
-        # Keep the cadence; after a long stall, restart it instead of bursting.
-        self._next_heartbeat += interval
-        if self._next_heartbeat <= now:
-            self._next_heartbeat = now + interval
-        return now
+        now = time.monotonic()
+        interval = heartbeat["interval_secs"]
+        # After a long stall, restart the cadence instead of bursting.
+        session.next_heartbeat += interval
+        if session.next_heartbeat <= now:
+            session.next_heartbeat = now + interval
+        session.heartbeat_timer = self._services.timers.call_at(
+            session.next_heartbeat, functools.partial(self._beat, session)
+        )
 
-    def _handle_frame(self, ws, frame):
-        """Act on one frame; a reason string when the connection ends."""
-        opcode = frame.opcode
-        if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT):
-            self._on_data_frame(ws, frame)
-            return None
-        if opcode == ABNF.OPCODE_PING:
-            ws.pong(frame.data)
-            return None
-        if opcode == ABNF.OPCODE_CLOSE:
-            return self._on_close(ws, frame.data)
-        return None
-
-    def _on_data_frame(self, ws, frame):
-        """Assemble messages from frames; refuse (and skip the rest of) one that grows
-        past ORVANTA_MAX_MESSAGE_BYTES, keeping the connection."""
-        ws.cont_frame.validate(frame)
-        if self._skipping_message:
-            if frame.fin:
-                self._skipping_message = False
-                ws.cont_frame.recving_frames = None
-            return
-        ws.cont_frame.add(frame)
-        buffered = len(ws.cont_frame.cont_data[1]) if ws.cont_frame.cont_data else 0
-        size = getattr(frame, "oversized", None) or buffered
-        if size > self._max_message_bytes:
-            # Forget the message; later fragments of it are skipped until its last.
-            ws.cont_frame.cont_data = None
-            self._skipping_message = not frame.fin
-            self._refuse_oversized(size)
-            return
-        if ws.cont_frame.is_fire(frame):
-            opcode, frame = ws.cont_frame.extract(frame)
-            self._on_message(frame.data, opcode)
+    # Frames
 
     def _refuse_oversized(self, size):
         metrics.FRAMES_DROPPED.labels("too_large").inc()
@@ -423,16 +474,20 @@ class Connection:
     def _on_close(self, ws, data):
         if self._closing.is_set():
             return self._close_reason
-        code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
-        reason = data[2:].decode("utf-8", "replace")
-        # websocket-client has already refused invalid codes (a protocol error).
-        if code is None:
+        if len(data) < 2:
             self._send_close(ws, websocket.STATUS_NORMAL)
             return "the server closed the connection (no close code)"
+        # websocket-client has already refused invalid codes and lengths.
+        code = struct.unpack("!H", data[:2])[0]
+        try:
+            reason = data[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            self._send_close(ws, 1007)
+            return f"the server closed the connection (code {code}) with a reason that is not UTF-8"
         self._send_close(ws, code)
         return f"the server closed the connection (code {code}{': ' + reason if reason else ''})"
 
-    def _on_message(self, data, opcode):
+    def _on_message(self, session, data, opcode):
         spec = self.spec
         if opcode == ABNF.OPCODE_TEXT:
             try:
@@ -458,16 +513,14 @@ class Connection:
         if msg_type == "text" and (spec.filters_need_json or state_field):
             parsed = filters.parse_json(msg)
             if state_field and isinstance(parsed, dict) and state_field in parsed:
-                self._heartbeat_state = parsed[state_field]
+                session.heartbeat_state = parsed[state_field]
         if not spec.matches(msg if msg_type == "text" else None, parsed):
             return
         metrics.FRAMES_MATCHED.inc()
-        ws = self._ws
-        self._services.dispatcher.submit(
-            job_spec=spec.job_spec,
-            msg=msg,
-            msg_type=msg_type,
-            url=self._url,
-            cancelled=self._closing,
-            while_waiting=lambda: self._beat_if_due(ws),
-        )
+        session.held = True
+        try:
+            self._services.dispatcher.submit(
+                job_spec=spec.job_spec, msg=msg, msg_type=msg_type, url=self._url, cancelled=self._closing
+            )
+        finally:
+            session.held = False

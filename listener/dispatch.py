@@ -106,10 +106,9 @@ class Dispatcher:
             self._ready.notify()
         self._thread.join(timeout)
 
-    def submit(self, *, job_spec, msg, msg_type, url, cancelled, while_waiting):
+    def submit(self, *, job_spec, msg, msg_type, url, cancelled):
         """Queue one job. Under back-pressure, waits for room until `cancelled` is
-        set, calling `while_waiting()` (outside the lock) every 100 ms meanwhile;
-        returns False when the frame was not queued (dropped or cancelled)."""
+        set; returns False when the frame was not queued (dropped or cancelled)."""
         with self._lock:
             while len(self._buffer) >= self._buffer_size:
                 if self._overflow_policy == "drop":
@@ -118,12 +117,6 @@ class Dispatcher:
                 if cancelled.is_set():
                     return False
                 self._space.wait(0.1)
-                if len(self._buffer) >= self._buffer_size:
-                    self._lock.release()
-                    try:
-                        while_waiting()
-                    finally:
-                        self._lock.acquire()
             self._buffer.append((new_job_id(), job_spec, msg, msg_type, url, time.monotonic()))
             self._ready.notify()
         return True

@@ -8,15 +8,18 @@ import ssl
 from urllib.parse import urlsplit
 
 import websocket
-from websocket import ABNF
-from websocket._abnf import frame_buffer
 
+from listener.boundedsocket import BoundedSocket
 from listener.runnables import RunnableFailed
 from orvanta_triggers import conf, netguard
 from orvanta_triggers.validation import ws_url_error
 
 # Statuses on the upgrade that say "later", not "never".
 RETRYABLE_CLIENT_STATUSES = {408, 429}
+
+# A peer that hasn't taken a frame of ours in this long is treated as gone: sends of
+# every connection share a few threads, which must not wait on one dead peer.
+SEND_TIMEOUT_SECS = 2.0
 
 
 class ConnectFailed(Exception):
@@ -26,58 +29,6 @@ class ConnectFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
-
-
-class BoundedFrameBuffer(frame_buffer):
-    """websocket-client's frame reader, refusing a frame by its announced length:
-    its payload is read and thrown away in small chunks (never held in memory), and
-    an empty frame marked `oversized` (its announced length) stands in for it, so the
-    connection stays up. Resumable across socket timeouts, like the original."""
-
-    def __init__(self, recv_fn, skip_utf8_validation, *, max_bytes):
-        super().__init__(recv_fn, skip_utf8_validation)
-        self.max_bytes = max_bytes
-        self._discard_left = 0
-        self._discarded = None
-
-    def recv_frame(self):
-        if self._discarded is None:
-            if self.needs_header():
-                self.recv_header()
-            if self.needs_length():
-                self.recv_length()
-            if self.length <= self.max_bytes:
-                return super().recv_frame()
-            if self.needs_mask():
-                self.recv_mask()
-            fin, _, _, _, opcode, _, _ = self.header
-            self._discarded = ABNF(fin, 0, 0, 0, opcode, 0, b"")
-            self._discarded.oversized = self.length
-            self._discard_left = self.length - sum(len(b) for b in self.recv_buffer)
-            self.recv_buffer = []
-        while self._discard_left > 0:
-            self._discard_left -= len(self.recv(min(self._discard_left, 65536)))
-        frame, self._discarded = self._discarded, None
-        self.clear()
-        return frame
-
-
-class BufferedRecv:
-    """websocket-client asks the socket for each frame header (2 bytes), then its
-    length, then its payload: three system calls per frame. This reads what the
-    socket has, up to 64 KiB at a time, and hands it out from memory."""
-
-    CHUNK = 65536
-
-    def __init__(self, recv_fn):
-        self._recv = recv_fn
-        self._buffer = b""
-
-    def __call__(self, bufsize):
-        if not self._buffer:
-            self._buffer = self._recv(self.CHUNK)
-        data, self._buffer = self._buffer[:bufsize], self._buffer[bufsize:]
-        return data
 
 
 def url_runnable(url):
@@ -130,35 +81,35 @@ def _open_socket(url, shown, timeout):
     for address in addresses:
         try:
             sock = socket.create_connection((address, port), timeout=timeout)
-            # websocket-client sets this only on sockets it opens itself: without it,
-            # Nagle holds a small result frame until the server's next frame acknowledges
-            # the last one (a result came back one frame period late).
+            # Without it, Nagle holds a small result frame until the server's next
+            # frame acknowledges the last one (a result came back a frame period late).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             break
         except OSError as exc:
             errors.append(f"{address}: {exc.__class__.__name__}: {exc.strerror or exc}")
     else:
         raise ConnectFailed(f"{shown}: {'; '.join(errors)}")
-    if parts.scheme == "wss":
-        try:
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-        except (OSError, ssl.SSLError) as exc:
-            sock.close()
-            raise ConnectFailed(f"{shown}: TLS failed: {exc}") from exc
-    sock.settimeout(timeout)
-    return sock
+    try:
+        return BoundedSocket(
+            sock,
+            max_message_bytes=conf.max_message_bytes(),
+            send_timeout=SEND_TIMEOUT_SECS,
+            tls_hostname=host if parts.scheme == "wss" else None,
+        )
+    except (OSError, ssl.SSLError) as exc:
+        sock.close()
+        raise ConnectFailed(f"{shown}: TLS failed: {exc}") from exc
 
 
 def open_websocket(url, *, headers, subprotocols):
-    """A connected websocket-client WebSocket, or ConnectFailed saying why not
-    (secrets in the URL redacted)."""
+    """A connected websocket-client WebSocket (its socket a BoundedSocket, reads
+    blocking), or ConnectFailed saying why not (secrets in the URL redacted)."""
     shown = netguard.redact_url(url)
     timeout = conf.connect_timeout_secs()
     sock = _open_socket(url, shown, timeout)
     # Text is decoded (and so validated) by the connection in C; websocket-client's
     # own check walks every byte in Python.
     ws = websocket.WebSocket(skip_utf8_validation=True)
-    ws.frame_buffer = BoundedFrameBuffer(BufferedRecv(ws._recv), True, max_bytes=conf.max_message_bytes())
     try:
         ws.connect(
             url,
@@ -181,4 +132,6 @@ def open_websocket(url, *, headers, subprotocols):
     except (OSError, websocket.WebSocketException, ValueError) as exc:
         sock.close()
         raise ConnectFailed(f"{shown}: {exc.__class__.__name__}: {exc}") from exc
+    sock.start_framing()
+    sock.settimeout(None)
     return ws

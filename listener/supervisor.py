@@ -26,6 +26,7 @@ from listener.results import ResultRouter
 from listener.runnables import RunnableClient
 from listener.spec import TriggerSpec
 from listener.status import StatusWriter
+from listener.timers import Timers
 from orvanta_triggers import bus, conf, selectors
 from orvanta_triggers.monitor import MonitorPublisher
 
@@ -53,6 +54,7 @@ class Supervisor:
         )
         self._router = ResultRouter(on_config_changed=self._wake.set)
         self._monitor = MonitorPublisher()
+        self._timers = Timers()
         self._services = ListenerServices(
             listener_id=self.listener_id,
             celery_app=celery_app,
@@ -60,6 +62,7 @@ class Supervisor:
             status=self._status,
             runnables=RunnableClient(celery_app=celery_app, timeout_secs=conf.runnable_timeout_secs()),
             monitor=self._monitor,
+            timers=self._timers,
         )
         self._connections = {}
         self._redis_ok_since = None
@@ -86,6 +89,7 @@ class Supervisor:
         self._dispatcher.start()
         self._router.start()
         self._monitor.start()
+        self._timers.start()
         try:
             while not self.stop_event.is_set():
                 try:
@@ -107,6 +111,9 @@ class Supervisor:
 
     def _reconcile(self):
         close_old_connections()
+        if not self._timers.is_alive():
+            logger.error("listener %s: timer thread ended; starting it again", self.listener_id)
+            self._timers.start()
         try:
             for trigger_id in self._leases.renew():
                 connection = self._connections.get(trigger_id)
@@ -230,6 +237,7 @@ class Supervisor:
             self._stop_connections(list(self._connections), reason="listener stopping", release=False)
             for trigger_id, path in held.items():
                 self._status.set(trigger_id, path, status="connecting", error=f"listener {self.listener_id} stopped")
+            self._timers.stop()
             self._dispatcher.stop(timeout=3.0)
             self._status.stop()
             self._monitor.stop()

@@ -138,6 +138,6 @@ def test_the_socket_sends_small_frames_at_once(e2e_workspace, ws_server, listene
     make_trigger(e2e_workspace, ws_server)
     wait_connected(ws_server)
     [connection] = wait_for(
-        lambda: [c for c in listener.connections().values() if c._ws], timeout=5, message="a socket"
+        lambda: [c for c in listener.connections().values() if c._session], timeout=5, message="a socket"
     )
-    assert connection._ws.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert connection._session.stream.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

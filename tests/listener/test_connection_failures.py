@@ -100,7 +100,7 @@ def test_fragmented_message_over_the_limit_is_refused(e2e_workspace, raw_server,
     trigger = make_trigger(e2e_workspace, server)
     [job] = wait_jobs(count=1, status="success")
     assert job.args == {"msg": "next"}
-    wait_for(lambda: "refused a message of 1200+ bytes" in trigger_error(trigger), timeout=5, message="the record")
+    wait_for(lambda: "refused a message of 1210+ bytes" in trigger_error(trigger), timeout=5, message="the record")
 
 
 def test_non_utf8_text_frame_is_refused_with_1007(e2e_workspace, raw_server, listener):

@@ -1,0 +1,243 @@
+"""The socket a trigger's WebSocket runs on, handed to websocket-client through its
+public `connect(url, socket=...)`.
+
+It does what websocket-client's public API can't:
+
+- **Messages past the size limit are refused unread.** Every frame header is read
+  here before websocket-client sees it; a data frame that takes its message past
+  `max_message_bytes` has its payload read from the socket and thrown away in
+  chunks (never held), and websocket-client is handed the same frame announcing an
+  empty payload. `refused_bytes` tells the connection that the message it is
+  assembling was refused (and how large it had grown), so the connection is kept.
+  Control frames over 125 bytes, reserved opcodes and masked frames fail the
+  connection at once, before their payload is read.
+- **One system call per 64 KiB read**, not three per frame: websocket-client asks
+  for each header, length and payload separately, and is served from memory.
+- **A send never blocks for longer than `send_timeout`.** Heartbeats and pings of
+  every connection go out from one shared timer thread, and results from one router
+  thread: a peer that stops reading must not stall them. The socket stays blocking
+  (an idle reader costs no wake-up) with the kernel's SO_SNDTIMEO bounding sends;
+  TLS runs on memory buffers here, because an `ssl.SSLSocket` retries a timed-out
+  blocking write forever.
+
+websocket-client must read exactly one frame at a time (it does: it asks for a
+header, then exactly the announced lengths), so `refused_bytes` always describes the
+frame it last returned.
+"""
+
+import socket
+import ssl
+import struct
+import threading
+
+import websocket
+
+CHUNK = 65536
+MAX_CONTROL_PAYLOAD = 125
+DATA_OPCODES = (0x0, 0x1, 0x2)
+CONTROL_OPCODES = (0x8, 0x9, 0xA)
+
+
+class BoundedSocket:
+    """A connected TCP socket (optionally TLS) speaking WebSocket frames to
+    websocket-client, as described in the module docstring."""
+
+    def __init__(self, sock, *, max_message_bytes, send_timeout, tls_hostname=None):
+        self._sock = sock
+        self._max_message_bytes = max_message_bytes
+        self._send_timeout = send_timeout
+        self._send_lock = threading.Lock()
+        self._tls = None
+        self._tls_lock = threading.Lock()
+        self._buffer = b""
+        self._pos = 0
+        self._framing = False
+        self._header_out = b""
+        self._payload_left = 0
+        self._message_bytes = 0
+        self.refused_bytes = None
+        if tls_hostname is not None:
+            self._start_tls(tls_hostname)
+
+    # TLS on memory buffers
+
+    def _start_tls(self, hostname):
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = ssl.create_default_context().wrap_bio(self._incoming, self._outgoing, server_hostname=hostname)
+        while True:
+            try:
+                with self._tls_lock:
+                    self._tls.do_handshake()
+                self._flush_tls()
+                return
+            except ssl.SSLWantReadError:
+                self._flush_tls()
+                if not self._feed_tls():
+                    raise ssl.SSLEOFError("the server closed the connection during the TLS handshake") from None
+
+    def _feed_tls(self):
+        """Move what the socket has into the TLS engine; False at end of stream."""
+        data = self._sock.recv(CHUNK)
+        with self._tls_lock:
+            if data:
+                self._incoming.write(data)
+            else:
+                self._incoming.write_eof()
+        return bool(data)
+
+    def _flush_tls(self):
+        with self._send_lock:
+            with self._tls_lock:
+                data = self._outgoing.read()
+            if data:
+                self._send_all(data)
+
+    def _read_raw(self):
+        """Up to CHUNK bytes from the peer (decrypted); b"" at end of stream."""
+        if self._tls is None:
+            return self._sock.recv(CHUNK)
+        while True:
+            try:
+                with self._tls_lock:
+                    data = self._tls.read(CHUNK)
+            except ssl.SSLWantReadError:
+                if not self._feed_tls():
+                    return b""
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+            # Reading may have produced TLS records to send (TLS 1.3 key updates).
+            if self._outgoing.pending:
+                self._flush_tls()
+            return data
+
+    # The socket interface websocket-client uses
+
+    def start_framing(self):
+        """The HTTP upgrade is done: from now on the stream is WebSocket frames."""
+        self._framing = True
+
+    def recv(self, bufsize):
+        if not self._framing:
+            return self._take(bufsize)
+        if self._header_out:
+            data, self._header_out = self._header_out[:bufsize], self._header_out[bufsize:]
+            return data
+        if self._payload_left == 0:
+            self._read_header()
+            return self.recv(bufsize)
+        data = self._take(min(bufsize, self._payload_left))
+        self._payload_left -= len(data)
+        return data
+
+    def send(self, data):
+        with self._send_lock:
+            if self._tls is None:
+                return self._send_some(data)
+            with self._tls_lock:
+                self._tls.write(data)
+                encrypted = self._outgoing.read()
+            self._send_all(encrypted)
+            return len(data)
+
+    def gettimeout(self):
+        return self._sock.gettimeout()
+
+    def settimeout(self, timeout):
+        """Connect-time reads and writes time out as asked; once connected (timeout
+        None), reads block and sends are bounded by SO_SNDTIMEO."""
+        self._sock.settimeout(timeout)
+        if timeout is None:
+            seconds = int(self._send_timeout)
+            micros = int((self._send_timeout - seconds) * 1_000_000)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, micros))
+
+    def fileno(self):
+        return self._sock.fileno()
+
+    def shutdown(self, how):
+        self._sock.shutdown(how)
+
+    def close(self):
+        self._sock.close()
+
+    def __getattr__(self, name):
+        # Anything else websocket-client asks of a socket (its `_closed` check, say).
+        return getattr(self._sock, name)
+
+    # Internals
+
+    def _send_some(self, data):
+        try:
+            return self._sock.send(data)
+        except (BlockingIOError, InterruptedError) as exc:
+            raise socket.timeout(f"could not send for {self._send_timeout:g}s: the peer is not reading") from exc
+
+    def _send_all(self, data):
+        view = memoryview(data)
+        while view:
+            view = view[self._send_some(view) :]
+
+    def _take(self, bufsize):
+        if self._pos >= len(self._buffer):
+            self._buffer, self._pos = self._read_raw(), 0
+        data = self._buffer[self._pos : self._pos + bufsize]
+        self._pos += len(data)
+        return data
+
+    def _fill(self, needed):
+        """Buffer at least `needed` unread bytes; False if the stream ended first."""
+        while len(self._buffer) - self._pos < needed:
+            data = self._read_raw()
+            if not data:
+                return False
+            self._buffer, self._pos = self._buffer[self._pos :] + data, 0
+        return True
+
+    def _read_header(self):
+        """Read the next frame's header and decide what websocket-client is told."""
+        if not self._fill(2):
+            raise websocket.WebSocketConnectionClosedException("the server closed the connection")
+        start = self._pos
+        first, second = self._buffer[start], self._buffer[start + 1]
+        opcode, masked, code = first & 0x0F, second & 0x80, second & 0x7F
+        extended = {126: 2, 127: 8}.get(code, 0)
+        header_size = 2 + extended + (4 if masked else 0)
+        if not self._fill(header_size):
+            raise websocket.WebSocketConnectionClosedException("the server closed the connection")
+        start = self._pos
+        length = int.from_bytes(self._buffer[start + 2 : start + 2 + extended], "big") if extended else code
+        if masked:
+            raise websocket.WebSocketProtocolException("the server sent a masked frame")
+        if opcode in CONTROL_OPCODES:
+            if length > MAX_CONTROL_PAYLOAD:
+                raise websocket.WebSocketProtocolException(f"a control frame of {length} bytes (at most 125)")
+        elif opcode not in DATA_OPCODES:
+            raise websocket.WebSocketProtocolException(f"reserved opcode {opcode:#x}")
+        else:
+            if opcode != 0x0:
+                self._message_bytes = 0
+                self.refused_bytes = None
+            self._message_bytes += length
+            if self.refused_bytes is not None or self._message_bytes > self._max_message_bytes:
+                self.refused_bytes = self._message_bytes
+                self._pos += header_size
+                self._discard(length)
+                self._header_out = bytes((first, 0))
+                return
+        self._header_out = self._buffer[start : start + header_size]
+        self._pos += header_size
+        self._payload_left = length
+
+    def _discard(self, length):
+        dropped = min(length, len(self._buffer) - self._pos)
+        self._pos += dropped
+        length -= dropped
+        while length > 0:
+            data = self._read_raw()
+            if not data:
+                raise websocket.WebSocketConnectionClosedException("the server closed the connection")
+            if len(data) > length:
+                self._buffer, self._pos = data, length
+            length -= len(data)
