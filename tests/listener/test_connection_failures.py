@@ -4,26 +4,10 @@ the right retry policy, and harms no other trigger."""
 import logging
 import time
 
-import pytest
-
 from orvanta_triggers.models import WebSocketTrigger
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs, wait_status
-from tests.rawservers import RawServer, frame, http_status, silent, upgrade_then
+from tests.rawservers import frame, http_status, silent, upgrade_then
 from tests.wsserver import wait_for
-
-
-@pytest.fixture
-def raw_server():
-    servers = []
-
-    def make(behaviour):
-        server = RawServer(behaviour)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
 
 
 def trigger_error(trigger):
