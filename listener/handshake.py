@@ -11,6 +11,7 @@ import websocket
 from websocket import ABNF
 from websocket._abnf import frame_buffer
 
+from listener import proxy
 from listener.runnables import RunnableFailed
 from orvanta_triggers import conf, netguard
 from orvanta_triggers.validation import ws_url_error
@@ -118,6 +119,14 @@ def _open_socket(url, shown, timeout):
     that changes between check and connect (rebinding) gains nothing."""
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "wss" else 80)
+    # Through a proxy when HTTPS_PROXY/HTTP_PROXY/NO_PROXY say so: a CONNECT tunnel,
+    # TLS inside it, and the SSRF guard as far as it sees behind a proxy (listener/proxy.py).
+    try:
+        tunnel = proxy.open_tunnel(parts.scheme, host, port, timeout=timeout)
+    except proxy.ProxyFailed as exc:
+        raise ConnectFailed(f"{shown}: {exc.reason}", permanent=exc.permanent) from exc
+    if tunnel is not None:
+        return tunnel
     try:
         addresses = netguard.resolve(host, port)
     except OSError as exc:
