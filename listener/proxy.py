@@ -145,7 +145,8 @@ def proxied_target_reason(host, port):
     else:
         # Never left to the resolver: a scoped IPv6 literal it can't use would pass unseen.
         return netguard.forbidden_addresses_reason(host, [host])
-    if host.lower().rstrip(".") == "localhost" or host.lower().rstrip(".").endswith(".localhost"):
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
         # RFC 6761: the proxy's resolver may answer for *.localhost where this one doesn't.
         return f"host '{host}' is a loopback name; set ORVANTA_ALLOW_PRIVATE_URLS=true to allow it"
     try:
