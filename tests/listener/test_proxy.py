@@ -201,3 +201,13 @@ def test_test_connection_refuses_a_loopback_target_behind_the_proxy(api, ws_serv
     settings.ORVANTA_HTTP_PROXY = tinyproxy.url
     body = probe(api, ws_server.url)
     assert "private or internal address" in body["error"] and tinyproxy.connects() == []
+
+
+def test_a_name_that_does_not_resolve_here_is_left_to_the_proxy(api, tinyproxy, settings):
+    """With private URLs disallowed, an unresolvable name goes to the proxy (its own loopback address allowed)."""
+    settings.ORVANTA_ALLOW_PRIVATE_URLS = False
+    settings.ORVANTA_HTTP_PROXY = tinyproxy.url
+    body = probe(api, "ws://no-such-host.invalid:8080/feed")
+    # tinyproxy can't resolve it either, and says so with a 500.
+    assert "refused CONNECT to no-such-host.invalid:8080 with HTTP 500" in body["error"]
+    assert tinyproxy.connects() == ["no-such-host.invalid:8080"]
