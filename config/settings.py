@@ -15,6 +15,13 @@ def _env_bool(name, default):
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _env_proxy(name):
+    """Proxy variable `name` as curl and Python's urllib read it: the lower-case variable
+    when it is set (even empty, which turns the upper-case one off), else the upper-case one."""
+    lower = name.lower()
+    return os.environ[lower] if lower in os.environ else os.environ.get(name.upper(), "")
+
+
 DEBUG = _env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-change-me")
 ALLOWED_HOSTS = [
@@ -173,6 +180,11 @@ ORVANTA_CONNECTION_ERROR_NOTIFY_SECS = float(os.environ.get("ORVANTA_CONNECTION_
 ORVANTA_JOB_TIMEOUT_SECS = float(os.environ.get("ORVANTA_JOB_TIMEOUT_SECS", "300"))
 ORVANTA_DATABASE_OUTAGE_SECS = float(os.environ.get("ORVANTA_DATABASE_OUTAGE_SECS", "120"))
 ORVANTA_WORKER_LOST_SECS = float(os.environ.get("ORVANTA_WORKER_LOST_SECS", "20"))
+# Trigger connections (listener, test connection) go through these proxies with their
+# standard meaning (README, "Proxies"); read through orvanta_triggers.conf.
+ORVANTA_HTTPS_PROXY = _env_proxy("https_proxy")
+ORVANTA_HTTP_PROXY = _env_proxy("http_proxy")
+ORVANTA_NO_PROXY = _env_proxy("no_proxy")
 # Workers serve Prometheus metrics on this port when set; with a prefork pool, also set
 # PROMETHEUS_MULTIPROC_DIR (prometheus-client's own variable) to an empty directory.
 ORVANTA_WORKER_METRICS_PORT = int(os.environ.get("ORVANTA_WORKER_METRICS_PORT") or 0)

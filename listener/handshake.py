@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import websocket
 
+from listener import proxy
 from listener.boundedsocket import BoundedSocket
 from listener.runnables import RunnableFailed
 from orvanta_triggers import conf, netguard
@@ -63,12 +64,10 @@ def resolve_url(url, *, url_runnable_args, workspace_id, runnables, cancelled):
     return resolved
 
 
-def _open_socket(url, shown, timeout):
-    """A TCP (and TLS, for wss) socket to the URL's host, on an address vetted by the
-    SSRF guard: the address checked is the address connected to, so a DNS answer
-    that changes between check and connect (rebinding) gains nothing."""
-    parts = urlsplit(url)
-    host, port = parts.hostname, parts.port or (443 if parts.scheme == "wss" else 80)
+def _connect_direct(host, port, shown, timeout):
+    """A TCP socket to host:port on an address vetted by the SSRF guard: the address
+    checked is the address connected to, so a DNS answer that changes between check
+    and connect (rebinding) gains nothing."""
     try:
         addresses = netguard.resolve(host, port)
     except OSError as exc:
@@ -81,14 +80,28 @@ def _open_socket(url, shown, timeout):
     for address in addresses:
         try:
             sock = socket.create_connection((address, port), timeout=timeout)
-            # Without it, Nagle holds a small result frame until the server's next
-            # frame acknowledges the last one (a result came back a frame period late).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            break
         except OSError as exc:
             errors.append(f"{address}: {exc.__class__.__name__}: {exc.strerror or exc}")
-    else:
-        raise ConnectFailed(f"{shown}: {'; '.join(errors)}")
+            continue
+        # Without it, Nagle holds a small result frame until the server's next
+        # frame acknowledges the last one (a result came back a frame period late).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise ConnectFailed(f"{shown}: {'; '.join(errors)}")
+
+
+def _open_socket(url, shown, timeout):
+    """The BoundedSocket for the URL: TCP to its host, or a CONNECT tunnel through
+    the proxy HTTPS_PROXY/HTTP_PROXY/NO_PROXY name (the SSRF guard applies as far as
+    it sees behind a proxy: listener/proxy.py), then TLS end to end for wss."""
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "wss" else 80)
+    try:
+        sock = proxy.open_tunnel(parts.scheme, host, port, timeout=timeout)
+    except proxy.ProxyFailed as exc:
+        raise ConnectFailed(f"{shown}: {exc.reason}", permanent=exc.permanent) from exc
+    if sock is None:
+        sock = _connect_direct(host, port, shown, timeout)
     try:
         return BoundedSocket(
             sock,

@@ -106,3 +106,18 @@ def database_outage_secs():
 def worker_lost_secs():
     """How long after a worker's death the messages it held go to another worker."""
     return float(settings.ORVANTA_WORKER_LOST_SECS)
+
+
+def https_proxy():
+    """The proxy URL wss:// connections go through (HTTPS_PROXY), "" for none."""
+    return settings.ORVANTA_HTTPS_PROXY
+
+
+def http_proxy():
+    """The proxy URL ws:// connections go through (HTTP_PROXY), "" for none."""
+    return settings.ORVANTA_HTTP_PROXY
+
+
+def no_proxy():
+    """Hosts reached without a proxy (NO_PROXY), listener/proxy.py says how it matches."""
+    return settings.ORVANTA_NO_PROXY

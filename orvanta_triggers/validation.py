@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
-from orvanta_triggers import conf, netguard, registry
+from orvanta_triggers import conf, proxies, registry
 from orvanta_triggers import filters as filter_checks
 
 # \Z, not $: "$" also matches before a trailing newline.
@@ -129,7 +129,10 @@ def ws_url_error(url):
     if any(c.isspace() for c in url):
         return "the URL contains white space"
     if not conf.allow_private_urls():
-        reason = netguard.forbidden_target_reason(parts.hostname, port or (443 if parts.scheme == "wss" else 80))
+        # Behind a proxy the guard sees less, and a name only the proxy resolves is allowed.
+        reason = proxies.forbidden_target_reason(
+            parts.scheme, parts.hostname, port or (443 if parts.scheme == "wss" else 80)
+        )
         if reason:
             return reason
     return None

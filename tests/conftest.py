@@ -5,6 +5,7 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
+from django.test.utils import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -29,6 +30,15 @@ def clean_redis():
     bus.reset_client()
     yield
     _delete_own_keys()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_machine_proxies():
+    """The machine's proxy variables never reach a test: none are in force here (a test
+    sets the settings it needs), and processes a test starts get only the test's own
+    (tests/processes.py)."""
+    with override_settings(ORVANTA_HTTPS_PROXY="", ORVANTA_HTTP_PROXY="", ORVANTA_NO_PROXY=""):
+        yield
 
 
 @pytest.fixture

@@ -18,9 +18,13 @@ def database_url():
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+# Proxy variables, in either case, are the test's to give (conftest.no_machine_proxies).
+PROXY_VARIABLES = {"http_proxy", "https_proxy", "no_proxy"}
+
+
 def process_env(**extra):
     return {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name.lower() not in PROXY_VARIABLES},
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
         "ORVANTA_REDIS_PREFIX": settings.ORVANTA_REDIS_PREFIX,

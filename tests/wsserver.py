@@ -1,4 +1,4 @@
-"""A real WebSocket server for tests, on a free port, in a background thread
+"""A real WebSocket server for tests (TLS with `ssl_context`), on a free port, in a background thread
 (the `websockets` library): counts connections, records what it receives, and can
 send to or close its clients on demand."""
 
@@ -10,8 +10,9 @@ from websockets.asyncio.server import serve
 
 
 class WsServer:
-    def __init__(self, *, on_connect_messages=(), host="127.0.0.1", subprotocols=None):
+    def __init__(self, *, on_connect_messages=(), host="127.0.0.1", subprotocols=None, ssl_context=None):
         self.host = host
+        self.ssl_context = ssl_context
         self.subprotocols = subprotocols
         self.on_connect_messages = list(on_connect_messages)
         self.received = []
@@ -29,7 +30,7 @@ class WsServer:
 
     @property
     def url(self):
-        return f"ws://{self.host}:{self.port}/feed"
+        return f"{'wss' if self.ssl_context else 'ws'}://{self.host}:{self.port}/feed"
 
     @property
     def open_connections(self):
@@ -42,7 +43,12 @@ class WsServer:
 
     async def _start(self):
         self._server = await serve(
-            self._handle, self.host, self.port or 0, ping_interval=None, subprotocols=self.subprotocols
+            self._handle,
+            self.host,
+            self.port or 0,
+            ping_interval=None,
+            subprotocols=self.subprotocols,
+            ssl=self.ssl_context,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 

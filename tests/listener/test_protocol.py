@@ -30,9 +30,7 @@ def test_a_control_frame_announcing_a_huge_payload_is_refused_unread(e2e_workspa
     server = raw_server(upgrade_then(bytes([0x89, 127]) + struct.pack("!Q", 2**40)))
     trigger = make_trigger(e2e_workspace, server)
     wait_close_code(server, 1002)
-    wait_for(
-        lambda: "control frame of 1099511627776 bytes" in trigger_error(trigger), timeout=5, message="the reason"
-    )
+    wait_for(lambda: "control frame of 1099511627776 bytes" in trigger_error(trigger), timeout=5, message="the reason")
 
 
 def test_a_fragmented_ping_is_a_protocol_error(e2e_workspace, raw_server, listener):
