@@ -14,6 +14,7 @@ from orvanta_triggers import bus, services
 from orvanta_triggers.models import Membership
 from tests.pgserver import PrivatePostgres
 from tests.redisserver import PrivateRedis
+from tests.tlscerts import CertificateAuthority
 from tests.wsserver import WsServer
 
 
@@ -165,3 +166,13 @@ def private_redis():
     yield server
     server.stop()
     shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def trusted_ca(monkeypatch):
+    """A CA of the test's own that TLS clients in this process trust (OpenSSL's
+    SSL_CERT_FILE, read by ssl.create_default_context)."""
+    authority = CertificateAuthority()
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority.cert_path))
+    yield authority
+    shutil.rmtree(authority.dir, ignore_errors=True)

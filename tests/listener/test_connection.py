@@ -131,6 +131,20 @@ def test_a_regex_filter_keeps_only_the_frames_it_matches(e2e_workspace, ws_serve
     assert len(wait_jobs(count=2, status=Job.Status.SUCCESS)) == 2
 
 
+def test_wss_frames_become_jobs_and_results_go_back_over_tls(
+    e2e_workspace, ws_server_factory, trusted_ca, celery_worker, listener
+):
+    """Over wss, frames become jobs and results are sent back on the same TLS connection."""
+    server = ws_server_factory(ssl_context=trusted_ca.server_context("localhost"))
+    make_trigger(
+        e2e_workspace, server, url=f"wss://localhost:{server.port}/feed", can_return_message=True, script_path="upper"
+    )
+    wait_connected(server)
+    server.send_all("over tls")
+    wait_jobs(count=1, status=Job.Status.SUCCESS)
+    wait_for(lambda: "OVER TLS" in server.received_snapshot(), timeout=10, message="the result over TLS")
+
+
 def test_the_socket_sends_small_frames_at_once(e2e_workspace, ws_server, listener):
     """The listener's sockets have TCP_NODELAY: a result is not held back by Nagle's algorithm."""
     import socket

@@ -3,7 +3,6 @@ tests/proxyserver.py): CONNECT tunnels, TLS end to end, NO_PROXY, proxy refusals
 credentials, and the SSRF guard behind a proxy."""
 
 import logging
-import shutil
 
 import pytest
 
@@ -13,7 +12,6 @@ from tests.ports import free_port
 from tests.processes import start_listener
 from tests.proxyserver import Tinyproxy
 from tests.rawservers import RawServer, silent
-from tests.tlscerts import CertificateAuthority
 
 TEST_CONNECTION = "/api/w/acme/test_websocket_connection/"
 
@@ -34,16 +32,6 @@ def proxy_factory():
 @pytest.fixture
 def tinyproxy(proxy_factory):
     return proxy_factory()
-
-
-@pytest.fixture
-def trusted_ca(monkeypatch):
-    """A CA of the test's own that TLS clients in this process trust (OpenSSL's
-    SSL_CERT_FILE, read by ssl.create_default_context)."""
-    authority = CertificateAuthority()
-    monkeypatch.setenv("SSL_CERT_FILE", str(authority.cert_path))
-    yield authority
-    shutil.rmtree(authority.dir, ignore_errors=True)
 
 
 def probe(api, url):
