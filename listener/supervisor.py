@@ -33,6 +33,9 @@ from orvanta_triggers.monitor import MonitorPublisher
 logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_SECS = 2.0
+# However still the fingerprint, the whole trigger set is read this often (a safety
+# net for writes the fingerprint can't see, such as an edited_at moved backwards).
+FULL_READ_INTERVAL_SECS = 60.0
 
 
 def default_listener_id():
@@ -73,6 +76,14 @@ class Supervisor:
             metrics.CONNECTIONS.labels(status).set_function(functools.partial(self._count_connections, status))
         # When each wanted trigger was first seen held by nobody (takeover fallback).
         self._unheld_since = {}
+        self._wanted = {}
+        self._wanted_fingerprint = None
+        self._full_read_due = 0.0
+        self._live = None
+        # Wanted triggers whose rendezvous owner is this listener, for self._live.
+        self._preferred = set()
+        self._renew_due = 0.0
+        self._stale_scan_due = 0.0
 
     def _count_connections(self, status):
         return sum(1 for c in list(self._connections.values()) if c.status == status)
@@ -110,16 +121,24 @@ class Supervisor:
     # Reconciliation
 
     def _reconcile(self):
+        """Bring the held connections in line with the database and the live
+        listeners. Its cost follows what changed: the trigger set is read only when
+        its fingerprint moved (or every FULL_READ_INTERVAL_SECS), ownership is
+        recomputed only when the set or the live listeners changed, and leases are
+        renewed a few times per TTL, not every tick."""
         close_old_connections()
         if not self._timers.is_alive():
             logger.error("listener %s: timer thread ended; starting it again", self.listener_id)
             self._timers.start()
+        now = time.monotonic()
         try:
-            for trigger_id in self._leases.renew():
-                connection = self._connections.get(trigger_id)
-                path = connection.spec.path if connection else trigger_id
-                logger.warning("trigger %s: lease lost to another listener; closing at once", path)
-                self._stop_connections([trigger_id], reason="lease lost", release=False)
+            if now >= self._renew_due:
+                self._renew_due = now + self._leases.ttl_secs / 3
+                for trigger_id in self._leases.renew():
+                    connection = self._connections.get(trigger_id)
+                    path = connection.spec.path if connection else trigger_id
+                    logger.warning("trigger %s: lease lost to another listener; closing at once", path)
+                    self._stop_connections([trigger_id], reason="lease lost", release=False)
             live, redis_run_id = self._leases.heartbeat()
         except redis.RedisError as exc:
             # Nobody can take a lease while Redis is away: keep every socket open,
@@ -140,10 +159,11 @@ class Supervisor:
                 self._redis_run_id = redis_run_id
             if self._redis_ok_since is None:
                 self._redis_ok_since = time.monotonic()
-        wanted = selectors.listenable_trigger_versions()
+        wanted, wanted_changed = self._read_wanted(now)
 
-        gone = [tid for tid in self._connections if tid not in wanted]
-        self._stop_connections(gone, reason="disabled or deleted", release=live is not None)
+        if wanted_changed:
+            gone = [tid for tid in self._connections if tid not in wanted]
+            self._stop_connections(gone, reason="disabled or deleted", release=live is not None)
         ended = [tid for tid, c in self._connections.items() if c.ended_unasked()]
         for trigger_id in ended:
             logger.error(
@@ -154,17 +174,38 @@ class Supervisor:
         if live is None:
             self._start_connections(ended)
             return
-        moving = [tid for tid in self._connections if rendezvous_owner(tid, live) != self.listener_id]
-        self._stop_connections(moving, reason="handed over to another listener")
-        edited = [tid for tid, c in self._connections.items() if c.spec.edited_at != wanted[tid]]
-        self._stop_connections(edited, reason="configuration changed", release=False)
-        claimed = self._claim_unheld(wanted, live) if self._may_claim() else []
+        if wanted_changed or live != self._live:
+            self._live = live
+            self._preferred = {tid for tid in wanted if rendezvous_owner(tid, live) == self.listener_id}
+            moving = [tid for tid in self._connections if tid not in self._preferred]
+            self._stop_connections(moving, reason="handed over to another listener")
+        edited = []
+        if wanted_changed:
+            edited = [tid for tid, c in self._connections.items() if c.spec.edited_at != wanted[tid]]
+            self._stop_connections(edited, reason="configuration changed", release=False)
+        claimed = self._claim_unheld(wanted, now) if self._may_claim() else []
         self._start_connections(ended + edited + claimed)
+
+    def _read_wanted(self, now):
+        """({trigger id: edited_at} of the triggers to hold, whether it changed since
+        the last tick). The full set is read when its fingerprint changes, and every
+        FULL_READ_INTERVAL_SECS in any case."""
+        fingerprint = selectors.listenable_triggers_fingerprint()
+        if fingerprint == self._wanted_fingerprint and now < self._full_read_due:
+            return self._wanted, False
+        wanted = selectors.listenable_trigger_versions()
+        self._wanted_fingerprint = fingerprint
+        self._full_read_due = now + FULL_READ_INTERVAL_SECS
+        changed = wanted != self._wanted
+        self._wanted = wanted
+        return wanted, changed
 
     def _redis_trouble(self):
         """Redis was away or restarted: its leases and live set may be missing until
         every listener renewed them, and a message a worker was taking may be lost."""
         self._redis_ok_since = None
+        # Leases may be gone with it: take them back at the next tick, not a third of a TTL later.
+        self._renew_due = 0.0
         self._dispatcher.redis_restarted()
 
     def _may_claim(self):
@@ -176,22 +217,26 @@ class Supervisor:
             and time.monotonic() - self._redis_ok_since >= 2 * conf.reconcile_interval_secs()
         )
 
-    def _claim_unheld(self, wanted, live):
+    def _claim_unheld(self, wanted, now):
         """Acquire the wanted triggers nobody holds that are ours: those this listener
-        is the preferred owner of, and any left unheld for a whole lease TTL, so no
-        trigger depends on one listener's health."""
-        now = time.monotonic()
-        unheld = [tid for tid in wanted if tid not in self._connections]
-        for trigger_id in list(self._unheld_since):
-            if trigger_id not in wanted or trigger_id in self._connections:
-                del self._unheld_since[trigger_id]
+        is the preferred owner of (checked every tick), and, a few times per lease
+        TTL, any left unheld for a whole TTL, so no trigger depends on one listener's
+        health."""
+        candidates = [tid for tid in self._preferred if tid not in self._connections]
+        stale_scan = now >= self._stale_scan_due
+        if stale_scan:
+            self._stale_scan_due = now + self._leases.ttl_secs / 3
+            for trigger_id in list(self._unheld_since):
+                if trigger_id not in wanted or trigger_id in self._connections:
+                    del self._unheld_since[trigger_id]
+            candidates = [tid for tid in wanted if tid not in self._connections]
         claimed = []
-        for trigger_id, owner in self._leases.owners(unheld).items():
+        for trigger_id, owner in self._leases.owners(candidates).items():
             if owner is not None:
                 self._unheld_since.pop(trigger_id, None)
                 continue
-            preferred = rendezvous_owner(trigger_id, live) == self.listener_id
-            stale = now - self._unheld_since.setdefault(trigger_id, now) > self._leases.ttl_secs
+            preferred = trigger_id in self._preferred
+            stale = stale_scan and now - self._unheld_since.setdefault(trigger_id, now) > self._leases.ttl_secs
             if (preferred or stale) and self._leases.acquire(trigger_id):
                 claimed.append(trigger_id)
         return claimed

@@ -1,16 +1,29 @@
 """Reads. Views, the admin, tasks and the listener query through these."""
 
+from django.db.models import Count, Max, Sum
+
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
+
+
+def _listenable_triggers():
+    return WebSocketTrigger.objects.filter(enabled=True).exclude(
+        workspace__plan__in=Workspace.PLANS_WITHOUT_WEBSOCKET_TRIGGERS
+    )
 
 
 def listenable_trigger_versions():
     """{trigger id: edited_at} of every trigger a listener should hold: enabled, in a
-    workspace whose plan allows WebSocket triggers. Polled by listeners."""
-    return dict(
-        WebSocketTrigger.objects.filter(enabled=True)
-        .exclude(workspace__plan__in=Workspace.PLANS_WITHOUT_WEBSOCKET_TRIGGERS)
-        .values_list("id", "edited_at")
-    )
+    workspace whose plan allows WebSocket triggers."""
+    return dict(_listenable_triggers().values_list("id", "edited_at"))
+
+
+def listenable_triggers_fingerprint():
+    """(how many, latest edited_at, sum of ids) of the listenable triggers: one row,
+    polled by listeners, which read the whole set only when it changes. A trigger
+    created, deleted, enabled, disabled or edited, or a workspace changing plan,
+    changes it."""
+    summary = _listenable_triggers().aggregate(count=Count("id"), latest=Max("edited_at"), ids=Sum("id"))
+    return summary["count"], summary["latest"], summary["ids"]
 
 
 def triggers_by_id(ids):
