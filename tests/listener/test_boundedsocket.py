@@ -1,0 +1,86 @@
+"""The socket under a trigger's WebSocket: sends are bounded in time, over TCP and
+over TLS, so a peer that stops reading can't hold the shared sending threads."""
+
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+from listener.boundedsocket import BoundedSocket
+
+
+def fill_until_timeout(bounded):
+    """Send until the send times out; the seconds the last (timed-out) send took."""
+    chunk = b"x" * 65536
+    for _ in range(10_000):
+        started = time.monotonic()
+        try:
+            bounded.send(chunk)
+        except socket.timeout:
+            return time.monotonic() - started
+    raise AssertionError("the peer took 655 MB without reading")
+
+
+def test_a_send_to_a_peer_that_stops_reading_times_out():
+    """Over TCP, a send that can't proceed fails with socket.timeout after the send timeout."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=0.3)
+    bounded.settimeout(None)
+    try:
+        assert 0.2 < fill_until_timeout(bounded) < 2.0
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_tls_send_to_a_peer_that_stops_reading_times_out(trusted_ca):
+    """Over TLS too (where a blocking SSLSocket would retry forever), a stuck send times out."""
+    server = socket.create_server(("127.0.0.1", 0))
+    context = trusted_ca.server_context("localhost")
+    accepted = []
+
+    def serve():
+        conn, _ = server.accept()
+        tls = context.wrap_socket(conn, server_side=True)
+        accepted.append(tls)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ours = socket.create_connection(server.getsockname(), timeout=5)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    try:
+        bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=0.3, tls_hostname="localhost")
+        bounded.settimeout(None)
+        thread.join(5)
+        assert accepted, "the TLS handshake did not complete"
+        assert 0.2 < fill_until_timeout(bounded) < 2.0
+    finally:
+        ours.close()
+        server.close()
+        for tls in accepted:
+            tls.close()
+
+
+def test_a_certificate_for_another_name_fails_the_handshake(trusted_ca):
+    """TLS checks the server's certificate against the URL's host name."""
+    server = socket.create_server(("127.0.0.1", 0))
+    context = trusted_ca.server_context("elsewhere.test")
+
+    def serve():
+        conn, _ = server.accept()
+        try:
+            context.wrap_socket(conn, server_side=True)
+        except (OSError, ssl.SSLError):
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    ours = socket.create_connection(server.getsockname(), timeout=5)
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            BoundedSocket(ours, max_message_bytes=1024, send_timeout=0.3, tls_hostname="localhost")
+    finally:
+        ours.close()
+        server.close()

@@ -1,0 +1,64 @@
+"""The listener's shared timer thread: order, cancellation, and one failing callback
+never stopping the others."""
+
+import threading
+import time
+
+import pytest
+
+from listener.timers import Timers
+from tests.wsserver import wait_for
+
+
+@pytest.fixture
+def timers():
+    timers = Timers(name="test-timers")
+    timers.start()
+    yield timers
+    timers.stop()
+
+
+def test_callbacks_run_in_time_order(timers):
+    """Timers run by their due time, not the order they were added."""
+    ran = []
+    now = time.monotonic()
+    for delay in (0.15, 0.05, 0.10):
+        timers.call_at(now + delay, lambda delay=delay: ran.append(delay))
+    wait_for(lambda: len(ran) == 3, timeout=5, message="three timers")
+    assert ran == [0.05, 0.10, 0.15]
+
+
+def test_an_earlier_timer_wakes_the_thread(timers):
+    """A timer due before the one being waited for runs on time, not after it."""
+    ran = threading.Event()
+    timers.call_at(time.monotonic() + 60, lambda: None)
+    added = time.monotonic()
+    timers.call_at(added + 0.05, ran.set)
+    assert ran.wait(5)
+    assert time.monotonic() - added < 1.0
+
+
+def test_a_cancelled_timer_never_runs(timers):
+    """cancel() before the due time means the callback is never called."""
+    ran = []
+    timer = timers.call_at(time.monotonic() + 0.05, lambda: ran.append("cancelled"))
+    timer.cancel()
+    done = threading.Event()
+    timers.call_at(time.monotonic() + 0.1, done.set)
+    assert done.wait(5)
+    assert ran == [] and timers.pending() == 0
+
+
+def test_a_failing_callback_does_not_stop_the_others(timers, caplog):
+    """An exception in one callback is logged at ERROR; later timers still run."""
+    done = threading.Event()
+
+    def broken():
+        raise RuntimeError("bug in one connection's timer")
+
+    now = time.monotonic()
+    timers.call_at(now + 0.02, broken)
+    timers.call_at(now + 0.05, done.set)
+    assert done.wait(5)
+    assert timers.is_alive()
+    assert any(r.levelname == "ERROR" and "failed" in r.getMessage() for r in caplog.records)
