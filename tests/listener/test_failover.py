@@ -84,3 +84,24 @@ def test_stopped_listener_hands_its_triggers_over_at_once(fleet):
     wait_for(lambda: set(holders(servers)) == {"L2"} and all_connected_once(servers), timeout=5, message="the handover")
     assert time.monotonic() - stopped_at < 4
     assert all(s.max_open == 1 for s in servers)
+
+
+def test_a_joining_listener_moves_only_the_triggers_it_now_owns(fleet):
+    """When a second listener joins, only triggers whose rendezvous owner changed reconnect, each once."""
+    from listener.leases import rendezvous_owner
+    from orvanta_triggers.models import WebSocketTrigger
+
+    servers, start = fleet
+    start("L1")
+    wait_for(lambda: all_connected_once(servers), timeout=20, message="every trigger connected")
+    start("L2")
+    wait_for(
+        lambda: set(holders(servers)) == {"L1", "L2"} and all_connected_once(servers),
+        timeout=20,
+        message="the rebalance",
+    )
+    ids = dict(WebSocketTrigger.objects.filter(path__startswith="f/fleet/").values_list("path", "id"))
+    for index, server in enumerate(servers):
+        moved = rendezvous_owner(ids[f"f/fleet/t{index}"], ["L1", "L2"]) == "L2"
+        assert server.connects == (2 if moved else 1), f"t{index} moved={moved} connects={server.connects}"
+        assert server.max_open == 1
