@@ -7,12 +7,15 @@ line per phase on stdout; times are time.monotonic() (one clock for all processe
   enqueue N SPEC [MSG]            N plain send_task calls of orvanta.run_trigger_job
   rtt RATE SECS WARMUP SPEC       send_task at RATE/s, msg stamped with seq and send time
   threads BASE N                  N websocket-client threads on BASE/t/<i>, idle; then,
-                                  on "hb" on stdin, each sends {"hb":1} every second
+                                  on "hb" on stdin, each sends {"hb":1} every second;
+                                  "reconnect I URL" reopens socket I on URL; SIGTERM
+                                  closes every socket cleanly and exits
 """
 
 import json
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -149,22 +152,27 @@ def threads(base, n):
     rss0 = rss_bytes()
     connected = threading.Semaphore(0)
     sockets = [None] * n
+    holders = [None] * n
     errors = []
 
-    def hold(i):
+    def hold(i, url, done):
         try:
-            ws = websocket.create_connection(f"{base}/t/{i}")
+            ws = websocket.create_connection(url)
         except Exception as exc:
             errors.append(repr(exc))
-            connected.release()
+            done.release()
             return
         sockets[i] = ws
-        connected.release()
+        done.release()
         try:
             while True:
                 ws.recv()
         except Exception:
             pass
+
+    def open_socket(i, url, done):
+        holders[i] = threading.Thread(target=hold, args=(i, url, done), daemon=True)
+        holders[i].start()
 
     def beat(i):
         ws = sockets[i]
@@ -179,9 +187,25 @@ def threads(base, n):
                 return
             next_at += 1.0
 
+    def close_all(signum, frame):
+        # What a bare client does on SIGTERM: a close frame on every socket, wait for
+        # the server's answers (each reader thread ends on it), exit.
+        for ws in sockets:
+            if ws is not None:
+                try:
+                    ws.send_close()
+                except Exception:
+                    pass
+        deadline = time.monotonic() + 10
+        for thread in holders:
+            if thread is not None:
+                thread.join(max(deadline - time.monotonic(), 0))
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, close_all)
     started = time.monotonic()
     for i in range(n):
-        threading.Thread(target=hold, args=(i,), daemon=True).start()
+        open_socket(i, f"{base}/t/{i}", connected)
     for _ in range(n):
         connected.acquire()
     done = time.monotonic()
@@ -195,12 +219,22 @@ def threads(base, n):
         last=done,
     )
     for line in sys.stdin:
-        command = line.strip()
+        command, *args = line.split()
         if command == "hb":
             for i in range(n):
                 if sockets[i] is not None:
                     threading.Thread(target=beat, args=(i,), daemon=True).start()
             emit(phase="hb", at=time.monotonic())
+        elif command == "reconnect":
+            # The bare equivalent of an edited trigger: close one socket cleanly, open
+            # it again on its new URL.
+            i, url = int(args[0]), args[1]
+            sockets[i].send_close()
+            holders[i].join(10)
+            reopened = threading.Semaphore(0)
+            open_socket(i, url, reopened)
+            reopened.acquire()
+            emit(phase="reconnected", at=time.monotonic())
         elif command == "quit":
             break
     os._exit(0)

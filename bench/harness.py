@@ -10,6 +10,7 @@ here.
 import json
 import os
 import queue
+import resource
 import shutil
 import signal
 import socket
@@ -100,6 +101,44 @@ def cpu_percent(pid, secs):
     time.sleep(secs)
     c1, t1 = cpu_seconds(pid), time.monotonic()
     return 100.0 * (c1 - c0) / (t1 - t0)
+
+
+def cpu_percents(pids, secs):
+    """Percent of one core each of `pids` used over the same next `secs` seconds."""
+    c0, t0 = [cpu_seconds(pid) for pid in pids], time.monotonic()
+    time.sleep(secs)
+    c1, t1 = [cpu_seconds(pid) for pid in pids], time.monotonic()
+    return [100.0 * (b - a) / (t1 - t0) for a, b in zip(c0, c1)]
+
+
+# Files a process needs beside its sockets to the servers: Redis and database
+# connections, pipes, logs, the metrics endpoint.
+OTHER_FILES = 256
+
+
+def ensure_room(connections, what):
+    """Make sure `connections` sockets fit: in each process holding one end of them
+    (the bench process holds the server ends; a listener or the baseline client the
+    others, and they inherit this process's limit), and in the local port range.
+    Raises the soft open-files limit up to the hard one if needed, or fails now with a
+    clear message rather than with EMFILE half-way through."""
+    needed = connections + OTHER_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise BenchError(
+                f"{what} needs about {needed:,} open files in each of the bench process (the server ends), "
+                f"the listener(s) and the baseline client, but `ulimit -n` allows at most {hard:,}: "
+                f"raise it or lower the number of triggers"
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = (int(x) for x in f.read().split())
+    if high - low + 1 < connections:
+        raise BenchError(
+            f"{what} opens {connections:,} connections to one server port, but net.ipv4.ip_local_port_range "
+            f"({low}-{high}) has only {high - low + 1:,} ports: widen it or lower the number of triggers"
+        )
 
 
 def loadavg():

@@ -35,6 +35,55 @@ def trigger(ws, path, url, **fields):
     return services.create_trigger(workspace=ws, path=path, url=url, **fields)
 
 
+def bulk_triggers(ws, paths_urls, batch_size=1000, **fields):
+    """Bench set-up, not product code: create many triggers at once (their ids, in
+    order). services.create_trigger validates each with database queries, which for
+    10,000 triggers takes minutes; here one representative is validated the same way
+    (full_clean) and all are inserted with bulk_create in one transaction. The caller
+    keeps the workspace on a plan listeners ignore, or nudges them itself."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from orvanta_triggers.models import WebSocketTrigger
+
+    fields.setdefault("script_path", ECHO)
+    now = timezone.now()
+    triggers = [
+        WebSocketTrigger(
+            workspace=ws, path=path, url=url, status=WebSocketTrigger.Status.CONNECTING, edited_at=now, **fields
+        )
+        for path, url in paths_urls
+    ]
+    if triggers:
+        triggers[0].full_clean()
+    with transaction.atomic():
+        created = WebSocketTrigger.objects.bulk_create(triggers, batch_size=batch_size)
+    return [t.id for t in created]
+
+
+def bulk_update_triggers(ws, **fields):
+    """Bench set-up, not product code: change configuration fields of every trigger
+    of `ws` in one UPDATE, validated on one representative first. It bumps edited_at
+    as the services do, which changes the fingerprint listeners poll
+    (selectors.listenable_triggers_fingerprint), and nudges them as the services do.
+    Returns how many rows changed."""
+    from django.utils import timezone
+
+    from orvanta_triggers import bus
+    from orvanta_triggers.models import WebSocketTrigger
+
+    triggers = WebSocketTrigger.objects.filter(workspace=ws)
+    sample = triggers.first()
+    if sample is None:
+        return 0
+    for name, value in fields.items():
+        setattr(sample, name, value)
+    sample.full_clean()
+    changed = triggers.update(edited_at=timezone.now(), **fields)
+    bus.nudge_listeners()
+    return changed
+
+
 def spec_file(trigger_obj, filters=None):
     """A file holding the trigger's job spec (what a worker needs), for clients."""
     from orvanta_triggers.execution import job_spec

@@ -184,6 +184,9 @@ class BoundedSocket:
             self._buffer, self._pos = self._read_raw(), 0
         data = self._buffer[self._pos : self._pos + bufsize]
         self._pos += len(data)
+        if self._pos >= len(self._buffer):
+            # Drop what was handed out: an idle connection holds no buffer.
+            self._buffer, self._pos = b"", 0
         return data
 
     def _fill(self, needed):

@@ -47,9 +47,9 @@ nul_frames = st.lists(st.text(max_size=8) | st.just("\x00"), min_size=1, max_siz
 stomp_frames = st.builds(
     lambda command, headers, body: f"{command}\n{headers}\n\n{body}\x00",
     st.sampled_from(["MESSAGE", "CONNECTED", "RECEIPT", "ERROR"]),
-    st.lists(st.text(alphabet=st.characters(exclude_characters=":\n\r\x00"), max_size=10), max_size=3).map(
-        lambda values: "\n".join(f"h{i}:{value}" for i, value in enumerate(values))
-    ),
+    st.lists(
+        st.text(alphabet=st.characters(codec="utf-8", exclude_characters=":\n\r\x00"), max_size=10), max_size=3
+    ).map(lambda values: "\n".join(f"h{i}:{value}" for i, value in enumerate(values))),
     st.text(max_size=40),
 )
 # Arrays up to 200,000 deep (400 KB); objects 6 bytes a level, so up to 170,000 (1.02 MB).
