@@ -1,3 +1,4 @@
+import os
 import shutil
 import threading
 
@@ -11,6 +12,7 @@ from rest_framework.test import APIClient
 from config.celery import app as celery_app
 from orvanta_triggers import bus, services
 from orvanta_triggers.models import Membership
+from tests import brokers
 from tests.pgserver import PrivatePostgres
 from tests.redisserver import PrivateRedis
 from tests.wsserver import WsServer
@@ -155,3 +157,32 @@ def private_redis():
     yield server
     server.stop()
     shutil.rmtree(server.dir, ignore_errors=True)
+
+
+def _require(program, package):
+    if not os.access(program, os.X_OK):
+        pytest.fail(f"{program} is not installed (apt-get install {package}; .ci/run installs it)")
+
+
+@pytest.fixture(scope="session")
+def mosquitto():
+    """A Mosquitto of the session's own (tests/brokers.py), started by the first test
+    that needs it: MQTT over WebSocket at `ws_url`, publish() over plain MQTT."""
+    _require(brokers.MOSQUITTO, "mosquitto")
+    broker = brokers.PrivateMosquitto()
+    try:
+        yield broker.start()
+    finally:
+        broker.destroy()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq():
+    """A RabbitMQ node of the session's own (tests/brokers.py), started by the first test
+    that needs it: STOMP over WebSocket at `web_stomp_url`, send() over plain STOMP."""
+    _require(brokers.RABBITMQ_SERVER, "rabbitmq-server")
+    broker = brokers.PrivateRabbitMQ()
+    try:
+        yield broker.start()
+    finally:
+        broker.destroy()
