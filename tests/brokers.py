@@ -159,7 +159,7 @@ def _stop(process, *, signum=signal.SIGTERM, timeout=10):
 
 
 class PrivateMosquitto:
-    """start() -> self; `ws_url` for triggers, publish() on the plain MQTT port; destroy()."""
+    """start() -> self; `url` (MQTT over WebSocket) for triggers, publish() on the plain MQTT port; destroy()."""
 
     def __init__(self):
         self.ws_port = free_port()
@@ -169,7 +169,7 @@ class PrivateMosquitto:
         self.process = None
 
     @property
-    def ws_url(self):
+    def url(self):
         return f"ws://127.0.0.1:{self.ws_port}/mqtt"
 
     def start(self):
@@ -243,7 +243,7 @@ def _epmd_binary():
 
 
 class PrivateRabbitMQ:
-    """start() -> self; `web_stomp_url` for triggers, send() on the plain STOMP port; destroy()."""
+    """start() -> self; `url` (STOMP over WebSocket) for triggers, send() on the plain STOMP port; destroy()."""
 
     def __init__(self):
         self.node_name = f"orvanta-test-{os.getpid()}@localhost"
@@ -259,7 +259,7 @@ class PrivateRabbitMQ:
         self.process = None
 
     @property
-    def web_stomp_url(self):
+    def url(self):
         return f"ws://127.0.0.1:{self.web_stomp_port}/ws"
 
     @property

@@ -167,7 +167,7 @@ def _require(program, package):
 @pytest.fixture(scope="session")
 def mosquitto():
     """A Mosquitto of the session's own (tests/brokers.py), started by the first test
-    that needs it: MQTT over WebSocket at `ws_url`, publish() over plain MQTT."""
+    that needs it: MQTT over WebSocket at `url`, publish() over plain MQTT."""
     _require(brokers.MOSQUITTO, "mosquitto")
     broker = brokers.PrivateMosquitto()
     try:
@@ -179,7 +179,7 @@ def mosquitto():
 @pytest.fixture(scope="session")
 def rabbitmq():
     """A RabbitMQ node of the session's own (tests/brokers.py), started by the first test
-    that needs it: STOMP over WebSocket at `web_stomp_url`, send() over plain STOMP."""
+    that needs it: STOMP over WebSocket at `url`, send() over plain STOMP."""
     _require(brokers.RABBITMQ_SERVER, "rabbitmq-server")
     broker = brokers.PrivateRabbitMQ()
     try:
