@@ -10,6 +10,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	./scripts/ensure_chromium.sh
+	./scripts/ensure_brokers.sh
 	touch $(STAMP)
 
 setup: $(STAMP)
