@@ -243,7 +243,9 @@ def _epmd_binary():
 
 
 class PrivateRabbitMQ:
-    """start() -> self; `url` (STOMP over WebSocket) for triggers, send() on the plain STOMP port; destroy()."""
+    """launch() -> self, then wait_ready() -> self (a node takes seconds of CPU to boot,
+    which a test session can overlap with other tests); `url` (STOMP over WebSocket) for
+    triggers, send() on the plain STOMP port; destroy()."""
 
     def __init__(self):
         self.node_name = f"orvanta-test-{os.getpid()}@localhost"
@@ -266,7 +268,8 @@ class PrivateRabbitMQ:
     def node_log(self):
         return self.log_dir / f"{self.node_name}.log"
 
-    def start(self):
+    def launch(self):
+        """Start epmd and the node, not waiting for the node to boot."""
         self.log_dir.mkdir()
         config = self.dir / "rabbitmq.conf"
         config.write_text(
@@ -324,6 +327,10 @@ class PrivateRabbitMQ:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        return self
+
+    def wait_ready(self):
+        """Wait until the node takes STOMP connections, on both ports."""
         _wait_until_ready(
             self.process,
             lambda: self._answers_connect() and _accepts_connections(self.web_stomp_port),

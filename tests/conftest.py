@@ -177,12 +177,18 @@ def mosquitto():
 
 
 @pytest.fixture(scope="session")
-def rabbitmq():
-    """A RabbitMQ node of the session's own (tests/brokers.py), started by the first test
-    that needs it: STOMP over WebSocket at `url`, send() over plain STOMP."""
+def rabbitmq_launched():
+    """A RabbitMQ node of the session's own (tests/brokers.py), still booting: it takes
+    seconds of CPU, so a module may launch it ahead of the first test that needs it."""
     _require(brokers.RABBITMQ_SERVER, "rabbitmq-server")
     broker = brokers.PrivateRabbitMQ()
     try:
-        yield broker.start()
+        yield broker.launch()
     finally:
         broker.destroy()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(rabbitmq_launched):
+    """That node, ready: STOMP over WebSocket at `url`, send() over plain STOMP."""
+    return rabbitmq_launched.wait_ready()
