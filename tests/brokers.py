@@ -282,6 +282,7 @@ class PrivateRabbitMQ:
         # Our own, empty: the shared /etc/rabbitmq/rabbitmq-env.conf names the shared node.
         conf_env = self.dir / "rabbitmq-env.conf"
         conf_env.write_text("")
+        # A fresh environment: none of the caller's RABBITMQ_* or ERL_* settings apply.
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "LANG": "C.UTF-8",
