@@ -11,6 +11,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	./scripts/ensure_chromium.sh
 	./scripts/ensure_tinyproxy.sh
+	./scripts/ensure_brokers.sh
 	touch $(STAMP)
 
 setup: $(STAMP)

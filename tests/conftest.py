@@ -1,3 +1,4 @@
+import os
 import shutil
 import threading
 
@@ -12,6 +13,7 @@ from rest_framework.test import APIClient
 from config.celery import app as celery_app
 from orvanta_triggers import bus, services
 from orvanta_triggers.models import Membership
+from tests import brokers
 from tests.pgserver import PrivatePostgres
 from tests.redisserver import PrivateRedis
 from tests.tlscerts import CertificateAuthority
@@ -176,3 +178,38 @@ def trusted_ca(monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", str(authority.cert_path))
     yield authority
     shutil.rmtree(authority.dir, ignore_errors=True)
+
+
+def _require(program, package):
+    if not os.access(program, os.X_OK):
+        pytest.fail(f"{program} is not installed (apt-get install {package}; .ci/run installs it)")
+
+
+@pytest.fixture(scope="session")
+def mosquitto():
+    """A Mosquitto of the session's own (tests/brokers.py), started by the first test
+    that needs it: MQTT over WebSocket at `url`, publish() over plain MQTT."""
+    _require(brokers.MOSQUITTO, "mosquitto")
+    broker = brokers.PrivateMosquitto()
+    try:
+        yield broker.start()
+    finally:
+        broker.destroy()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_launched():
+    """A RabbitMQ node of the session's own (tests/brokers.py), still booting: it takes
+    seconds of CPU, so a module may launch it ahead of the first test that needs it."""
+    _require(brokers.RABBITMQ_SERVER, "rabbitmq-server")
+    broker = brokers.PrivateRabbitMQ()
+    try:
+        yield broker.launch()
+    finally:
+        broker.destroy()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(rabbitmq_launched):
+    """That node, ready: STOMP over WebSocket at `url`, send() over plain STOMP."""
+    return rabbitmq_launched.wait_ready()
