@@ -1,6 +1,6 @@
 """`make bench`: start a private Redis, a fresh PostgreSQL database and the product's
-processes, run each scenario (ingest, jobs, io, latency, scale, recovery) with its
-baseline measured in the same run, print the table and write
+processes, run each scenario (ingest, jobs, io, latency, scale, recovery, rebalance)
+with its baseline measured in the same run, print the table and write
 bench/results/latest.json.
 
     python -m bench                      # every scenario
@@ -23,9 +23,9 @@ import traceback
 from bench import harness
 from bench.harness import RESULTS_DIR, Bench, ScenarioResult, env_float, log
 
-SCENARIOS = ("ingest", "jobs", "io", "latency", "scale", "recovery")
+SCENARIOS = ("ingest", "jobs", "io", "latency", "scale", "recovery", "rebalance")
 # Rough worst-case seconds each needs; a scenario is skipped when the budget left is smaller.
-NEEDS = {"ingest": 60, "jobs": 60, "io": 45, "latency": 80, "scale": 60, "recovery": 30}
+NEEDS = {"ingest": 60, "jobs": 60, "io": 45, "latency": 80, "scale": 240, "recovery": 30, "rebalance": 240}
 
 
 def scenario_module(name):

@@ -350,6 +350,7 @@ class Proc:
             stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             start_new_session=True,
         )
+        self._terminated = False
         self.lines = queue.Queue()
         if stdout_pipe:
             threading.Thread(target=self._read_lines, name=f"{name}-stdout", daemon=True).start()
@@ -382,13 +383,19 @@ class Proc:
         self.kill_group()
         self.popen.wait(5)
 
-    def stop(self, timeout=8.0):
-        """SIGTERM, wait, then SIGKILL the group (pool children and stragglers)."""
-        if self.popen.poll() is None:
+    def terminate(self):
+        """SIGTERM, once (a second one may mean "hurry" to some programs)."""
+        if self.popen.poll() is None and not self._terminated:
+            self._terminated = True
             try:
                 self.popen.send_signal(signal.SIGTERM)
             except ProcessLookupError:
                 pass
+
+    def stop(self, timeout=8.0):
+        """SIGTERM, wait, then SIGKILL the group (pool children and stragglers)."""
+        if self.popen.poll() is None:
+            self.terminate()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -515,10 +522,16 @@ class Bench:
         if proc in self.procs:
             self.procs.remove(proc)
 
-    def stop_all(self):
-        for proc in list(reversed(self.procs)):
+    def stop_all(self, timeout=8.0):
+        # SIGTERM to all at once: they stop side by side within one deadline, not one
+        # after the other (three slow listeners would take three timeouts).
+        procs = list(reversed(self.procs))
+        for proc in procs:
+            proc.terminate()
+        deadline = time.monotonic() + timeout
+        for proc in procs:
             try:
-                proc.stop()
+                proc.stop(max(deadline - time.monotonic(), 0.1))
             except Exception as exc:
                 log(f"stopping {proc.name}: {exc!r}")
         self.procs.clear()

@@ -11,6 +11,7 @@ background asyncio loop:
 
 import asyncio
 import base64
+import bisect
 import hashlib
 import struct
 import threading
@@ -499,9 +500,24 @@ class FeedServer:
     def open_count(self):
         return self._loop.call(lambda: self.open_total)
 
+    def _after(self, t):
+        # Connections are appended as they open, so in order of `opened`.
+        return self.conns[bisect.bisect_right(self.conns, t, key=lambda c: c.opened) :]
+
     def open_since(self, t):
         """How many connections opened after monotonic time `t` are open now."""
-        return self._loop.call(lambda: sum(1 for c in self.conns if c.closed is None and c.opened > t))
+        return self._loop.call(lambda: sum(1 for c in self._after(t) if c.closed is None))
+
+    def opened_after(self, t):
+        """{path: when its first connection after monotonic time `t` opened}."""
+
+        def collect():
+            out = {}
+            for c in self._after(t):
+                out.setdefault(c.path, c.opened)
+            return out
+
+        return self._loop.call(collect)
 
     def snapshot(self):
         return self._loop.call(lambda: list(self.conns))
@@ -512,7 +528,7 @@ class FeedServer:
 
     def first_opened(self, path, t):
         """The first connection on `path` opened after monotonic time `t`, or None."""
-        return self._loop.call(lambda: next((c for c in self.conns if c.path == path and c.opened > t), None))
+        return self._loop.call(lambda: next((c for c in self._after(t) if c.path == path), None))
 
     def doubled_paths(self):
         return self._loop.call(lambda: dict(self.doubled))
