@@ -36,6 +36,8 @@ CLOSE_TIMEOUT_SECS = 2.0
 # However still the fingerprint, the whole trigger set is read this often (a safety
 # net for writes the fingerprint can't see, such as an edited_at moved backwards).
 FULL_READ_INTERVAL_SECS = 60.0
+# Triggers handed to other listeners per reconcile tick (the next tick follows at once).
+HANDOVER_BATCH = 250
 
 
 def default_listener_id():
@@ -82,6 +84,8 @@ class Supervisor:
         self._live = None
         # Wanted triggers whose rendezvous owner is this listener, for self._live.
         self._preferred = set()
+        # Held triggers another listener now owns, not yet handed over.
+        self._handing_over = []
         self._renew_due = 0.0
         self._stale_scan_due = 0.0
 
@@ -177,14 +181,37 @@ class Supervisor:
         if wanted_changed or live != self._live:
             self._live = live
             self._preferred = {tid for tid in wanted if rendezvous_owner(tid, live) == self.listener_id}
-            moving = [tid for tid in self._connections if tid not in self._preferred]
-            self._stop_connections(moving, reason="handed over to another listener")
+            self._handing_over = [tid for tid in self._connections if tid not in self._preferred]
+        self._hand_over_some()
         edited = []
         if wanted_changed:
             edited = [tid for tid, c in self._connections.items() if c.spec.edited_at != wanted[tid]]
             self._stop_connections(edited, reason="configuration changed", release=False)
         claimed = self._claim_unheld(wanted, now) if self._may_claim() else []
         self._start_connections(ended + edited + claimed)
+
+    def _hand_over_some(self):
+        """Close and release up to HANDOVER_BATCH of the triggers another listener now
+        owns, and tell the others: a joining listener takes its share in batches, not
+        as one storm of closes and connects."""
+        batch = [tid for tid in self._handing_over[:HANDOVER_BATCH] if tid in self._connections]
+        self._handing_over = [
+            tid
+            for tid in self._handing_over[HANDOVER_BATCH:]
+            if tid in self._connections and tid not in self._preferred
+        ]
+        if not batch:
+            return
+        self._stop_connections(batch, reason="handed over to another listener")
+        logger.info(
+            "listener %s: handed %s triggers over (%s more to go)",
+            self.listener_id,
+            len(batch),
+            len(self._handing_over),
+        )
+        bus.nudge_listeners()
+        if self._handing_over:
+            self._wake.set()
 
     def _read_wanted(self, now):
         """({trigger id: edited_at} of the triggers to hold, whether it changed since
