@@ -51,7 +51,7 @@ from bench.harness import (
     rss_bytes,
     wait_for,
 )
-from bench.servers import FeedServer
+from bench.servers import FeedServer, LagProbe
 
 DEFAULT_TRIGGERS = 10_000
 CONNECT_TARGET_S = 30.0
@@ -78,9 +78,9 @@ MB = 1024 * 1024
 SELF = os.getpid()
 
 
-def _seen_at(predicate, proc, timeout, what, interval=0.05):
-    """The monotonic time predicate() first held, or None after `timeout`; a BenchError
-    when `proc` (if given) exits meanwhile."""
+def _wait(predicate, proc, timeout, what, interval=0.05):
+    """predicate()'s first truthy value, or None after `timeout`; a BenchError when
+    `proc` (if given) exits meanwhile."""
 
     def check():
         if proc is not None and not proc.alive():
@@ -88,17 +88,24 @@ def _seen_at(predicate, proc, timeout, what, interval=0.05):
         return predicate()
 
     try:
-        wait_for(check, timeout=timeout, what=what, interval=interval)
+        return wait_for(check, timeout=timeout, what=what, interval=interval)
     except BenchError as exc:
         if proc is not None and not proc.alive():
             raise
         log(f"scale: {exc}")
         return None
-    return time.monotonic()
 
 
 def _since(at, t):
     return None if at is None else at - t
+
+
+def _all_open_since(server, t, n, proc, timeout, what):
+    """Seconds from `t` until n connections opened after `t` were open, by the
+    server's own stamps (the last of them to open), or None after `timeout`."""
+    if _wait(lambda: server.open_since(t) >= n, proc, timeout, what, 0.05) is None:
+        return None
+    return server.latest_open() - t
 
 
 def heartbeat_stats(server, conns, since, until, n):
@@ -137,10 +144,12 @@ def edit_effects(server, t, old_path, new_path):
 def stop_effects(server, proc, t):
     """SIGTERM at `t`: seconds until the server saw every connection closed and until
     `proc` exited (None past STOP_CAP_SECS), and how many closed without a close frame."""
-    closed_at = _seen_at(lambda: server.open_count() == 0, None, STOP_CAP_SECS, "every connection closed", 0.02)
-    exited_at = _seen_at(
+    all_closed = _wait(lambda: server.open_count() == 0, None, STOP_CAP_SECS, "every connection closed", 0.02)
+    closed_at = server.latest_close(t) if all_closed else None
+    exited = _wait(
         lambda: not proc.alive(), None, max(t + STOP_CAP_SECS - time.monotonic(), 0.1), f"{proc.name} to exit", 0.02
     )
+    exited_at = time.monotonic() if exited else None
     closed = [c for c in server.snapshot() if c.closed is not None and c.closed >= t]
     return {
         "closed_secs": _since(closed_at, t),
@@ -167,6 +176,7 @@ def run_product(bench, loop, n, knobs):
 
     stats = {}
     server = FeedServer(loop).start()
+    probe = LagProbe(loop).start()
     try:
         t0 = time.monotonic()
         ws = product.workspace("bench-scale")
@@ -182,23 +192,26 @@ def run_product(bench, loop, n, knobs):
         if server.open_count() or product.connected(port):
             raise BenchError("the listener connected triggers of a free-plan workspace")
         rss0, server_rss0 = rss_bytes(listener.pid), rss_bytes(SELF)
+        probe.take()
         started = time.monotonic()
         services.set_workspace_plan(workspace=ws, plan="enterprise")
-        at = _seen_at(lambda: server.open_count() >= n, listener, knobs["connect_cap"], f"{n:,} connections", 0.02)
-        stats["connect_secs"] = _since(at, started)
+        stats["connect_secs"] = _all_open_since(
+            server, started, n, listener, knobs["connect_cap"], f"{n:,} connections"
+        )
         stats["connected"] = server.open_count()
+        stats["server_lag_connect_ms"] = probe.take() * 1000
         log(f"scale: product connected {stats['connected']:,}/{n:,} after {time.monotonic() - started:.1f}s")
 
         # 2. Idle: once the listener has written every trigger's status (its last
         # work after the connects), and after a fixed 2 s to settle.
-        at = _seen_at(
+        written = _wait(
             lambda: WebSocketTrigger.objects.filter(workspace=ws, status="connected").count() >= n,
             listener,
             knobs["connect_cap"],
             "every trigger's status `connected` in the database",
             0.5,
         )
-        stats["status_written_secs"] = _since(at, started)
+        stats["status_written_secs"] = time.monotonic() - started if written else None
         time.sleep(2.0)
         rss1, server_rss1 = rss_bytes(listener.pid), rss_bytes(SELF)
         cpu, server_cpu = cpu_percents([listener.pid, SELF], knobs["idle_secs"])
@@ -217,20 +230,17 @@ def run_product(bench, loop, n, knobs):
         # 3. Heartbeats.
         t_update = time.monotonic()
         product.bulk_update_triggers(ws, heartbeat=HEARTBEAT)
-        at = _seen_at(
-            lambda: server.open_since(t_update) >= n,
-            listener,
-            knobs["connect_cap"],
-            "every trigger to reconnect with its heartbeat",
-            0.1,
+        stats["heartbeat_reconnect_secs"] = _all_open_since(
+            server, t_update, n, listener, knobs["connect_cap"], "every trigger to reconnect with its heartbeat"
         )
-        stats["heartbeat_reconnect_secs"] = _since(at, t_update)
         stats["heartbeat_reconnected"] = server.open_since(t_update)
         log(f"scale: product {stats['heartbeat_reconnected']:,}/{n:,} reconnected with a heartbeat")
         time.sleep(SETTLE_SECS)
+        probe.take()
         window_start = time.monotonic()
         hb_cpu, server_hb_cpu = cpu_percents([listener.pid, SELF], knobs["hb_secs"])
         window_end = time.monotonic()
+        stats["server_lag_heartbeat_ms"] = probe.take() * 1000
         conns = [c for c in server.snapshot() if c.opened > t_update]
         stats["heartbeat"] = heartbeat_stats(server, conns, window_start, window_end, n)
         stats["heartbeat_cpu_percent"] = hb_cpu
@@ -243,21 +253,24 @@ def run_product(bench, loop, n, knobs):
         trigger = WebSocketTrigger.objects.get(pk=ids[edited])
         t_edit = time.monotonic()
         services.update_trigger(trigger=trigger, url=server.url(new_path))
-        at = _seen_at(lambda: server.first_opened(new_path, t_edit), listener, EDIT_CAP_SECS, "the edited trigger")
-        stats["edit_secs"] = _since(at, t_edit)
+        conn = _wait(lambda: server.first_opened(new_path, t_edit), listener, EDIT_CAP_SECS, "the edited trigger")
+        stats["edit_secs"] = _since(conn and conn.opened, t_edit)
         time.sleep(EDIT_WATCH_SECS)
         stats["edit"] = edit_effects(server, t_edit, old_path, new_path)
         log(f"scale: product edit in effect after {_fmt_secs(stats['edit_secs'], EDIT_CAP_SECS)}, {stats['edit']}")
         stats["listener_counters"] = product.listener_counters(port)
 
         # 5. SIGTERM.
+        probe.take()
         t_term = time.monotonic()
         listener.terminate()
         stats["stop"] = stop_effects(server, listener, t_term)
+        stats["server_lag_stop_ms"] = probe.take() * 1000
         log(f"scale: product SIGTERM {stats['stop']}")
         bench.stop(listener)
         stats["listener_log"] = log_problems(listener)
     finally:
+        probe.stop()
         server.stop()
     return stats
 
@@ -265,17 +278,23 @@ def run_product(bench, loop, n, knobs):
 def run_baseline(bench, loop, n, knobs):
     stats = {}
     server = FeedServer(loop).start()
+    probe = LagProbe(loop).start()
     try:
         server_rss0 = rss_bytes(SELF)
         client = bench.client(
             "scale-baseline", ["threads", f"ws://127.0.0.1:{server.port}", str(n)], stdout_pipe=True, stdin_pipe=True
         )
         out = read_json_line(client, timeout=knobs["connect_cap"] + 15)
+        # Timed like the product's: from the start (the client's stamp) until the
+        # server stamped the last connection.
+        connect_secs = server.latest_open() - out["first"] if out["connected"] == n else None
+        stats["server_lag_connect_ms"] = probe.take() * 1000
         time.sleep(2.0)
         rss1, server_rss1 = rss_bytes(client.pid), rss_bytes(SELF)
         cpu, server_cpu = cpu_percents([client.pid, SELF], knobs["idle_secs"])
         stats.update(
-            connect_secs=out["connect_secs"],
+            connect_secs=connect_secs,
+            client_connect_secs=out["connect_secs"],
             connected=out["connected"],
             errors=out["errors"],
             rss_mb=rss1 / MB,
@@ -290,9 +309,11 @@ def run_baseline(bench, loop, n, knobs):
         client.send("hb")
         hb_started = read_json_line(client, timeout=15)["at"]
         time.sleep(SETTLE_SECS)
+        probe.take()
         window_start = time.monotonic()
         hb_cpu, server_hb_cpu = cpu_percents([client.pid, SELF], knobs["hb_secs"])
         window_end = time.monotonic()
+        stats["server_lag_heartbeat_ms"] = probe.take() * 1000
         stats["heartbeat"] = heartbeat_stats(server, server.snapshot(), max(window_start, hb_started), window_end, n)
         stats["heartbeat_cpu_percent"] = hb_cpu
         stats["server_heartbeat_cpu_percent"] = server_hb_cpu
@@ -301,19 +322,22 @@ def run_baseline(bench, loop, n, knobs):
         old_path, new_path = f"/t/{edited}", f"/t/{edited}/edited"
         t_edit = time.monotonic()
         client.send(f"reconnect {edited} {server.url(new_path)}")
-        at = _seen_at(lambda: server.first_opened(new_path, t_edit), client, EDIT_CAP_SECS, "the reopened socket")
-        stats["edit_secs"] = _since(at, t_edit)
+        conn = _wait(lambda: server.first_opened(new_path, t_edit), client, EDIT_CAP_SECS, "the reopened socket")
+        stats["edit_secs"] = _since(conn and conn.opened, t_edit)
         read_json_line(client, timeout=EDIT_CAP_SECS)
         stats["edit"] = edit_effects(server, t_edit, old_path, new_path)
 
+        probe.take()
         t_term = time.monotonic()
         client.terminate()
         stats["stop"] = stop_effects(server, client, t_term)
+        stats["server_lag_stop_ms"] = probe.take() * 1000
         bench.stop(client)
     finally:
+        probe.stop()
         server.stop()
     log(
-        f"scale: baseline threads connected {stats['connected']:,} in {stats['connect_secs']:.2f}s, "
+        f"scale: baseline threads connected {stats['connected']:,} in {_fmt_secs(stats['connect_secs'], 0)}, "
         f"RSS {stats['rss_mb']:.1f} MB (+{stats['rss_added_mb']:.1f}), idle CPU {stats['idle_cpu_percent']:.2f} %, "
         f"heartbeats {stats['heartbeat']}, edit {_fmt_secs(stats['edit_secs'], EDIT_CAP_SECS)}, SIGTERM {stats['stop']}"
     )
@@ -329,6 +353,11 @@ def _both_done(stop):
     if stop["closed_secs"] is None or stop["exited_secs"] is None:
         return None
     return max(stop["closed_secs"], stop["exited_secs"])
+
+
+def _lag(prod, base, phase):
+    key = f"server_lag_{phase}_ms"
+    return f"the server's loop ran up to {prod[key]:.0f} ms late meanwhile (bare run: {base[key]:.0f} ms)"
 
 
 def _fmt_ms(value):
@@ -368,7 +397,8 @@ def rows(n, knobs, prod, base):
             label,
             higher_is_better=False,
             measured_shown=None if prod["connect_secs"] is not None else f"> {cap:g} s",
-            note="" if prod["connect_secs"] is not None else f"{prod['connected']:,}/{n:,} connected after {cap:g}s",
+            note=("" if prod["connect_secs"] is not None else f"{prod['connected']:,}/{n:,} connected after {cap:g}s; ")
+            + f"until the server stamped the last; {_lag(prod, base, 'connect')}",
         ),
         Row(
             "scale",
@@ -447,7 +477,8 @@ def rows(n, knobs, prod, base):
             label,
             higher_is_better=False,
             note=f"p50 {_fmt_ms(hb['p50_ms'])}, max {_fmt_ms(hb['max_ms'])} over {hb['intervals']:,} intervals "
-            f"(bare: p50 {_fmt_ms(base_hb['p50_ms'])}, max {_fmt_ms(base_hb['max_ms'])})",
+            f"(bare: p50 {_fmt_ms(base_hb['p50_ms'])}, max {_fmt_ms(base_hb['max_ms'])}); "
+            f"{_lag(prod, base, 'heartbeat')}",
         ),
         Row(
             "scale",
@@ -479,7 +510,7 @@ def rows(n, knobs, prod, base):
             f"{_fmt_secs(stop['exited_secs'], STOP_CAP_SECS)} (status {stop['exit_status']}); {stop['unclean']:,} "
             f"of {stop['closed']:,} closed without a close frame, {stop['still_open']:,} still open "
             f"(bare: {base_stop['unclean']:,} unclean, all closed after "
-            f"{_fmt_secs(base_stop['closed_secs'], STOP_CAP_SECS)})",
+            f"{_fmt_secs(base_stop['closed_secs'], STOP_CAP_SECS)}); {_lag(prod, base, 'stop')}",
         ),
         Row(
             "scale",

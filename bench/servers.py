@@ -21,6 +21,9 @@ from bench.harness import BenchError, wait_for
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 FRAME_BYTES = 100
+# How long a read of the feed server's records may wait for its loop: on a machine
+# overloaded by thousands of threads the loop may answer late, and late is a figure.
+CALL_TIMEOUT = 60
 
 
 class Loop:
@@ -44,6 +47,42 @@ class Loop:
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+
+
+class LagProbe:
+    """How late the loop runs a callback due every PERIOD seconds: the servers' own
+    delay, which every arrival time they stamp includes (a loop starved of CPU by a
+    busy machine stamps late)."""
+
+    PERIOD = 0.05
+
+    def __init__(self, loop):
+        self._loop = loop
+        self._worst = 0.0
+        self._handle = None
+
+    def start(self):
+        def start():
+            self._tick(self._loop.loop.time() + self.PERIOD)
+
+        self._loop.call(start)
+        return self
+
+    def _tick(self, due):
+        self._worst = max(self._worst, self._loop.loop.time() - due)
+        self._handle = self._loop.loop.call_at(due + self.PERIOD, self._tick, due + self.PERIOD)
+
+    def take(self):
+        """The worst lateness (s) since the last take."""
+
+        def take():
+            worst, self._worst = self._worst, 0.0
+            return worst
+
+        return self._loop.call(take, timeout=CALL_TIMEOUT)
+
+    def stop(self):
+        self._loop.call(lambda: self._handle and self._handle.cancel(), timeout=CALL_TIMEOUT)
 
 
 # Frames
@@ -497,8 +536,21 @@ class FeedServer:
 
     # read from the bench thread (copies are taken on the loop)
 
+    def _call(self, fn):
+        return self._loop.call(fn, timeout=CALL_TIMEOUT)
+
     def open_count(self):
-        return self._loop.call(lambda: self.open_total)
+        return self._call(lambda: self.open_total)
+
+    def latest_open(self):
+        """When the most recently opened connection still open opened (monotonic)."""
+        return self._call(lambda: next((c.opened for c in reversed(self.conns) if c.closed is None), None))
+
+    def latest_close(self, t):
+        """When the last connection closed after monotonic time `t` closed, or None."""
+        return self._call(
+            lambda: max((c.closed for c in self.conns if c.closed is not None and c.closed > t), default=None)
+        )
 
     def _after(self, t):
         # Connections are appended as they open, so in order of `opened`.
@@ -506,7 +558,7 @@ class FeedServer:
 
     def open_since(self, t):
         """How many connections opened after monotonic time `t` are open now."""
-        return self._loop.call(lambda: sum(1 for c in self._after(t) if c.closed is None))
+        return self._call(lambda: sum(1 for c in self._after(t) if c.closed is None))
 
     def opened_after(self, t):
         """{path: when its first connection after monotonic time `t` opened}."""
@@ -517,21 +569,21 @@ class FeedServer:
                 out.setdefault(c.path, c.opened)
             return out
 
-        return self._loop.call(collect)
+        return self._call(collect)
 
     def snapshot(self):
-        return self._loop.call(lambda: list(self.conns))
+        return self._call(lambda: list(self.conns))
 
     def beats(self, conns, since, until):
         """{connection: data frame arrivals in (since, until]} of `conns`."""
-        return self._loop.call(lambda: {c: [t for t in c.beats if since < t <= until] for c in conns})
+        return self._call(lambda: {c: [t for t in c.beats if since < t <= until] for c in conns})
 
     def first_opened(self, path, t):
         """The first connection on `path` opened after monotonic time `t`, or None."""
-        return self._loop.call(lambda: next((c for c in self._after(t) if c.path == path), None))
+        return self._call(lambda: next((c for c in self._after(t) if c.path == path), None))
 
     def doubled_paths(self):
-        return self._loop.call(lambda: dict(self.doubled))
+        return self._call(lambda: dict(self.doubled))
 
     def stop(self):
         """Stop listening and drop every connection (no close frame: a server gone)."""
