@@ -25,7 +25,7 @@ from bench.harness import RESULTS_DIR, Bench, ScenarioResult, env_float, log
 
 SCENARIOS = ("ingest", "jobs", "io", "latency", "scale", "recovery", "rebalance")
 # Rough worst-case seconds each needs; a scenario is skipped when the budget left is smaller.
-NEEDS = {"ingest": 60, "jobs": 60, "io": 45, "latency": 80, "scale": 240, "recovery": 30, "rebalance": 240}
+NEEDS = {"ingest": 60, "jobs": 60, "io": 45, "latency": 80, "scale": 420, "recovery": 30, "rebalance": 300}
 
 
 def scenario_module(name):
@@ -96,7 +96,7 @@ def main(argv):
     if unknown:
         print(f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}", file=sys.stderr)
         return 2
-    budget = env_float("BENCH_BUDGET_SECS", 570)
+    budget = env_float("BENCH_BUDGET_SECS", 1200)
     signal.signal(signal.SIGTERM, _terminate)
     started_wall = datetime.datetime.now(datetime.timezone.utc)
     started = time.monotonic()
