@@ -31,6 +31,7 @@ from orvanta_triggers import conf, filters, monitor, netguard
 from orvanta_triggers.execution import result_frame
 from orvanta_triggers.models import WebSocketTrigger
 from orvanta_triggers.tasks import NOTIFY_CONNECTION_FAILURE
+from orvanta_triggers.validation import PLACEHOLDER_RE
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,9 @@ class Connection:
         self._state_field = (spec.heartbeat or {}).get("state_field")
         binary_heartbeat = (spec.heartbeat or {}).get("binary_message")
         self._heartbeat_bytes = base64.b64decode(binary_heartbeat) if binary_heartbeat else None
+        # Values captured from incoming frames ({{name}} in heartbeat and resume
+        # messages); kept across reconnects, which is what makes a resume possible.
+        self._captured = {}
         self._close_reason = "closed by the listener"
         self.status = Status.CONNECTING
 
@@ -285,7 +289,7 @@ class Connection:
         ws = open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
         self._url = url
         try:
-            self._send_initial_messages(ws)
+            self._send_opening(ws)
         except BaseException:
             ws.abort()
             ws.shutdown()
@@ -305,6 +309,33 @@ class Connection:
             status=Status.CONNECTED, error=None, last_connected_at=timezone.now(), subprotocol=ws.getsubprotocol()
         )
         return session
+
+    def _send_opening(self, ws):
+        """The resume message when one is configured and every value it uses is
+        captured; the initial messages otherwise."""
+        resume = self.spec.resume
+        if resume and set(PLACEHOLDER_RE.findall(resume["message"])) <= set(self._captured):
+            try:
+                ws.send(self._render(resume["message"], state=None))
+            except (OSError, websocket.WebSocketException) as exc:
+                raise ConnectFailed(f"the resume message could not be sent: {exc}") from exc
+            logger.info("trigger %s: resuming the session", self.spec.path)
+            return
+        self._send_initial_messages(ws)
+
+    def _render(self, template, *, state):
+        """`template` with {{state}} and each {{name}} of a capture replaced by the
+        value's JSON (null when not known yet); other braces stay as written."""
+
+        def value(match):
+            name = match[1]
+            if name == "state":
+                return json.dumps(state)
+            if name in self.spec.capture:
+                return json.dumps(self._captured.get(name))
+            return match[0]
+
+        return PLACEHOLDER_RE.sub(value, template)
 
     def _send_initial_messages(self, ws):
         for index, item in enumerate(self.spec.initial_messages):
@@ -344,6 +375,9 @@ class Connection:
         ws = session.ws
         try:
             return self._receive(session)
+        except ConnectFailed as exc:
+            # The initial messages, sent again after the server refused a resume.
+            return exc.reason
         except websocket.WebSocketConnectionClosedException:
             return session.end_reason or "the server dropped the connection"
         except websocket.WebSocketPayloadException as exc:
@@ -446,7 +480,7 @@ class Connection:
         if self._heartbeat_bytes is not None:
             frame = self._heartbeat_bytes
         else:
-            frame = heartbeat["message"].replace("{{state}}", json.dumps(session.heartbeat_state))
+            frame = self._render(heartbeat["message"], state=session.heartbeat_state)
         try:
             send_frame(session.ws, frame)
         except (OSError, websocket.WebSocketException) as exc:
@@ -487,6 +521,14 @@ class Connection:
         self._send_close(ws, code)
         return f"the server closed the connection (code {code}{': ' + reason if reason else ''})"
 
+    def _capture(self, parsed):
+        """Keep the values the trigger captures from this frame; a missing or null
+        value leaves the last one (a heartbeat ack with "s": null keeps the sequence)."""
+        for name, path in self.spec.capture.items():
+            value = filters.value_at(parsed, path)
+            if value is not None:
+                self._captured[name] = value
+
     def _on_message(self, session, data, opcode):
         spec = self.spec
         if opcode == ABNF.OPCODE_TEXT:
@@ -510,11 +552,18 @@ class Connection:
         )
         parsed = None
         state_field = self._state_field
-        if msg_type == "text" and (spec.filters_need_json or state_field):
+        text = msg if msg_type == "text" else None
+        if text is not None and spec.needs_json:
             parsed = filters.parse_json(msg)
             if state_field and isinstance(parsed, dict) and state_field in parsed:
                 session.heartbeat_state = parsed[state_field]
-        if not spec.matches(msg if msg_type == "text" else None, parsed):
+            self._capture(parsed)
+        if spec.resume is not None and spec.resume_refused(text, parsed):
+            # The server has no session to resume (or dropped it): start afresh.
+            logger.info("trigger %s: the server refused the session; sending the initial messages", spec.path)
+            self._captured.clear()
+            self._send_initial_messages(session.ws)
+        if not spec.matches(text, parsed):
             return
         metrics.FRAMES_MATCHED.inc()
         session.held = True

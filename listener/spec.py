@@ -20,13 +20,19 @@ class TriggerSpec:
     filter_logic: str
     initial_messages: list
     heartbeat: dict | None
+    # {name: dotted path} of values kept from incoming JSON frames.
+    capture: dict
+    resume: dict | None
+    # resume["refused_when"], compiled (always False without a resume).
+    resume_refused: Callable
     headers: dict
     subprotocols: list
     edited_at: datetime
     job_spec: dict
     # The filters, compiled: (text or None, parsed JSON or None) -> bool.
     matches: Callable
-    filters_need_json: bool
+    # Whether text frames are parsed as JSON: for filters, captures, state or a resume's refusal.
+    needs_json: bool
 
     @classmethod
     def from_trigger(cls, trigger):
@@ -41,10 +47,22 @@ class TriggerSpec:
             filter_logic=trigger.filter_logic,
             initial_messages=trigger.initial_messages or [],
             heartbeat=trigger.heartbeat,
+            capture=trigger.capture or {},
+            resume=trigger.resume,
+            resume_refused=(
+                filters.compile_filters([trigger.resume["refused_when"]])
+                if trigger.resume
+                else lambda text, parsed: False
+            ),
             headers=trigger.headers or {},
             subprotocols=trigger.subprotocols or [],
             edited_at=trigger.edited_at,
             job_spec=execution.job_spec(trigger),
             matches=filters.compile_filters(trigger.filters or [], trigger.filter_logic),
-            filters_need_json=filters.needs_json(trigger.filters or []),
+            needs_json=(
+                filters.needs_json(trigger.filters or [])
+                or bool(trigger.capture)
+                or bool((trigger.heartbeat or {}).get("state_field"))
+                or bool(trigger.resume and filters.needs_json([trigger.resume["refused_when"]]))
+            ),
         )

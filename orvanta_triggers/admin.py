@@ -792,11 +792,15 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
         (
             "Heartbeat",
             {
-                "fields": ("heartbeat",),
+                "fields": ("heartbeat", "capture", "resume"),
                 "description": escape(
                     'Keep-alive sent by the listener itself, with no job: {"interval_secs": 10, "message": ..., '
                     '"state_field": "s"}. Each {{state}} in the message is replaced by the JSON of state_field from the '
-                    "latest incoming JSON message that had it (null before any). Empty: no heartbeat."
+                    "latest incoming JSON message that had it (null before any). Empty: no heartbeat. "
+                    'Capture keeps named values from incoming JSON frames ({"session_id": "d.session_id", "seq": "s"}), '
+                    "usable as {{name}} in the heartbeat and resume messages. Resume is sent after a reconnect instead "
+                    "of the initial messages once every value it uses is known; a frame matching refused_when falls "
+                    "back to the initial messages."
                 ),
             },
         ),

@@ -104,6 +104,12 @@ def _value_at(parsed, path):
 _MISSING = object()
 
 
+def value_at(parsed, path):
+    """The value at a dotted path of parsed JSON, or None when it isn't there."""
+    found = _value_at(parsed, path)
+    return None if found is _MISSING else found
+
+
 def _entry_errors(entry, where, depth, counted):
     counted.append(entry)
     if not isinstance(entry, dict):

@@ -188,6 +188,19 @@ class WebSocketTrigger(models.Model):
         blank=True,
         help_text='{"interval_secs": 10, "message": "{\\"op\\": 1, \\"d\\": {{state}}}", "state_field": "s"}',
     )
+    capture = StorableJSONField(
+        default=dict,
+        blank=True,
+        help_text='Values kept from incoming JSON frames, by name: {"session_id": "d.session_id", "seq": "s"}; '
+        "{{name}} in the heartbeat and resume messages.",
+    )
+    resume = StorableJSONField(
+        null=True,
+        blank=True,
+        help_text="Sent after a reconnect instead of the initial messages once its values are captured: "
+        '{"message": "{\\"op\\": 6, \\"d\\": {\\"session_id\\": {{session_id}}, \\"seq\\": {{seq}}}}", '
+        '"refused_when": {"key": "op", "value": 9}}',
+    )
     error_handler_path = models.CharField(
         max_length=255,
         null=True,

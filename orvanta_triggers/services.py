@@ -26,6 +26,8 @@ TRIGGER_CONFIG_FIELDS = (
     "can_return_message",
     "can_return_error_result",
     "heartbeat",
+    "capture",
+    "resume",
     "error_handler_path",
     "error_handler_args",
     "retry",

@@ -32,6 +32,12 @@ RESERVED_HEADERS = {
 }
 RUNNABLE_URL_RE = re.compile(r"^\$(script|flow):(.+)\Z")
 FLOW_EXPR_ROOTS = ("flow_input", "results", "previous_result")
+CAPTURE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+# {{name}} in heartbeat and resume messages: a captured value, as JSON.
+PLACEHOLDER_RE = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]{0,63})\}\}")
+MAX_CAPTURES = 20
+MAX_CAPTURE_PATH = 500
+MAX_RESUME_MESSAGE = 65536
 
 
 def raise_errors(errors):
@@ -284,6 +290,53 @@ def _handler_errors(errors, path, args):
         errors.add("error_handler_args", "must be a JSON object")
 
 
+def capture_errors(capture, heartbeat):
+    errors = _Errors()
+    if not _is_json_object(capture):
+        errors.add("capture", 'must be an object of name: dotted path, e.g. {"seq": "s"}')
+        return errors
+    if len(capture) > MAX_CAPTURES:
+        errors.add("capture", f"has {len(capture)} entries; at most {MAX_CAPTURES}")
+    for name, path in capture.items():
+        if not CAPTURE_NAME_RE.match(name):
+            errors.add(
+                "capture", f"name '{name}' must be letters, digits and _ (not starting with a digit), at most 64"
+            )
+        if not isinstance(path, str) or not path or len(path) > MAX_CAPTURE_PATH or not all(path.split(".")):
+            errors.add(
+                "capture",
+                f"'{name}' must be a dotted path of keys or indexes, none empty, at most {MAX_CAPTURE_PATH} characters",
+            )
+    if "state" in capture and isinstance(heartbeat, dict) and heartbeat.get("state_field") is not None:
+        errors.add("capture", "'state' is already the heartbeat's state_field; use another name")
+    return errors
+
+
+def resume_errors(resume, capture):
+    errors = _Errors()
+    if resume is None:
+        return errors
+    shape = 'must be null or {"message": "...{{name}}...", "refused_when": <filter>}'
+    if not _is_json_object(resume) or set(resume) != {"message", "refused_when"}:
+        errors.add("resume", shape)
+        return errors
+    message = resume["message"]
+    if not isinstance(message, str) or not message:
+        errors.add("resume", "message must be a non-empty string")
+    elif len(message) > MAX_RESUME_MESSAGE:
+        errors.add("resume", f"message is over {MAX_RESUME_MESSAGE} characters")
+    else:
+        used = PLACEHOLDER_RE.findall(message)
+        known = set(capture) if _is_json_object(capture) else set()
+        if not used:
+            errors.add("resume", "message uses no {{name}}: nothing to resume with (use initial_messages)")
+        for name in sorted(set(used) - known):
+            errors.add("resume", f"message uses {{{{{name}}}}}, which capture does not define")
+    for problem in filter_checks.check([resume["refused_when"]]):
+        errors.add("resume", f"refused_when: {problem.removeprefix('filter 0: ')}")
+    return errors
+
+
 def trigger_errors(trigger):
     errors = _Errors()
     message = path_error(trigger.path)
@@ -304,6 +357,8 @@ def trigger_errors(trigger):
         filters_errors(trigger.filters, trigger.filter_logic),
         initial_messages_errors(trigger.initial_messages, trigger.workspace_id),
         heartbeat_errors(trigger.heartbeat),
+        capture_errors(trigger.capture, trigger.heartbeat),
+        resume_errors(trigger.resume, trigger.capture),
         retry_errors(trigger.retry),
         headers_errors(trigger.headers),
         subprotocols_errors(trigger.subprotocols),
@@ -322,6 +377,8 @@ def trigger_errors(trigger):
             "filters",
             "initial_messages",
             "heartbeat",
+            "capture",
+            "resume",
             "error_handler_args",
             "retry",
             "headers",

@@ -16,6 +16,8 @@ class WebSocketTriggerSerializer(serializers.ModelSerializer):
     filters = LenientJSONField(required=False)
     initial_messages = LenientJSONField(required=False)
     heartbeat = LenientJSONField(required=False, allow_null=True)
+    capture = LenientJSONField(required=False)
+    resume = LenientJSONField(required=False, allow_null=True)
     error_handler_args = LenientJSONField(required=False)
     retry = LenientJSONField(required=False, allow_null=True)
     headers = LenientJSONField(required=False)

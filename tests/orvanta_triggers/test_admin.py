@@ -256,7 +256,7 @@ def test_every_trigger_form_field_has_help_text(admin_client, workspace):
     trigger = make_trigger(workspace)
     adminform = admin_client.get(trigger_url("change", trigger)).context["adminform"]
     fields = [field for fieldset in adminform for line in fieldset for field in line]
-    assert len(fields) == 25
+    assert len(fields) == 27
     missing = [
         field.field["name"] if field.is_readonly else field.field.name
         for field in fields
