@@ -219,6 +219,53 @@ def test_malformed_heartbeat_refused(workspace, heartbeat):
     assert set(create_errors(workspace, heartbeat=heartbeat)) == {"heartbeat"}
 
 
+CAPTURE = {"session_id": "d.session_id", "seq": "s"}
+RESUME = {
+    "message": '{"op": 6, "d": {"session_id": {{session_id}}, "seq": {{seq}}}}',
+    "refused_when": {"key": "op", "value": 9},
+}
+
+
+@pytest.mark.parametrize(
+    "capture",
+    [["s"], {"1seq": "s"}, {"seq": ""}, {"seq": "d..s"}, {"seq": 3}, {f"v{i}": "s" for i in range(21)}],
+    ids=["not-an-object", "name-starts-with-digit", "empty-path", "empty-path-part", "path-not-string", "too-many"],
+)
+def test_malformed_capture_refused(workspace, capture):
+    """capture must be {name: dotted path}, names identifiers, at most 20 entries."""
+    assert set(create_errors(workspace, capture=capture)) == {"capture"}
+
+
+def test_capture_named_state_beside_a_state_field_refused(workspace):
+    """'state' is the heartbeat's state_field already: a capture of that name is refused."""
+    heartbeat = {"interval_secs": 10, "message": "{{state}}", "state_field": "s"}
+    assert set(create_errors(workspace, heartbeat=heartbeat, capture={"state": "s"})) == {"capture"}
+
+
+@pytest.mark.parametrize(
+    "resume",
+    [
+        {"message": "{{session_id}}"},
+        {"message": "", "refused_when": {"key": "op", "value": 9}},
+        {"message": "resume please", "refused_when": {"key": "op", "value": 9}},
+        {"message": "{{nope}}", "refused_when": {"key": "op", "value": 9}},
+        {"message": "{{seq}}", "refused_when": {"op": 9}},
+        "resume",
+    ],
+    ids=["no-refused-when", "empty-message", "no-placeholder", "unknown-name", "bad-filter", "not-an-object"],
+)
+def test_malformed_resume_refused(workspace, resume):
+    """resume must be {message using captured {{names}}, refused_when: one filter entry}."""
+    assert set(create_errors(workspace, capture=CAPTURE, resume=resume)) == {"resume"}
+
+
+def test_capture_and_resume_accepted(workspace):
+    """A Discord-style capture and resume pass validation and are stored as given."""
+    trigger = services.create_trigger(workspace=workspace, **{**VALID, "capture": CAPTURE, "resume": RESUME})
+    trigger.refresh_from_db()
+    assert (trigger.capture, trigger.resume) == (CAPTURE, RESUME)
+
+
 @pytest.mark.parametrize(
     "retry",
     [
