@@ -25,6 +25,7 @@ header, then exactly the announced lengths), so `refused_bytes` always describes
 frame it last returned.
 """
 
+import select
 import socket
 import ssl
 import struct
@@ -56,6 +57,8 @@ class BoundedSocket:
         self._payload_left = 0
         self._message_bytes = 0
         self.refused_bytes = None
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLOUT)
         if tls_hostname is not None:
             self._start_tls(tls_hostname)
 
@@ -155,6 +158,11 @@ class BoundedSocket:
 
     def fileno(self):
         return self._sock.fileno()
+
+    def writable(self):
+        """Whether the kernel would take a small frame now without blocking (the
+        shared timer thread looks before it sends, and comes back later if not)."""
+        return bool(self._poll.poll(0))
 
     def shutdown(self, how):
         self._sock.shutdown(how)

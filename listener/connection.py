@@ -25,7 +25,7 @@ from websocket import ABNF
 
 from listener import metrics
 from listener.backoff import Backoff
-from listener.handshake import ConnectFailed, open_websocket, resolve_url
+from listener.handshake import SEND_TIMEOUT_SECS, ConnectFailed, open_websocket, resolve_url
 from listener.runnables import RunnableFailed
 from orvanta_triggers import conf, filters, monitor, netguard
 from orvanta_triggers.execution import result_frame
@@ -52,6 +52,8 @@ class ListenerServices:
 
 
 RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
+# How soon a heartbeat or ping that found the socket full looks again.
+UNWRITABLE_RETRY_SECS = 0.05
 
 
 def send_frame(ws, frame):
@@ -102,6 +104,8 @@ class Session:
         self.end_reason = None
         self.keepalive_timer = None
         self.heartbeat_timer = None
+        # Since when the socket has refused to take a frame, while it does.
+        self.unwritable_since = None
 
     def abort(self, reason):
         """End the session from another thread: its reader wakes and stops."""
@@ -462,6 +466,8 @@ class Connection:
             self._schedule_keepalive(session, session.ping_sent_at + self._pong_timeout)
             return
         if now - session.last_received >= self._ping_interval:
+            if self._stuck(session, functools.partial(self._keepalive, session)):
+                return
             try:
                 session.ws.ping()
             except (OSError, websocket.WebSocketException) as exc:
@@ -472,9 +478,25 @@ class Connection:
             return
         self._schedule_keepalive(session, session.last_received + self._ping_interval)
 
+    def _stuck(self, session, retry):
+        """Whether the socket can't take a frame now; if so, `retry` is scheduled a
+        little later, or the session ended once the peer has read nothing for
+        SEND_TIMEOUT_SECS. The shared timer thread never waits on one peer."""
+        if session.stream.writable():
+            session.unwritable_since = None
+            return False
+        now = time.monotonic()
+        if session.unwritable_since is None:
+            session.unwritable_since = now
+        if now - session.unwritable_since >= SEND_TIMEOUT_SECS:
+            session.abort(f"the server read nothing for {SEND_TIMEOUT_SECS:g}s")
+        else:
+            self._services.timers.call_at(now + UNWRITABLE_RETRY_SECS, retry)
+        return True
+
     def _beat(self, session):
         """Send the heartbeat and schedule the next, keeping the cadence."""
-        if session.ended:
+        if session.ended or self._stuck(session, functools.partial(self._beat, session)):
             return
         heartbeat = self.spec.heartbeat
         if self._heartbeat_bytes is not None:

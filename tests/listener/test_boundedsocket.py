@@ -84,3 +84,27 @@ def test_a_certificate_for_another_name_fails_the_handshake(trusted_ca):
     finally:
         ours.close()
         server.close()
+
+
+def test_writable_says_no_once_the_peer_stops_reading():
+    """writable() turns False when the send buffer is full, without blocking, and True once the peer reads."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=0.3)
+    bounded.settimeout(None)
+    try:
+        assert bounded.writable()
+        fill_until_timeout(bounded)
+        started = time.monotonic()
+        assert not bounded.writable()
+        assert time.monotonic() - started < 0.1
+        theirs.setblocking(False)
+        while True:
+            try:
+                theirs.recv(1 << 20)
+            except BlockingIOError:
+                break
+        assert bounded.writable()
+    finally:
+        ours.close()
+        theirs.close()
