@@ -174,8 +174,13 @@ def threads(base, n):
         holders[i] = threading.Thread(target=hold, args=(i, url, done), daemon=True)
         holders[i].start()
 
+    # Heartbeat threads start parked on this and all go at once: thousands of threads
+    # starting while the first ones already beat would fight over the GIL for minutes.
+    beating = threading.Event()
+
     def beat(i):
         ws = sockets[i]
+        beating.wait()
         next_at = time.monotonic() + 1.0 + random.random()
         while True:
             delay = next_at - time.monotonic()
@@ -224,6 +229,7 @@ def threads(base, n):
             for i in range(n):
                 if sockets[i] is not None:
                     threading.Thread(target=beat, args=(i,), daemon=True).start()
+            beating.set()
             emit(phase="hb", at=time.monotonic())
         elif command == "reconnect":
             # The bare equivalent of an edited trigger: close one socket cleanly, open

@@ -178,19 +178,15 @@ def run(bench, loop, result):
         details["kill"] = kill
         log(f"rebalance: kill {kill}")
 
-        doubled = server.doubled_paths()
-        details["doubled"] = {path: at - t0 for path, at in list(doubled.items())[:20]}
+        doubled = server.doubled_by_phase({"start": started, "join": t_join, "kill": t_kill})
+        details["doubled"] = doubled
+        details["doubled_first"] = {path: at - t0 for path, at in list(server.doubled_paths().items())[:20]}
         details["listener_logs"] = {
             name: procs[name].log_lines(" ERROR ", limit=2) + procs[name].log_lines(" WARNING ", limit=2)
             for name in four
         }
     finally:
         server.stop()
-
-    phases = {"start": started, "join": t_join, "kill": t_kill}
-
-    def phase_of(at):
-        return max((name for name, t in phases.items() if at >= t), key=phases.get, default="set-up")
 
     per_third = k // 3
     spread_secs = join["spread_secs"]
@@ -230,13 +226,9 @@ def run(bench, loop, result):
             "",
             "none",
             not doubled,
-            len(doubled),
-            note="over the whole scenario (start, join, kill)"
-            + (
-                "; first: " + ", ".join(f"{p} at {phase_of(at)}" for p, at in list(doubled.items())[:3])
-                if doubled
-                else ""
-            ),
+            sum(doubled.values()),
+            note="over the whole scenario; by phase: "
+            + (", ".join(f"{name} {count:,}" for name, count in doubled.items()) or "none"),
         ),
         Row(
             "rebalance",

@@ -134,10 +134,13 @@ def edit_effects(server, t, old_path, new_path):
     closed or opened, and whether the edited trigger's old connection closed cleanly."""
     conns = server.snapshot()
     old = [c for c in conns if c.path == old_path and c.closed is not None and c.closed > t]
+    new = [c.opened for c in conns if c.path == new_path and c.opened > t]
     return {
         "others_closed": sum(1 for c in conns if c.closed is not None and c.closed > t and c.path != old_path),
         "others_opened": sum(1 for c in conns if c.opened > t and c.path != new_path),
         "old_closed_cleanly": bool(old) and all(c.clean for c in old),
+        # The old URL and the new are two paths: a double connection shows here only.
+        "old_closed_before_new": bool(old) and bool(new) and max(c.closed for c in old) <= min(new),
     }
 
 
@@ -267,6 +270,8 @@ def run_product(bench, loop, n, knobs):
         stats["stop"] = stop_effects(server, listener, t_term)
         stats["server_lag_stop_ms"] = probe.take() * 1000
         log(f"scale: product SIGTERM {stats['stop']}")
+        phases = {"connect": started, "heartbeat update": t_update, "edit": t_edit, "SIGTERM": t_term}
+        stats["doubled"] = server.doubled_by_phase(phases)
         bench.stop(listener)
         stats["listener_log"] = log_problems(listener)
     finally:
@@ -333,6 +338,7 @@ def run_baseline(bench, loop, n, knobs):
         client.terminate()
         stats["stop"] = stop_effects(server, client, t_term)
         stats["server_lag_stop_ms"] = probe.take() * 1000
+        stats["doubled"] = server.doubled_by_phase({"connect": out["first"]})
         bench.stop(client)
     finally:
         probe.stop()
@@ -486,7 +492,10 @@ def rows(n, knobs, prod, base):
             f"one trigger edited among {n:,}: in effect",
             "s",
             f"<= {EDIT_TARGET_S:g} s, only it reconnects",
-            _le(prod["edit_secs"], EDIT_TARGET_S) and edit_only and edit["old_closed_cleanly"],
+            _le(prod["edit_secs"], EDIT_TARGET_S)
+            and edit_only
+            and edit["old_closed_cleanly"]
+            and edit["old_closed_before_new"],
             prod["edit_secs"],
             base["edit_secs"],
             "bare: one socket closed and reopened",
@@ -494,7 +503,8 @@ def rows(n, knobs, prod, base):
             measured_shown=None if prod["edit_secs"] is not None else f"> {EDIT_CAP_SECS:g} s",
             note=f"update_trigger(url=...) until the server sees the new URL; in the {EDIT_WATCH_SECS:g}s after, "
             f"{edit['others_closed']} other connection(s) closed and {edit['others_opened']} opened; the old one "
-            f"closed {'cleanly' if edit['old_closed_cleanly'] else 'WITHOUT a close frame (or not at all)'}",
+            f"closed {'cleanly' if edit['old_closed_cleanly'] else 'WITHOUT a close frame (or not at all)'}, "
+            f"{'before' if edit['old_closed_before_new'] else 'NOT before'} the new one opened",
         ),
         Row(
             "scale",
@@ -512,6 +522,20 @@ def rows(n, knobs, prod, base):
             f"of {stop['closed']:,} closed without a close frame, {stop['still_open']:,} still open "
             f"(bare: {base_stop['unclean']:,} unclean, all closed after "
             f"{_fmt_secs(base_stop['closed_secs'], STOP_CAP_SECS)}); {_lag(prod, base, 'stop')}",
+        ),
+        Row(
+            "scale",
+            "triggers ever connected twice at once",
+            "",
+            "none",
+            not prod["doubled"],
+            sum(prod["doubled"].values()),
+            sum(base["doubled"].values()),
+            label,
+            higher_is_better=False,
+            note="by phase: "
+            + (", ".join(f"{k} {v:,}" for k, v in prod["doubled"].items()) or "none")
+            + " (a trigger's old connection still open at the server when its new one opened)",
         ),
         Row(
             "scale",

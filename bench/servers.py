@@ -585,6 +585,15 @@ class FeedServer:
     def doubled_paths(self):
         return self._call(lambda: dict(self.doubled))
 
+    def doubled_by_phase(self, phases):
+        """{phase: how many paths first had two connections open at once during it};
+        `phases` maps each phase's name to its start (monotonic)."""
+        out = {}
+        for at in self.doubled_paths().values():
+            phase = max((name for name, t in phases.items() if at >= t), key=phases.get, default="set-up")
+            out[phase] = out.get(phase, 0) + 1
+        return out
+
     def stop(self):
         """Stop listening and drop every connection (no close frame: a server gone)."""
 
