@@ -17,8 +17,9 @@ of Windmill's), a list of triggers, and a directory holding `*.websocket_trigger
 files (a `wmill sync` tree).
 
 - export_document / render: the workspace -> a document -> text, in a fixed order
-  (entries by path, fields in the trigger JSON's order, the keys of JSON values sorted),
-  so the same configuration always gives the same bytes, on SQLite and PostgreSQL alike;
+  (entries by path, fields in the trigger JSON's order, the keys of JSON objects in
+  one order too), so the same configuration always gives the same bytes, on SQLite and
+  PostgreSQL alike;
 - read_path / parse / read_document: a file -> the entries to import, every problem
   found listed at once (TriggerFileError);
 - import_document: the entries into a workspace in one transaction, through the
@@ -135,11 +136,20 @@ class ImportResult:
 # Export
 
 
+# Keys that name an object (a step's id, a filter's key, a transform's type) come first,
+# in this order; the rest are sorted.
+LEADING_KEYS = ("id", "path", "key", "type", "script_path")
+
+
+def _key_order(key):
+    return (LEADING_KEYS.index(key) if key in LEADING_KEYS else len(LEADING_KEYS), key)
+
+
 def _canonical(value):
-    """`value` with the keys of every JSON object in it sorted: PostgreSQL's jsonb keeps
-    no key order, so sorted is the order every database gives back alike."""
+    """`value` with the keys of every JSON object in it in a fixed order: PostgreSQL's
+    jsonb keeps no key order, so a fixed one is what every database gives back alike."""
     if isinstance(value, dict):
-        return {key: _canonical(value[key]) for key in sorted(value)}
+        return {key: _canonical(value[key]) for key in sorted(value, key=_key_order)}
     if isinstance(value, list):
         return [_canonical(item) for item in value]
     return value
