@@ -93,6 +93,10 @@ class Entry:
     path: str
     fields: dict
     where: str  # how error messages name it
+    # What reading found wrong, "field: message" each. The fields named are left out of
+    # `fields`, and their validation messages are not repeated.
+    problems: tuple = ()
+    problem_fields: frozenset = frozenset()
 
 
 @dataclass
@@ -101,6 +105,13 @@ class TriggerDocument:
     triggers: list = field(default_factory=list)
     # --prune deletes only objects whose path starts with this ("" = the whole workspace).
     path_prefix: str = ""
+    # Problems of the file itself, and of entries that can't be imported at all (no path).
+    errors: list = field(default_factory=list)
+
+    def problems(self):
+        """Every problem reading found: the file's, then each entry's."""
+        entries = [*self.flows, *self.triggers]
+        return [*self.errors, *(f"{entry.where}: {problem}" for entry in entries for problem in entry.problems)]
 
 
 @dataclass(frozen=True)
@@ -243,7 +254,8 @@ def parse(text, *, name):
 def read_path(path):
     """The document in the file at `path`, or, for a directory, the Windmill trigger
     files under it (`<path>.websocket_trigger.yaml|yml|json`, as `wmill sync` lays them
-    out). Raises TriggerFileError listing every problem."""
+    out). Raises TriggerFileError when the file can't be read or parsed; problems of
+    its content are listed by the document (TriggerDocument.problems)."""
     path = Path(path)
     if path.is_dir():
         return _read_windmill_tree(path)
@@ -287,26 +299,29 @@ def _read_windmill_tree(root):
     files = sorted(p for p in root.rglob("*") if p.is_file() and _windmill_stem(p.name) is not None)
     if not files:
         raise TriggerFileError([f"{root}: no *.websocket_trigger.yaml, .yml or .json file in this directory"])
-    document, errors = TriggerDocument(), []
+    document = TriggerDocument()
     for file in files:
         relative = file.relative_to(root).as_posix()
         try:
             data = parse(_read_text(file), name=relative)
-            if not isinstance(data, dict):
-                raise TriggerFileError([f"{relative}: must be a mapping of trigger fields"])
-            document.triggers.extend(read_document(data, name=relative, default_path=_windmill_stem(relative)).triggers)
         except TriggerFileError as exc:
-            errors.extend(exc.errors)
-    errors.extend(_duplicates(document))
-    if errors:
-        raise TriggerFileError(errors)
+            document.errors.extend(exc.errors)
+            continue
+        if not isinstance(data, dict):
+            document.errors.append(f"{relative}: must be a mapping of trigger fields")
+            continue
+        read = read_document(data, name=relative, default_path=_windmill_stem(relative))
+        document.errors.extend(read.errors)
+        document.triggers.extend(read.triggers)
+    _drop_duplicates(document)
     return document
 
 
 def read_document(data, *, name, default_path=None):
-    """The entries in parsed file data: a document, one trigger, or a list of triggers."""
-    errors = []
+    """The entries in parsed file data (a document, one trigger, or a list of triggers),
+    with every problem found in them (TriggerDocument.problems)."""
     document = TriggerDocument()
+    errors = document.errors
     if isinstance(data, dict) and not set(data).isdisjoint(DOCUMENT_KEYS):
         for key in sorted(set(data) - set(DOCUMENT_KEYS), key=str):
             errors.append(f"{name}: {key}: unknown top-level key (expected {', '.join(DOCUMENT_KEYS)})")
@@ -338,9 +353,7 @@ def read_document(data, *, name, default_path=None):
         errors.append(
             f"{name}: expected a document (version, flows, websocket_triggers), a trigger or a list of triggers"
         )
-    errors.extend(_duplicates(document))
-    if errors:
-        raise TriggerFileError(errors)
+    _drop_duplicates(document)
     return document
 
 
@@ -354,15 +367,17 @@ def _read_entries(items, section, reader, errors, *, name=None, default_path=Non
     return entries
 
 
-def _duplicates(document):
-    errors = []
-    for kind, entries in (("flow", document.flows), ("trigger", document.triggers)):
-        seen = set()
-        for entry in entries:
+def _drop_duplicates(document):
+    """Keep the first entry of each path; a path listed again is an error."""
+    for kind, name in (("flow", "flows"), ("trigger", "triggers")):
+        seen, kept = set(), []
+        for entry in getattr(document, name):
             if entry.path in seen:
-                errors.append(f"{kind} {entry.path}: listed more than once")
-            seen.add(entry.path)
-    return errors
+                document.errors.append(f"{kind} {entry.path}: listed more than once")
+            else:
+                seen.add(entry.path)
+                kept.append(entry)
+        setattr(document, name, kept)
 
 
 def _json_problem(value):
@@ -382,15 +397,17 @@ def _json_problem(value):
     return f"{value!r} is not a JSON value (in YAML, quote it)"
 
 
-def _read_entry(model, kind, item, where, errors, *, names, ignored, default_path=None, hint=None):
-    """An Entry for `item`, its fields type-checked against the model's, or None."""
-    hint = hint or {}
+def _read_entry(model, kind, item, where, errors, *, names, ignored, problems=None, default_path=None, hint=None):
+    """An Entry for `item`, its fields type-checked against the model's, or None (and
+    an error) when it has no usable path."""
     if not isinstance(item, dict):
         errors.append(f"{where}: must be a mapping of {kind} fields")
         return None
+    problems = dict(problems or {})
+    hint = hint or {}
+    for key in sorted(set(item) - set(names) - ignored, key=str):
+        problems.setdefault(key, []).append("unknown field")
     path = item.get("path", default_path)
-    label = f"{kind} {path}" if isinstance(path, str) and path else where
-    problems = [f"{key}: unknown field" for key in sorted(set(item) - set(names) - ignored, key=str)]
     values = {}
     for name in names:
         model_field = model._meta.get_field(name)
@@ -409,19 +426,27 @@ def _read_entry(model, kind, item, where, errors, *, names, ignored, default_pat
                 # Windmill leaves out (or nulls) what it has not set.
                 value = model_field.get_default()
             else:
-                problems.append(
-                    f"{name}: may not be null" if name in item else f"{name}: required" + hint.get(name, "")
+                problems.setdefault(name, []).append(
+                    "may not be null" if name in item else "required" + hint.get(name, "")
                 )
                 continue
         problem = _type_problem(model_field, value)
         if problem:
-            problems.append(f"{name}: {problem}")
+            problems.setdefault(name, []).append(problem)
             continue
         values[name] = value
-    errors.extend(f"{label}: {problem}" for problem in problems)
-    if problems:
+    listed = tuple(f"{name}: {message}" for name, messages in problems.items() for message in messages)
+    if "path" not in values:
+        errors.extend(f"{where}: {problem}" for problem in listed)
         return None
-    return Entry(kind=kind, path=values.pop("path"), fields=values, where=label)
+    return Entry(
+        kind=kind,
+        path=values.pop("path"),
+        fields=values,
+        where=f"{kind} {path}" if path else where,
+        problems=listed,
+        problem_fields=frozenset(problems),
+    )
 
 
 def _type_problem(model_field, value):
@@ -434,17 +459,24 @@ def _type_problem(model_field, value):
     return _json_problem(value)
 
 
-def _read_trigger(item, where, errors, *, default_path=None, standalone=False):
-    if isinstance(item, dict):
+def _from_windmill(item):
+    """`item` with Windmill's shapes translated, and the problems of those it can't take."""
+    problems = {}
+    while isinstance(item, dict):
         try:
-            item = windmill.from_windmill(item)
+            return windmill.from_windmill(item), problems
         except windmill.WindmillShapeError as exc:
-            path = item.get("path", default_path)
-            label = f"trigger {path}" if isinstance(path, str) and path else where
-            errors.extend(
-                f"{label}: {name}: {message}" for name, messages in exc.errors.items() for message in messages
-            )
-            return None
+            for name, messages in exc.errors.items():
+                problems.setdefault(name, []).extend(messages)
+            left = {key: value for key, value in item.items() if key not in exc.errors}
+            if len(left) == len(item):
+                break
+            item = left
+    return item, problems
+
+
+def _read_trigger(item, where, errors, *, default_path=None, standalone=False):
+    item, problems = _from_windmill(item)
     return _read_entry(
         WebSocketTrigger,
         "trigger",
@@ -453,6 +485,7 @@ def _read_trigger(item, where, errors, *, default_path=None, standalone=False):
         errors,
         names=TRIGGER_FIELDS,
         ignored=IGNORED_TRIGGER_KEYS,
+        problems=problems,
         default_path=default_path,
         hint={"path": PATH_FROM_NAME_HINT} if standalone else None,
     )
@@ -476,12 +509,14 @@ def changed_fields(current_config, entry):
     return tuple(name for name in entry.fields if not _same(current_config[name], entry.fields[name]))
 
 
-def _messages(where, exc):
+def _messages(where, exc, skip=frozenset()):
+    """The lines for a service's refusal, but for the fields in `skip` (already listed)."""
     if isinstance(exc, ValidationError):
         if hasattr(exc, "error_dict"):
             return [
                 f"{where}: {message}" if name == "__all__" else f"{where}: {name}: {message}"
                 for name, messages in exc.message_dict.items()
+                if name not in skip
                 for message in messages
             ]
         return [f"{where}: {message}" for message in exc.messages]
@@ -491,6 +526,9 @@ def _messages(where, exc):
 def _upsert(entries, existing, *, config_of, create, update, kind, changes, errors):
     unchanged = 0
     for entry in entries:
+        # An entry reading found problems in still goes through validation, so that
+        # its other fields' problems are listed too; the transaction is rolled back.
+        errors.extend(f"{entry.where}: {problem}" for problem in entry.problems)
         current = existing.get(entry.path)
         try:
             if current is None:
@@ -504,7 +542,7 @@ def _upsert(entries, existing, *, config_of, create, update, kind, changes, erro
             update(current, **{name: entry.fields[name] for name in names})
             changes.append(Change("changed", kind, entry.path, names))
         except (ValidationError, services.PlanNotAllowed) as exc:
-            errors.extend(_messages(entry.where, exc))
+            errors.extend(_messages(entry.where, exc, skip=entry.problem_fields))
     return unchanged
 
 
@@ -513,9 +551,10 @@ def import_document(*, workspace, document, dry_run=False, prune=False):
     transaction; with `prune`, then delete the workspace's triggers and flows the
     document does not list (within its path_prefix, if it has one). Only what differs
     is written. Every entry goes through the services (the one validation path); if
-    any fails, nothing is written and TriggerFileError lists every problem. With
-    `dry_run`, everything is worked out the same way and rolled back."""
-    changes, errors = [], []
+    any fails, or reading the file found problems, nothing is written and
+    TriggerFileError lists every problem. With `dry_run`, everything is worked out the
+    same way and rolled back."""
+    changes, errors = [], list(document.errors)
     with transaction.atomic():
         unchanged = _upsert(
             document.flows,
