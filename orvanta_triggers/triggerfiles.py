@@ -29,6 +29,7 @@ files (a `wmill sync` tree).
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -70,6 +71,7 @@ IGNORED_FLOW_KEYS = frozenset({"created_at", "edited_at"})
 WINDMILL_TRIGGER_SUFFIXES = (".websocket_trigger.yaml", ".websocket_trigger.yml", ".websocket_trigger.json")
 # Windmill paths start with u/<user>/ or f/<folder>/.
 WINDMILL_PATH_ROOTS = ("f", "u")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 PATH_FROM_NAME_HINT = " (or name the file <path>.websocket_trigger.yaml under its f/ or u/ folder, as wmill sync does)"
 YAML_HEADER = (
     "# Orvanta WebSocket triggers and flows (python manage.py importtriggers WORKSPACE FILE).\n"
@@ -218,7 +220,9 @@ def export_document(*, workspace, path_prefix=None):
 
 def render(document, fmt="yaml"):
     if fmt == "json":
-        return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
+        # A lone surrogate (a frame's, a filter's) can't be written as UTF-8: escaped.
+        return LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text) + "\n"
     if fmt != "yaml":
         raise ValueError(f"unknown format '{fmt}': use {' or '.join(FORMATS)}")
     return YAML_HEADER + yaml.safe_dump(

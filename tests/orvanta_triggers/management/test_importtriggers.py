@@ -77,6 +77,24 @@ def test_export_import_export_round_trip_is_byte_identical(workspace, staging, t
     assert run("exporttriggers", "staging", "--format", fmt) == exported
 
 
+@pytest.mark.parametrize("fmt, name", [("yaml", "triggers.yaml"), ("json", "triggers.json")])
+def test_round_trip_keeps_odd_strings(workspace, staging, tmp_path, fmt, name):
+    """NUL, a lone surrogate, non-ASCII and private-use characters survive the round trip as UTF-8 files."""
+    odd = "a\x00b\ud800c\ue000dé"
+    services.create_trigger(
+        workspace=workspace,
+        path="f/demo/odd",
+        url="ws://example.org/feed",
+        script_path="examples/echo",
+        filters=[{"key": "k", "value": odd}],
+    )
+    exported = run("exporttriggers", "acme", "--format", fmt)
+    (tmp_path / name).write_text(exported, encoding="utf-8")
+    run("importtriggers", "staging", str(tmp_path / name))
+    assert WebSocketTrigger.objects.get(workspace=staging).filters == [{"key": "k", "value": odd}]
+    assert run("exporttriggers", "staging", "--format", fmt) == exported
+
+
 def test_round_trip_with_a_path_prefix(workspace, staging, tmp_path):
     """A prefixed export round-trips too, and the flows its triggers run come along."""
     populate(workspace)
