@@ -20,12 +20,13 @@ files (a `wmill sync` tree).
   (entries by path, fields in the trigger JSON's order, the keys of JSON objects in
   one order too), so the same configuration always gives the same bytes, on SQLite and
   PostgreSQL alike;
-- read_path / parse / read_document: a file -> the entries to import, every problem
-  found listed at once (TriggerFileError);
+- read_path / parse / read_document: a file -> the entries to import, with the problems
+  found in them (a file that can't be read or parsed raises TriggerFileError);
 - import_document: the entries into a workspace in one transaction, through the
   services (so through the one validation path), writing only what differs: importing
   the same file twice writes nothing the second time, so no trigger's edited_at moves
-  and no listener reconnects.
+  and no listener reconnects. If reading or validation found any problem, nothing is
+  written and TriggerFileError lists them all.
 """
 
 import json
