@@ -590,6 +590,12 @@ def import_document(*, workspace, document, dry_run=False, prune=False):
     return ImportResult(changes=changes, unchanged=unchanged, dry_run=dry_run)
 
 
+def import_path(*, workspace, path, dry_run=False, prune=False):
+    """The file (or wmill sync directory) at `path` into the workspace: read_path, then
+    import_document. Raises TriggerFileError listing every problem."""
+    return import_document(workspace=workspace, document=read_path(path), dry_run=dry_run, prune=prune)
+
+
 def _prune(workspace, document, changes, errors):
     """Triggers first: a flow can't be deleted while a trigger runs it."""
     prefix = document.path_prefix

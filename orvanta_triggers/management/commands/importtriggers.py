@@ -29,8 +29,7 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError(f"no workspace '{workspace}'")
         try:
-            document = triggerfiles.read_path(file)
-            result = triggerfiles.import_document(workspace=found, document=document, dry_run=dry_run, prune=prune)
+            result = triggerfiles.import_path(workspace=found, path=file, dry_run=dry_run, prune=prune)
         except triggerfiles.TriggerFileError as exc:
             raise CommandError(
                 f"nothing imported: {len(exc.errors)} problem(s) in {file}\n" + "\n".join(f"  {e}" for e in exc.errors)
