@@ -244,8 +244,7 @@ def test_an_unknown_workspace_is_refused(db, tmp_path):
 def test_imported_trigger_runs_and_reimporting_keeps_its_connection(
     e2e_workspace, ws_server, celery_worker, listener, tmp_path
 ):
-    """End to end: an imported trigger connects and runs jobs; importing the same file
-    again leaves its connection alone; an edited file reconnects it."""
+    """End to end: an imported trigger runs jobs; the same file again keeps its connection, an edit reconnects it."""
     file = tmp_path / "t.yaml"
     file.write_text(
         f"version: 1\nwebsocket_triggers:\n- {{path: f/e2e/feed, url: '{ws_server.url}', script_path: examples/echo}}\n"
