@@ -106,3 +106,7 @@ def settled_job_ids(attempts):
         or attempt > attempts[str(job_id)]
         or (status == Job.Status.QUEUED and error is not None)
     }
+
+
+def workspace_by_slug(slug):
+    return Workspace.objects.filter(slug=slug).first()
