@@ -364,7 +364,7 @@ class Connection:
                 frame = result_frame(result)
             try:
                 send_frame(ws, frame)
-            except Exception as exc:
+            except (OSError, websocket.WebSocketException) as exc:
                 raise ConnectFailed(f"initial message {index} could not be sent: {exc}") from exc
 
     def _serve(self, session):
@@ -401,9 +401,9 @@ class Connection:
             ws.shutdown()
 
     @staticmethod
-    def _send_close(ws, code, reason=b""):
+    def _send_close(ws, code):
         try:
-            ws.send_close(code, reason)
+            ws.send_close(code, b"")
         except (OSError, websocket.WebSocketException):
             pass
 
