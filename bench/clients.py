@@ -240,7 +240,6 @@ def threads(base, n):
             reopened = threading.Semaphore(0)
             open_socket(i, url, reopened)
             reopened.acquire()
-            emit(phase="reconnected", at=time.monotonic())
         elif command == "quit":
             break
     os._exit(0)

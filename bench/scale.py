@@ -323,6 +323,7 @@ def run_baseline(bench, loop, n, knobs):
         stats["heartbeat"] = heartbeat_stats(server, server.snapshot(), max(window_start, hb_started), window_end, n)
         stats["heartbeat_cpu_percent"] = hb_cpu
         stats["server_heartbeat_cpu_percent"] = server_hb_cpu
+        log(f"scale: baseline heartbeats {stats['heartbeat']}")
 
         edited = n // 2
         old_path, new_path = f"/t/{edited}", f"/t/{edited}/edited"
@@ -330,7 +331,6 @@ def run_baseline(bench, loop, n, knobs):
         client.send(f"reconnect {edited} {server.url(new_path)}")
         conn = _wait(lambda: server.first_opened(new_path, t_edit), client, EDIT_CAP_SECS, "the reopened socket")
         stats["edit_secs"] = _since(conn and conn.opened, t_edit)
-        read_json_line(client, timeout=EDIT_CAP_SECS)
         stats["edit"] = edit_effects(server, t_edit, old_path, new_path)
 
         probe.take()
