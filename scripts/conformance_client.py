@@ -2,7 +2,8 @@
 (its pure-Python work on multi-MiB messages must not take the harness's GIL): runs the
 given Autobahn cases against the fuzzing server, `--concurrency` at a time, as a user
 of websocket-client's public API would write an echo client: `create_connection`,
-`recv_data` (which answers pings and the closing handshake), `send`/`send_binary`, and
+`recv_data` (which answers pings and the closing handshake), `send` (text, as received)
+and `send_binary`, and
 on an exception the close code RFC 6455 asks for (1007 for a text message that is not
 UTF-8, 1002 for any other protocol error).
 
@@ -30,7 +31,9 @@ def run_case(server, agent, case):
         while True:
             opcode, data = ws.recv_data()
             if opcode == websocket.ABNF.OPCODE_TEXT:
-                ws.send(data.decode("utf-8"))
+                # The payload as received, not decoded here: what is measured is
+                # websocket-client's own UTF-8 check, not one of ours.
+                ws.send(data, websocket.ABNF.OPCODE_TEXT)
             elif opcode == websocket.ABNF.OPCODE_BINARY:
                 ws.send_binary(data)
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
