@@ -1,15 +1,14 @@
 """The plain websocket-client echo client of `make conformance`, in a process of its own
 (its pure-Python work on multi-MiB messages must not take the harness's GIL): runs the
-given Autobahn cases against the fuzzing server, `--concurrency` at a time, as a user
-of websocket-client's public API would write an echo client: `create_connection`,
+given Autobahn cases against the fuzzing server, `concurrency` at a time, as a user of
+websocket-client's public API would write an echo client: `create_connection`,
 `recv_data` (which answers pings and the closing handshake), `send` (text, as received)
-and `send_binary`, and
-on an exception the close code RFC 6455 asks for (1007 for a text message that is not
-UTF-8, 1002 for any other protocol error).
+and `send_binary`, and on an exception the close code RFC 6455 asks for (1007 for a
+text message that is not UTF-8, 1002 for any other protocol error).
 
     python -m scripts.conformance_client ws://127.0.0.1:9001 websocket-client 3 1 2 3 ...
 
-(server URL, agent, concurrency, case numbers). Prints one line when done.
+(server URL, agent, concurrency, case numbers). Logs one line when done.
 """
 
 import logging
