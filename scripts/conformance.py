@@ -111,6 +111,13 @@ def wait_for(predicate, *, timeout, what, interval=0.1):
         time.sleep(interval)
 
 
+def loadavg():
+    """The 1-minute load average: the machine is shared, and a busy one makes cases
+    miss their deadlines."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 def group_of(case_id):
     return case_id.split(".", 1)[0]
 
@@ -240,6 +247,17 @@ class FuzzingServer:
             f"{self.url}/getCaseStatus?case={number}&agent={agent}", timeout=CASE_TIMEOUT_SECS
         )
 
+    def verdict(self, number, agent):
+        """The verdict of a case that has ended, or None when it never ran."""
+        status = self.status_socket(number, agent)
+        try:
+            status.settimeout(10)
+            return json.loads(status.recv())["behavior"]
+        except websocket.WebSocketTimeoutException:
+            return None
+        finally:
+            status.close()
+
     def run_case_url(self, number, agent):
         return f"{self.url}/runCase?case={number}&agent={agent}"
 
@@ -262,11 +280,15 @@ class Conformance:
         self.listener = None
         self.workspace = None
         self.timings = {}
+        self.load_at_start = None
         self.harness_timeouts = {agent: [] for agent in AGENTS}
+        # {agent: {case id: (first verdict, verdict when run again alone)}}
+        self.retried = {agent: {} for agent in AGENTS}
 
     # set-up and tear-down
 
     def setup(self):
+        self.load_at_start = loadavg()
         shutil.rmtree(RUN_DIR, ignore_errors=True)
         for path in (REPORT_DIR, LOG_DIR, ONCE_DIR):
             path.mkdir(parents=True)
@@ -398,19 +420,26 @@ class Conformance:
         except websocket.WebSocketTimeoutException:
             return None
 
-    def run_listener_case(self, number):
+    def run_listener_case(self, number, attempt):
+        """Run case `number` on a trigger of its own; the server's verdict, or None when
+        the case never ended."""
         from django.db import connection
 
         from orvanta_triggers import services
 
         case_id = self.server.cases[number]
+        url = self.server.run_case_url(number, LISTENER_AGENT)
+        if attempt > 1:
+            # Another URL, so that the run-once URL runnable hands it out again (the
+            # server ignores parameters it does not know).
+            url += f"&attempt={attempt}"
         status = self.server.status_socket(number, LISTENER_AGENT)
         try:
             trigger = services.create_trigger(
                 workspace=self.workspace,
-                path=f"f/conformance/case-{case_id}",
+                path=f"f/conformance/case-{case_id}/{attempt}",
                 url="$script:conformance_url_once",
-                url_runnable_args={"url": self.server.run_case_url(number, LISTENER_AGENT)},
+                url_runnable_args={"url": url},
                 script_path="conformance_echo",
                 can_return_message=True,
             )
@@ -421,44 +450,55 @@ class Conformance:
             if verdict is None:
                 logger.warning("case %s: not over after %ss: its trigger deleted", case_id, CASE_TIMEOUT_SECS)
                 self.harness_timeouts[LISTENER_AGENT].append(case_id)
-                self.case_status(status, CASE_END_AFTER_DELETE_SECS)
+                verdict = self.case_status(status, CASE_END_AFTER_DELETE_SECS)
+            return verdict
         finally:
             status.close()
             connection.close()
 
-    def run_listener_cases(self, numbers, concurrency):
+    def run_listener_cases(self, name, numbers, concurrency, attempt):
+        """{case number: verdict} of the listener on `numbers`, `concurrency` in flight."""
         pool = ThreadPoolExecutor(concurrency)
         try:
-            for future in [pool.submit(self.run_listener_case, n) for n in numbers]:
-                future.result()
+            futures = {n: pool.submit(self.run_listener_case, n, attempt) for n in numbers}
+            verdicts = {n: future.result() for n, future in futures.items()}
         finally:
             # On an error, the cases not started yet are not run at all.
             pool.shutdown(cancel_futures=True)
         self.listener.check_alive()
+        return verdicts
 
-    def run_client_cases(self, name, numbers, concurrency):
+    def run_client_cases(self, name, numbers, concurrency, attempt):
+        """{case number: verdict} of the plain client on `numbers`, `concurrency` in flight."""
         args = [PY, "-m", "scripts.conformance_client", self.server.url, CLIENT_AGENT, str(concurrency)]
-        client = self.start(f"client-{name}", [*args, *map(str, numbers)])
+        client = self.start(f"client-{name}-{attempt}".replace(" ", "-"), [*args, *map(str, numbers)])
         try:
             client.popen.wait(CASE_TIMEOUT_SECS * len(numbers) / concurrency + CASE_TIMEOUT_SECS)
         except subprocess.TimeoutExpired:
             raise ConformanceError(f"the plain client did not finish:\n{client.log_tail()}") from None
+        return {n: self.server.verdict(n, CLIENT_AGENT) for n in numbers}
 
     def run_phase(self, name, numbers, concurrency):
         """The listener's cases, then the plain client's: one agent at a time, so that
         neither fails a case's deadline for want of CPU the other took (the machine
         has 2 cores; many cases allow 0.5 or 1 s for the echo, group 9 counts round
-        trips against a deadline)."""
+        trips against a deadline).
+
+        Even so, a busy machine can make a case miss its deadline: each case FAILED
+        (or not ended) runs once more, alone. The report keeps the second run's
+        verdict, and both are printed."""
         if not numbers:
             return
-        for agent, run in (
-            (LISTENER_AGENT, lambda: self.run_listener_cases(numbers, concurrency)),
-            (CLIENT_AGENT, lambda: self.run_client_cases(name, numbers, concurrency)),
-        ):
+        for agent, run in ((LISTENER_AGENT, self.run_listener_cases), (CLIENT_AGENT, self.run_client_cases)):
             started = time.monotonic()
-            run()
+            verdicts = run(name, numbers, concurrency, 1)
+            failed = [n for n in numbers if verdicts[n] in (None, "FAILED")]
+            if failed:
+                again = run(name, failed, 1, 2)
+                for n in failed:
+                    self.retried[agent][self.server.cases[n]] = (verdicts[n] or "not run", again[n] or "not run")
             secs = self.timings[f"{name} {agent}"] = round(time.monotonic() - started, 1)
-            logger.info("%s: %s cases for %s in %.1fs", name, len(numbers), agent, secs)
+            logger.info("%s: %s cases for %s in %.1fs (%s run again)", name, len(numbers), agent, secs, len(failed))
 
     def run(self):
         ids = self.server.cases
@@ -526,11 +566,17 @@ class Conformance:
             print(f"FAILED or not run ({len(failed)}): {', '.join(failed) or 'none'}")
             for case_id in failed:
                 print(f"  {case_id:<8} {verdicts[case_id]:<14} {self.reason(agent, case_id)[:200]}")
+            retried = self.retried[agent]
+            print(
+                f"run again alone after FAILED ({len(retried)}): "
+                + (", ".join(f"{c} {first} -> {again}" for c, (first, again) in retried.items()) or "none")
+            )
             summary["agents"][agent] = {
                 "groups": per_group,
                 "failed": {c: verdicts[c] for c in failed},
                 "non_strict": [c for c in ids if verdicts[c] == "NON-STRICT"],
                 "ended_by_harness": self.harness_timeouts[agent],
+                "run_again": {c: {"first": first, "again": again} for c, (first, again) in retried.items()},
             }
         listener, client = results[LISTENER_AGENT], results[CLIENT_AGENT]
         small_failed = [c for c in ids if group_of(c) != LARGE_MESSAGE_GROUP and listener[c] in FAILING]
@@ -544,8 +590,11 @@ class Conformance:
             f"{'met' if met else 'MISSED'}"
         )
         print(f"report: {REPORT_DIR / 'index.html'}; logs: {LOG_DIR}")
-        print(f"total time {total_secs:.0f}s ({json.dumps(self.timings)})", flush=True)
-        summary.update(listener_only=listener_only, client_only=client_only, target_met=met)
+        print("time: " + ", ".join(f"{phase} {secs:g}s" for phase, secs in self.timings.items()))
+        load = (self.load_at_start, loadavg())
+        print(f"load average (1 min, 2 shared cores): {load[0]:g} at the start, {load[1]:g} at the end")
+        print(f"total time {total_secs:.0f}s", flush=True)
+        summary.update(listener_only=listener_only, client_only=client_only, target_met=met, load_average=load)
         (RUN_DIR / "summary.json").write_text(json.dumps(summary, indent=2))
         return met
 
