@@ -36,7 +36,7 @@ def run_case(server, agent, case):
             elif opcode == websocket.ABNF.OPCODE_BINARY:
                 ws.send_binary(data)
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                # recv_data has answered the close frame; close() below does nothing more.
+                # recv_data has answered the close frame: only the socket is left to close.
                 return
     except websocket.WebSocketPayloadException:
         ws.close(websocket.STATUS_INVALID_PAYLOAD, timeout=2)
