@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos setup clean
+.PHONY: run test lint bench chaos conformance setup clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ clean:
 # Chaos run: 2 listeners, 2 workers, a private Redis and a private PostgreSQL under failures (scripts/chaos.py).
 chaos: $(STAMP)
 	$(PY) -m scripts.chaos
+
+# RFC 6455 conformance: Autobahn|Testsuite's fuzzing server (installed on first use in .run/wstest by
+# scripts/ensure_wstest.sh) against a real listener + worker and a plain websocket-client (scripts/conformance.py).
+conformance: $(STAMP)
+	$(PY) -m scripts.conformance
 
 # Benchmarks: private Redis, fresh PostgreSQL database, listener + worker subprocesses (bench/).
 bench: $(STAMP)
