@@ -32,6 +32,11 @@ def test_log_format_json_applies_to_the_commands():
         capture_output=True,
         text=True,
         check=True,
-        env={"DJANGO_SETTINGS_MODULE": "config.settings", "LOG_FORMAT": "json", "PATH": "/usr/bin:/bin"},
+        env={
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DJANGO_SECRET_KEY": "x" * 50,
+            "LOG_FORMAT": "json",
+            "PATH": "/usr/bin:/bin",
+        },
     ).stderr.strip()
     assert json.loads(output)["message"] == "trigger f/x: hi"
