@@ -284,6 +284,17 @@ def _handler_errors(errors, path, args):
         errors.add("error_handler_args", "must be a JSON object")
 
 
+def _keeps_its_url_disabled(trigger):
+    """A stored trigger that is (being) disabled and keeps its URL and URL runnable
+    args. Its URL is not checked again: its host may resolve to a refused address by
+    now (or its URL runnable be gone), and disabling it, or editing it while disabled,
+    must not depend on that. Enabling it checks the URL again."""
+    if trigger.enabled or trigger.pk is None:
+        return False
+    stored = type(trigger).objects.filter(pk=trigger.pk).values_list("url", "url_runnable_args").first()
+    return stored == (trigger.url, trigger.url_runnable_args)
+
+
 def trigger_errors(trigger):
     errors = _Errors()
     message = path_error(trigger.path)
@@ -300,7 +311,9 @@ def trigger_errors(trigger):
     ):
         errors.add("path", f"a WebSocket trigger with path '{trigger.path}' already exists in this workspace")
     for sub in (
-        url_errors(trigger.url, trigger.workspace_id, trigger.url_runnable_args),
+        {}
+        if _keeps_its_url_disabled(trigger)
+        else url_errors(trigger.url, trigger.workspace_id, trigger.url_runnable_args),
         filters_errors(trigger.filters, trigger.filter_logic),
         initial_messages_errors(trigger.initial_messages, trigger.workspace_id),
         heartbeat_errors(trigger.heartbeat),

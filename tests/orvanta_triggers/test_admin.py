@@ -276,6 +276,25 @@ def test_disable_action_disables_through_services(admin_client, workspace):
     assert (trigger.enabled, trigger.status) == (False, "disabled")
 
 
+def test_disable_action_does_not_depend_on_the_url(admin_client, workspace, settings):
+    """A trigger whose URL is refused now (its host resolving to a private address) can be disabled."""
+    trigger = make_trigger(workspace, url="ws://127.0.0.1:9/feed")
+    settings.ORVANTA_ALLOW_PRIVATE_URLS = False
+    response = run_action(admin_client, "disable", trigger)
+    assert messages_of(response) == [(constants.SUCCESS, "Disabled 1 trigger(s).")]
+    assert not WebSocketTrigger.objects.get(pk=trigger.pk).enabled
+
+
+def test_unticking_enabled_does_not_depend_on_the_url(admin_client, workspace, settings):
+    """The change form saves a trigger being disabled without checking its unchanged URL again."""
+    trigger = make_trigger(workspace, url="ws://127.0.0.1:9/feed")
+    settings.ORVANTA_ALLOW_PRIVATE_URLS = False
+    data = trigger_form_data(workspace, path=trigger.path, url=trigger.url, enabled="")
+    response = admin_client.post(trigger_url("change", trigger), data)
+    assert response.status_code == 302
+    assert not WebSocketTrigger.objects.get(pk=trigger.pk).enabled
+
+
 def test_enable_action_enables_through_services(admin_client, workspace):
     """The enable action turns a disabled trigger on (status connecting)."""
     trigger = make_trigger(workspace, enabled=False)

@@ -302,6 +302,52 @@ def test_setenabled_on_downgraded_workspace_403(api, workspace):
     assert WebSocketTrigger.objects.get(path=PATH).enabled is False
 
 
+REFUSED_NOW = "ws://127.0.0.1:9/feed"
+
+
+@pytest.fixture
+def url_refused_since(workspace, settings):
+    """A trigger saved while its URL was allowed, whose host is refused now (as one
+    that resolves to a private address since)."""
+    trigger = make_trigger(workspace, url=REFUSED_NOW)
+    settings.ORVANTA_ALLOW_PRIVATE_URLS = False
+    return trigger
+
+
+def test_setenabled_false_does_not_depend_on_the_url(api, url_refused_since):
+    """A trigger whose URL is refused now can still be disabled (it answered 400 with the URL error)."""
+    response = api.post(SETENABLED, {"enabled": False}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "disabled"
+    assert WebSocketTrigger.objects.get(path=PATH).enabled is False
+
+
+def test_patch_disabling_does_not_depend_on_the_url(api, url_refused_since):
+    """PATCH {"enabled": false}, with other changes too, disables a trigger whose URL is refused now."""
+    response = api.patch(DETAIL, {"enabled": False, "filter_logic": "or"}, format="json")
+    assert response.status_code == 200
+    assert WebSocketTrigger.objects.values_list("enabled", "filter_logic", "url").get() == (False, "or", REFUSED_NOW)
+
+
+def test_enabling_checks_the_url_again(api, url_refused_since):
+    """Once disabled, enabling it again is refused with the URL's reason."""
+    api.post(SETENABLED, {"enabled": False}, format="json")
+    response = api.post(SETENABLED, {"enabled": True}, format="json")
+    assert response.status_code == 400 and "private or internal address" in " ".join(response.json()["url"])
+    assert WebSocketTrigger.objects.get(path=PATH).enabled is False
+
+
+def test_a_disabled_triggers_new_url_is_checked(api, url_refused_since):
+    """A disabled trigger keeps its stored URL unchecked, not a new one."""
+    api.post(SETENABLED, {"enabled": False}, format="json")
+    response = api.patch(DETAIL, {"url": "ws://10.0.0.1/feed"}, format="json")
+    assert response.status_code == 400 and "private or internal address" in " ".join(response.json()["url"])
+
+
+def test_delete_does_not_depend_on_the_url(api, url_refused_since):
+    """A trigger whose URL is refused now can be deleted."""
+    assert api.delete(DETAIL).status_code == 204 and not WebSocketTrigger.objects.exists()
+
+
 def test_setenabled_unknown_path_404(api):
     """setenabled of a path with no trigger answers 404."""
     assert api.post(f"{LIST}f/no/such/setenabled/", {"enabled": True}, format="json").status_code == 404
