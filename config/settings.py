@@ -146,7 +146,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "orvanta_triggers.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["orvanta_triggers.api.parsers.JSONParser"],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -202,6 +202,7 @@ ORVANTA_CONNECTION_ERROR_NOTIFY_SECS = float(os.environ.get("ORVANTA_CONNECTION_
 ORVANTA_JOB_TIMEOUT_SECS = float(os.environ.get("ORVANTA_JOB_TIMEOUT_SECS", "300"))
 ORVANTA_DATABASE_OUTAGE_SECS = float(os.environ.get("ORVANTA_DATABASE_OUTAGE_SECS", "120"))
 ORVANTA_WORKER_LOST_SECS = float(os.environ.get("ORVANTA_WORKER_LOST_SECS", "20"))
+ORVANTA_MAX_TRIGGERS_PER_WORKSPACE = int(os.environ.get("ORVANTA_MAX_TRIGGERS_PER_WORKSPACE", "1000"))
 # Trigger connections (listener, test connection) go through these proxies with their
 # standard meaning (README, "Proxies"); read through orvanta_triggers.conf.
 ORVANTA_HTTPS_PROXY = _env_proxy("https_proxy")

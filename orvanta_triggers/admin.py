@@ -28,7 +28,7 @@ from django.utils.text import Truncator, capfirst
 
 from config.celery import app as celery_app
 from listener.probe import probe_connection
-from orvanta_triggers import monitor, netguard, registry, selectors, services
+from orvanta_triggers import monitor, netguard, registry, selectors, services, validation
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,16 @@ class PrettyJSONField(forms.JSONField):
                     code="invalid",
                     params={"reason": exc.msg, "line": exc.lineno, "column": exc.colno, "value": value},
                 ) from exc
+            except RecursionError as exc:
+                raise ValidationError(f"Invalid JSON: it {validation.TOO_DEEP}.", code="invalid") from exc
         return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        # Shown again as typed: Django's parse, unlike the one above, lets RecursionError out.
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)
 
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):

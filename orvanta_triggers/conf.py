@@ -108,6 +108,11 @@ def worker_lost_secs():
     return float(settings.ORVANTA_WORKER_LOST_SECS)
 
 
+def max_triggers_per_workspace():
+    """A workspace can't have more WebSocket triggers than this."""
+    return int(settings.ORVANTA_MAX_TRIGGERS_PER_WORKSPACE)
+
+
 def https_proxy():
     """The proxy URL wss:// connections go through (HTTPS_PROXY), "" for none."""
     return settings.ORVANTA_HTTPS_PROXY

@@ -51,6 +51,10 @@ def workspace_triggers(*, workspace, script_path=None, path_start=None):
     return queryset.order_by("path")
 
 
+def workspace_trigger_count(*, workspace):
+    return WebSocketTrigger.objects.filter(workspace=workspace).count()
+
+
 def workspace_jobs(*, workspace, trigger_path=None, status=None, script_path=None):
     queryset = Job.objects.filter(workspace=workspace)
     if trigger_path:

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from orvanta_triggers import bus, selectors
+from orvanta_triggers import bus, conf, selectors
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
 
 logger = logging.getLogger(__name__)
@@ -104,10 +104,24 @@ def create_trigger(*, workspace, **fields):
     return save_new_trigger(trigger=WebSocketTrigger(workspace=workspace, **fields))
 
 
+def check_trigger_count(workspace):
+    """Raise ValidationError when the workspace has as many triggers as it may have.
+    Locks the workspace's row (until the transaction ends) so that concurrent creates
+    count one after the other."""
+    Workspace.objects.select_for_update().get(pk=workspace.pk)
+    limit = conf.max_triggers_per_workspace()
+    if selectors.workspace_trigger_count(workspace=workspace) >= limit:
+        raise ValidationError(
+            f"workspace '{workspace.slug}' already has {limit} WebSocket triggers, "
+            f"the most ORVANTA_MAX_TRIGGERS_PER_WORKSPACE allows"
+        )
+
+
 @transaction.atomic
 def save_new_trigger(*, trigger):
     """Save an unsaved trigger built elsewhere (the admin's form)."""
     check_plan(trigger.workspace)
+    check_trigger_count(trigger.workspace)
     trigger.status = WebSocketTrigger.Status.CONNECTING if trigger.enabled else WebSocketTrigger.Status.DISABLED
     return _save_trigger(trigger)
 

@@ -3,12 +3,19 @@ orvanta_triggers.validation, reached through the services."""
 
 from rest_framework import serializers
 
-from orvanta_triggers import services, windmill
+from orvanta_triggers import services, validation, windmill
 from orvanta_triggers.models import Flow, Job, WebSocketTrigger, Workspace
 
 
 class LenientJSONField(serializers.JSONField):
-    """Any JSON; the model's validation says what is allowed."""
+    """Any JSON; the model's validation says what is allowed. Only its depth is
+    checked here, before DRF's own check re-encodes the value recursively."""
+
+    def to_internal_value(self, data):
+        message = validation.json_depth_error(data)
+        if message:
+            raise serializers.ValidationError(message)
+        return super().to_internal_value(data)
 
 
 class WebSocketTriggerSerializer(serializers.ModelSerializer):

@@ -205,6 +205,15 @@ def test_bad_field_shows_error_on_that_field(admin_client, workspace, field, val
     assert not WebSocketTrigger.objects.exists()
 
 
+def test_json_too_deep_to_parse_is_a_field_error(admin_client, workspace):
+    """A JSON box nesting 5,000 deep is an error on its field, shown again as typed (not a 500)."""
+    deep = "[" * 5000 + "]" * 5000
+    response = admin_client.post(reverse(TRIGGER_ADD), trigger_form_data(workspace, url_runnable_args=deep))
+    assert response.status_code == 200
+    assert "nests deeper than 64 levels" in " ".join(response.context["adminform"].form.errors["url_runnable_args"])
+    assert not WebSocketTrigger.objects.exists()
+
+
 def test_unknown_error_handler_is_a_field_error(admin_client, workspace):
     """The error handler picker only takes scripts of the registry."""
     response = admin_client.post(reverse(TRIGGER_ADD), trigger_form_data(workspace, error_handler_path="no/such"))

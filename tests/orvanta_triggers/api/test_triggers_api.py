@@ -1,5 +1,7 @@
 """The WebSocket trigger REST API: /api/w/<ws>/websocket_triggers/."""
 
+import json
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -204,6 +206,53 @@ def test_create_on_plan_without_triggers_403(user, plan):
     assert response.status_code == 403
     assert "not available" in response.json()["detail"] and Workspace.Plan(plan).label in response.json()["detail"]
     assert not WebSocketTrigger.objects.exists()
+
+
+# Limits
+
+
+def test_a_filter_value_nested_5000_deep_is_a_400(api):
+    """A body nesting deeper than JSON can be parsed answers 400 naming the limit (it was a 500)."""
+    body = json.dumps(BODY)[:-1] + ', "filters": [{"key": "a", "value": ' + "[" * 5000 + "]" * 5000 + "}]}"
+    response = api.post(LIST, body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nests deeper than 64 levels" in response.json()["detail"]
+    assert not WebSocketTrigger.objects.exists()
+
+
+def test_a_field_nested_past_the_limit_is_a_field_keyed_400(api):
+    """A field nesting deeper than 64 levels, yet parseable, answers 400 keyed on that field."""
+    deep = "[" * 500 + "]" * 500
+    body = json.dumps(BODY)[:-1] + ', "url_runnable_args": {"a": ' + deep + "}}"
+    response = api.post(LIST, body, content_type="application/json")
+    assert response.status_code == 400 and "nests deeper than 64 levels" in response.json()["url_runnable_args"][0]
+
+
+def test_a_2_mb_initial_message_is_a_400(api):
+    """An initial message of 2 MB answers 400 naming the 64 KiB limit."""
+    response = api.post(
+        LIST, {**BODY, "initial_messages": [{"raw_message": '"' + "x" * 2_000_000 + '"'}]}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "initial_messages": ["message 0: larger than 65536 bytes (the limit for an initial message)"]
+    }
+
+
+def test_creating_past_the_workspace_trigger_limit_is_a_400(api, workspace, settings):
+    """Past ORVANTA_MAX_TRIGGERS_PER_WORKSPACE, create answers 400 naming the setting."""
+    settings.ORVANTA_MAX_TRIGGERS_PER_WORKSPACE = 1
+    make_trigger(workspace, path="f/a/one")
+    response = api.post(LIST, BODY, format="json")
+    assert response.status_code == 400
+    assert "ORVANTA_MAX_TRIGGERS_PER_WORKSPACE" in response.json()["non_field_errors"][0]
+
+
+@pytest.mark.parametrize("script_path", ["__init__", "examples/__init__", "_private"])
+def test_package_and_private_script_paths_are_a_400(api, script_path):
+    """__init__ and names starting with _ answer 400 on script_path (they were accepted)."""
+    response = api.post(LIST, {**BODY, "script_path": script_path}, format="json")
+    assert response.status_code == 400 and "not a script path" in response.json()["script_path"][0]
 
 
 # Detail: get, put, patch, delete
