@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
-from orvanta_triggers import monitor, selectors
+from orvanta_triggers import monitor, netguard, selectors
 from orvanta_triggers.models import Workspace
 
 logger = logging.getLogger(__name__)
@@ -83,10 +83,11 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
                 {
                     "path": trigger.path,
                     "status": "disabled" if not trigger.enabled else trigger.status,
-                    "error": trigger.error,
+                    "error": netguard.redact_text(trigger.error),
                     "last_message_at": trigger.last_message_at.isoformat() if trigger.last_message_at else None,
                     "listener_id": trigger.listener_id,
-                    "frames": frames,
+                    # The URL connected to (a URL runnable's, with its token) as the admin shows it.
+                    "frames": [{**frame, "url": netguard.redact_text(frame.get("url"))} for frame in frames],
                 }
             )
         return {"workspace": workspace.slug, "triggers": triggers}

@@ -1,6 +1,7 @@
 """Which network targets a trigger may connect to (SSRF guard), and URL redaction."""
 
 import ipaddress
+import re
 import socket
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -122,3 +123,21 @@ def redact_url(url):
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(key, REDACTED) for key, _ in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+
+
+def redact_text(text):
+    """`text` with every URL in it redacted as redact_url does (query values,
+    userinfo passwords). URLs with neither are left exactly as they are."""
+    if not text:
+        return text
+
+    def replace(match):
+        url = match.group(0)
+        if "?" not in url and "@" not in url:
+            return url
+        return redact_url(url)
+
+    return _URL_IN_TEXT.sub(replace, str(text))

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from orvanta_triggers import bus, conf, selectors
+from orvanta_triggers import bus, conf, redaction, selectors
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
 
 logger = logging.getLogger(__name__)
@@ -128,10 +128,12 @@ def save_new_trigger(*, trigger):
 
 @transaction.atomic
 def update_trigger(*, trigger, **fields):
-    """Change configuration fields; listeners pick the change up within seconds."""
+    """Change configuration fields; listeners pick the change up within seconds. A
+    secret sent back redacted, as a viewer sees it, keeps its stored value."""
     _unknown_fields(fields, TRIGGER_CONFIG_FIELDS)
     if fields.get("enabled") and not trigger.enabled:
         check_plan(trigger.workspace)
+    fields = redaction.keep_stored_secrets(trigger, fields)
     for name, value in fields.items():
         setattr(trigger, name, value)
     if "enabled" in fields:

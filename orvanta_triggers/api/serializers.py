@@ -3,7 +3,7 @@ orvanta_triggers.validation, reached through the services."""
 
 from rest_framework import serializers
 
-from orvanta_triggers import services, validation, windmill
+from orvanta_triggers import redaction, services, validation, windmill
 from orvanta_triggers.models import Flow, Job, WebSocketTrigger, Workspace
 
 
@@ -49,6 +49,13 @@ class WebSocketTriggerSerializer(serializers.ModelSerializer):
     def get_status(self, trigger) -> str:
         return WebSocketTrigger.Status.DISABLED if not trigger.enabled else trigger.status
 
+    def to_representation(self, trigger):
+        """Secrets redacted unless the context's `workspace_role` may write the trigger."""
+        data = super().to_representation(trigger)
+        if not redaction.sees_secrets(self.context.get("workspace_role")):
+            data = redaction.redact_trigger_config(data)
+        return data
+
 
 class SetEnabledSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
@@ -73,6 +80,13 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, job):
+        """URLs in args redacted unless the context's `workspace_role` may write."""
+        data = super().to_representation(job)
+        if not redaction.sees_secrets(self.context.get("workspace_role")):
+            data["args"] = redaction.redact_urls_in(data["args"])
+        return data
 
 
 class FlowSerializer(serializers.ModelSerializer):

@@ -9,6 +9,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from config.asgi import application
+from orvanta_triggers import bus, monitor, services
+from orvanta_triggers.models import Membership
 from orvanta_triggers.monitor import MonitorPublisher
 from tests.listener.helpers import make_trigger, wait_connected
 
@@ -81,6 +83,29 @@ def test_socket_sends_a_snapshot_of_every_trigger(e2e_workspace, owner, ws_serve
 
     snapshot = async_to_sync(scenario)()
     assert [(t["path"], t["status"]) for t in snapshot["triggers"]] == [("f/test/feed", "disabled")]
+
+
+def test_snapshot_shows_frame_urls_redacted(e2e_workspace, django_user_model, ws_server):
+    """The URL a frame came in on (a URL runnable's, with its token) reaches no member in clear (viewers got it)."""
+    trigger = make_trigger(e2e_workspace, ws_server, enabled=False)
+    key = monitor.frames_key(trigger.id)
+    frame = {"at": "2024-05-01T12:00:00+00:00", "msg": "hi", "msg_type": "text", "url": f"{ws_server.url}?token=s3cret"}
+    bus.client().lpush(key, json.dumps(frame))
+    viewer = django_user_model.objects.create_user(username="viewer", password="pw")
+    services.set_membership(workspace=e2e_workspace, user=viewer, role=Membership.Role.VIEWER)
+    headers = session_headers(viewer)
+
+    async def scenario():
+        communicator, _, _ = await open_monitor(headers, "e2e")
+        snapshot = (await receive(communicator))["snapshot"]
+        await communicator.disconnect()
+        return snapshot
+
+    try:
+        frames = async_to_sync(scenario)()["triggers"][0]["frames"]
+    finally:
+        bus.client().delete(key)
+    assert frames == [{**frame, "url": f"{ws_server.url}?token=***"}]
 
 
 def test_published_events_are_pushed_live(e2e_workspace, owner):

@@ -208,6 +208,88 @@ def test_create_on_plan_without_triggers_403(user, plan):
     assert not WebSocketTrigger.objects.exists()
 
 
+# Secrets by role
+
+SECRETS = {
+    "url": "wss://feed.example.org/ws?token=s3cret&v=2",
+    "url_runnable_args": {},
+    "headers": {"Authorization": "Bearer hunter2", "X-Team": "blue"},
+    "initial_messages": [
+        {"raw_message": '{"op": "auth", "token": "s3cret"}'},
+        {"binary_message": "c2VjcmV0"},
+        {"runnable_result": {"path": "examples/auth_message", "args": {"token": "s3cret"}, "is_flow": False}},
+    ],
+}
+RUNNABLE_URL = {
+    "url": "$script:examples/ws_url",
+    "url_runnable_args": {"base_url": "wss://x.example.org/", "token": "abc"},
+}
+
+# What a viewer gets instead of SECRETS.
+REDACTED_SECRETS = {
+    "url": "wss://feed.example.org/ws?token=***&v=***",
+    "url_runnable_args": {},
+    "headers": {"Authorization": "***", "X-Team": "***"},
+    "initial_messages": [
+        {"raw_message": "***"},
+        {"binary_message": "***"},
+        {"runnable_result": {"path": "examples/auth_message", "args": {"token": "***"}, "is_flow": False}},
+    ],
+}
+
+
+def test_viewers_get_secrets_redacted(workspace, member_client):
+    """A viewer reads header values, initial messages and URL query values as *** (they read them in clear)."""
+    make_trigger(workspace, **SECRETS)
+    viewer = member_client(ROLES.VIEWER)
+    for body in (viewer.get(DETAIL).json(), viewer.get(LIST).json()["results"][0]):
+        assert {name: body[name] for name in REDACTED_SECRETS} == REDACTED_SECRETS
+
+
+def test_viewers_get_url_runnable_args_redacted(workspace, member_client):
+    """A viewer reads a URL runnable's args as *** (its names stay readable)."""
+    make_trigger(workspace, **RUNNABLE_URL)
+    body = member_client(ROLES.VIEWER).get(DETAIL).json()
+    assert body["url"] == "$script:examples/ws_url"
+    assert body["url_runnable_args"] == {"base_url": "***", "token": "***"}
+
+
+@pytest.mark.parametrize("role", [ROLES.DEVELOPER, ROLES.ADMIN])
+def test_members_who_write_see_secrets(workspace, member_client, role):
+    """Developers and admins read the secrets as stored."""
+    make_trigger(workspace, **SECRETS)
+    body = member_client(role).get(DETAIL).json()
+    assert {name: body[name] for name in SECRETS} == SECRETS
+
+
+def test_patch_with_redacted_values_keeps_the_stored_ones(api, workspace, member_client):
+    """A trigger read as a viewer and written back changed keeps its stored secrets."""
+    make_trigger(workspace, **SECRETS)
+    as_read = member_client(ROLES.VIEWER).get(DETAIL).json()
+    response = api.patch(DETAIL, {**{name: as_read[name] for name in SECRETS}, "filter_logic": "or"}, format="json")
+    assert response.status_code == 200
+    trigger = WebSocketTrigger.objects.get(path=PATH)
+    assert {name: getattr(trigger, name) for name in SECRETS} == SECRETS and trigger.filter_logic == "or"
+
+
+def test_put_with_redacted_values_keeps_the_stored_ones(api, workspace, member_client):
+    """PUT of the viewer's JSON keeps the stored URL runnable args, and new values replace the others."""
+    make_trigger(workspace, **RUNNABLE_URL, headers={"Authorization": "Bearer hunter2"})
+    as_read = member_client(ROLES.VIEWER).get(DETAIL).json()
+    body = {**as_read, "headers": {"Authorization": "Bearer new", "X-New": "1"}}
+    assert api.put(DETAIL, body, format="json").status_code == 200
+    trigger = WebSocketTrigger.objects.get(path=PATH)
+    assert trigger.url_runnable_args == RUNNABLE_URL["url_runnable_args"]
+    assert trigger.headers == {"Authorization": "Bearer new", "X-New": "1"}
+
+
+def test_a_redacted_value_for_a_new_name_is_stored_as_sent(api, workspace):
+    """*** for a header the trigger doesn't have is a value like any other."""
+    make_trigger(workspace, **SECRETS)
+    api.patch(DETAIL, {"headers": {"Authorization": "***", "X-Other": "***"}}, format="json")
+    assert WebSocketTrigger.objects.get(path=PATH).headers == {"Authorization": "Bearer hunter2", "X-Other": "***"}
+
+
 # Limits
 
 
