@@ -247,4 +247,7 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
-LOGIN_URL = "/admin/login/"
+# Any member of a workspace logs in here for its monitor; staff also use the admin's.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "monitor-index"
+LOGOUT_REDIRECT_URL = "login"

@@ -443,14 +443,13 @@ class MembershipFormSet(forms.BaseInlineFormSet):
 
 
 class MembershipInline(admin.TabularInline):
-    """Saved through services.set_membership (WorkspaceAdmin.save_formset). Rows can't
-    be deleted here: there is no service that removes a membership."""
+    """Saved through services.set_membership and services.remove_membership
+    (WorkspaceAdmin.save_formset), by the workspace's admins."""
 
     model = Membership
     formset = MembershipFormSet
     fields = ("user", "role")
     extra = 0
-    can_delete = False
 
     def _may_manage(self, request, obj):
         return obj is None or is_workspace_admin(request, obj.pk)
@@ -462,7 +461,7 @@ class MembershipInline(admin.TabularInline):
         return super().has_change_permission(request, obj) and self._may_manage(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        return False
+        return super().has_delete_permission(request, obj) and self._may_manage(request, obj)
 
 
 @admin.register(Workspace)
@@ -531,6 +530,8 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
         if formset.model is Membership:
             for membership in formset.save(commit=False):
                 services.set_membership(workspace=formset.instance, user=membership.user, role=membership.role)
+            for membership in formset.deleted_objects:
+                services.remove_membership(workspace=formset.instance, user=membership.user)
             return
         super().save_formset(request, form, formset, change)
 

@@ -42,6 +42,11 @@ def workspaces_for_user(user):
     return Workspace.objects.filter(memberships__user=user)
 
 
+def member_workspaces(*, user):
+    """The workspaces `user` is a member of (superusers included: only members see a monitor)."""
+    return Workspace.objects.filter(memberships__user=user).order_by("slug")
+
+
 def workspace_triggers(*, workspace, script_path=None, path_start=None):
     queryset = WebSocketTrigger.objects.filter(workspace=workspace).select_related("workspace")
     if script_path:

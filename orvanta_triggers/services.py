@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from orvanta_triggers import bus, conf, redaction, selectors
+from orvanta_triggers import bus, conf, monitor, redaction, selectors
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
 
 logger = logging.getLogger(__name__)
@@ -66,9 +66,22 @@ def create_workspace(*, slug, name=None, plan=Workspace.Plan.SELF_HOSTED, owner=
     return workspace
 
 
+def _membership_changed(workspace):
+    transaction.on_commit(lambda: monitor.notify_membership_changed(workspace.slug))
+
+
+@transaction.atomic
 def set_membership(*, workspace, user, role):
     membership, _ = Membership.objects.update_or_create(workspace=workspace, user=user, defaults={"role": role})
+    _membership_changed(workspace)
     return membership
+
+
+@transaction.atomic
+def remove_membership(*, workspace, user):
+    """`user` is no longer a member of `workspace`; their open monitors of it close."""
+    Membership.objects.filter(workspace=workspace, user=user).delete()
+    _membership_changed(workspace)
 
 
 def update_workspace_settings(*, workspace, **fields):

@@ -563,6 +563,30 @@ def test_workspace_plan_and_members_change_through_services(admin_client, worksp
     set_membership.assert_called_once_with(workspace=workspace, user=bob, role="viewer")
 
 
+def test_workspace_admin_removes_a_member_through_services(staff_client, workspace, user, django_user_model):
+    """A workspace admin deletes a member row; the membership is removed by remove_membership."""
+    bob = django_user_model.objects.create_user(username="bob", password="pw")
+    services.set_membership(workspace=workspace, user=bob, role=Membership.Role.VIEWER)
+    rows = list(Membership.objects.filter(workspace=workspace).order_by("pk"))
+    data = {"name": "acme", "error_handler_path": "", "error_handler_args": "{}", "_save": "Save"}
+    data.update({"memberships-TOTAL_FORMS": "2", "memberships-INITIAL_FORMS": "2"})
+    for index, row in enumerate(rows):
+        data.update(
+            {
+                f"memberships-{index}-id": row.pk,
+                f"memberships-{index}-workspace": workspace.pk,
+                f"memberships-{index}-user": row.user_id,
+                f"memberships-{index}-role": row.role,
+            }
+        )
+    data["memberships-1-DELETE"] = "on"
+    with mock.patch.object(services, "remove_membership", wraps=services.remove_membership) as remove_membership:
+        response = staff_client.post(reverse("admin:orvanta_triggers_workspace_change", args=[workspace.pk]), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    remove_membership.assert_called_once_with(workspace=workspace, user=bob)
+    assert list(Membership.objects.filter(workspace=workspace).values_list("user", flat=True)) == [user.pk]
+
+
 # Staff isolation
 
 
