@@ -1,6 +1,6 @@
 """Channels consumers: the live monitor of a workspace, and the demo feed (the
 WebSocket server `make run` points its demo trigger at: a JSON tick every second,
-and a log line for every message received)."""
+and a log line for every message received; routed only with DJANGO_DEBUG)."""
 
 import asyncio
 import json
@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from orvanta_triggers import monitor, netguard, selectors
+from orvanta_triggers.logging import untrusted
 from orvanta_triggers.models import Workspace
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ class DemoFeedConsumer(AsyncWebsocketConsumer):
         logger.info("demo feed: client disconnected (code %s)", code)
 
     async def receive(self, text_data=None, bytes_data=None):
-        logger.info("demo feed: received %s", text_data if text_data is not None else f"{len(bytes_data)} bytes")
+        received = untrusted(text_data) if text_data is not None else f"{len(bytes_data)} bytes"
+        logger.info("demo feed: received %s", received)
 
     async def _tick(self):
         n = 0

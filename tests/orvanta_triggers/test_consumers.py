@@ -3,6 +3,7 @@ layer, fed by a real listener and worker."""
 
 import asyncio
 import json
+import logging
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from django.test import Client
 
 from config.asgi import application
 from orvanta_triggers import bus, monitor, services
-from orvanta_triggers.consumers import MonitorConsumer
+from orvanta_triggers.consumers import DemoFeedConsumer, MonitorConsumer
 from orvanta_triggers.models import Membership
 from orvanta_triggers.monitor import MonitorPublisher
 from tests.listener.helpers import make_trigger, wait_connected
@@ -205,6 +206,25 @@ def test_members_stay_connected_across_checks(e2e_workspace, viewer_session, mon
         return seen
 
     assert async_to_sync(scenario)()[-1]["trigger_path"] == "f/x"
+
+
+def test_the_demo_feed_logs_what_it_receives_cut_and_on_one_line(caplog):
+    """A 900 KB message with a forged log line in it is logged as one short line (it was logged whole)."""
+    caplog.set_level(logging.INFO, logger="orvanta_triggers.consumers")
+    message = "hello\n2024-05-01 12:00:00,000 ERROR django.security forged\r\n" + "x" * 900_000
+
+    async def scenario():
+        communicator = WebsocketCommunicator(DemoFeedConsumer.as_asgi(), "/ws/demo/")
+        await communicator.connect(timeout=5)
+        await communicator.send_to(text_data=message)
+        await communicator.receive_from(timeout=5)  # a tick: the message was handled before it
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
+    [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("demo feed: received")]
+    assert logged.startswith("demo feed: received hello\\n2024-05-01 12:00:00,000 ERROR django.security forged\\r\\n")
+    assert logged.endswith(f"… ({len(message)} characters)") and len(logged) < 300
+    assert "\n" not in logged and "\r" not in logged
 
 
 def test_published_events_are_pushed_live(e2e_workspace, owner):
