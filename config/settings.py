@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -162,6 +163,19 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: Redis broker; jobs record their own results in the database.
 CELERY_BROKER_URL = REDIS_URL
+
+
+def celery_queues(jobs_queue, runnables_queue):
+    """(CELERY_TASK_QUEUES, CELERY_TASK_ROUTES): trigger jobs on `jobs_queue` (the
+    default one), user code a caller waits for (test connection, URL and
+    initial-message runnables: tasks.run_runnable) on `runnables_queue`, so that it
+    never waits behind a backlog of jobs. A worker without -Q consumes both."""
+    return (
+        (Queue(jobs_queue), Queue(runnables_queue)),
+        {"orvanta.run_runnable": {"queue": runnables_queue}},
+    )
+
+
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
@@ -203,6 +217,12 @@ ORVANTA_JOB_TIMEOUT_SECS = float(os.environ.get("ORVANTA_JOB_TIMEOUT_SECS", "300
 ORVANTA_DATABASE_OUTAGE_SECS = float(os.environ.get("ORVANTA_DATABASE_OUTAGE_SECS", "120"))
 ORVANTA_WORKER_LOST_SECS = float(os.environ.get("ORVANTA_WORKER_LOST_SECS", "20"))
 ORVANTA_MAX_TRIGGERS_PER_WORKSPACE = int(os.environ.get("ORVANTA_MAX_TRIGGERS_PER_WORKSPACE", "1000"))
+ORVANTA_TEST_CONNECTION_TIMEOUT_SECS = float(os.environ.get("ORVANTA_TEST_CONNECTION_TIMEOUT_SECS", "10"))
+# Queue names for operators (README, "Security"): Celery's default queue for jobs, and
+# one under ORVANTA_REDIS_PREFIX for the user code a caller waits for.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+ORVANTA_RUNNABLES_QUEUE = f"{ORVANTA_REDIS_PREFIX}runnables"
+CELERY_TASK_QUEUES, CELERY_TASK_ROUTES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, ORVANTA_RUNNABLES_QUEUE)
 # Trigger connections (listener, test connection) go through these proxies with their
 # standard meaning (README, "Proxies"); read through orvanta_triggers.conf.
 ORVANTA_HTTPS_PROXY = _env_proxy("https_proxy")

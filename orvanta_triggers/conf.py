@@ -83,8 +83,14 @@ def max_queued_jobs():
 
 
 def runnable_timeout_secs():
-    """How long the listener waits for a URL or initial-message runnable."""
+    """How long the listener waits for a URL or initial-message runnable, which runs at
+    most that long."""
     return float(settings.ORVANTA_RUNNABLE_TIMEOUT_SECS)
+
+
+def test_connection_timeout_secs():
+    """How long test connection waits for its URL runnable, which runs at most that long."""
+    return float(settings.ORVANTA_TEST_CONNECTION_TIMEOUT_SECS)
 
 
 def connection_error_notify_secs():

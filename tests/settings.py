@@ -20,6 +20,8 @@ REDIS_URL = urlunsplit(urlsplit(_BASE_REDIS_URL)._replace(path="/9"))
 ORVANTA_REDIS_PREFIX = _BASE_PREFIX if _BASE_PREFIX != "orvanta:" else f"orvanta-test-{os.getpid()}:"
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = f"{ORVANTA_REDIS_PREFIX}jobs"
+ORVANTA_RUNNABLES_QUEUE = f"{ORVANTA_REDIS_PREFIX}runnables"
+CELERY_TASK_QUEUES, CELERY_TASK_ROUTES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, ORVANTA_RUNNABLES_QUEUE)  # noqa: F405
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
