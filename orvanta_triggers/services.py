@@ -117,7 +117,7 @@ def create_trigger(*, workspace, **fields):
     return save_new_trigger(trigger=WebSocketTrigger(workspace=workspace, **fields))
 
 
-def check_trigger_count(workspace):
+def _check_trigger_count(workspace):
     """Raise ValidationError when the workspace has as many triggers as it may have.
     Locks the workspace's row (until the transaction ends) so that concurrent creates
     count one after the other."""
@@ -134,7 +134,7 @@ def check_trigger_count(workspace):
 def save_new_trigger(*, trigger):
     """Save an unsaved trigger built elsewhere (the admin's form)."""
     check_plan(trigger.workspace)
-    check_trigger_count(trigger.workspace)
+    _check_trigger_count(trigger.workspace)
     trigger.status = WebSocketTrigger.Status.CONNECTING if trigger.enabled else WebSocketTrigger.Status.DISABLED
     return _save_trigger(trigger)
 
