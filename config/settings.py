@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,7 +25,14 @@ def _env_proxy(name):
 
 
 DEBUG = _env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-change-me")
+# Only development may run on a known key: anyone holding it can sign sessions and
+# cookies (README, "Security").
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (DEV_SECRET_KEY if DEBUG else "")
+if SECRET_KEY in ("", DEV_SECRET_KEY) and not DEBUG:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set to a secret of your own when DJANGO_DEBUG is off (README, Security)"
+    )
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
 ]
@@ -53,6 +62,20 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Production (DJANGO_DEBUG off) is served over HTTPS: secure cookies, HSTS and a
+# redirect to https, each of which an environment variable can turn off (README,
+# "Security"); `manage.py check --deploy` is clean with the README's settings.
+SECURE_SSL_REDIRECT = _env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = _env_bool("DJANGO_SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = _env_bool("DJANGO_CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS") or (0 if DEBUG else 31536000))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = _env_bool("DJANGO_SECURE_HSTS_PRELOAD", not DEBUG)
+# Behind a proxy that terminates TLS: "HTTP_X_FORWARDED_PROTO,https" tells Django a
+# request came over https (else the redirect above would loop).
+_proxy_ssl_header = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header.split(",", 1)) if "," in _proxy_ssl_header else None
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
@@ -124,7 +147,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "orvanta_triggers.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["orvanta_triggers.api.parsers.JSONParser"],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -140,6 +163,19 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: Redis broker; jobs record their own results in the database.
 CELERY_BROKER_URL = REDIS_URL
+
+
+def celery_queues(jobs_queue, runnables_queue):
+    """(CELERY_TASK_QUEUES, CELERY_TASK_ROUTES): trigger jobs on `jobs_queue` (the
+    default one), user code a caller waits for (test connection, URL and
+    initial-message runnables: tasks.run_runnable) on `runnables_queue`, so that it
+    never waits behind a backlog of jobs. A worker without -Q consumes both."""
+    return (
+        (Queue(jobs_queue), Queue(runnables_queue)),
+        {"orvanta.run_runnable": {"queue": runnables_queue}},
+    )
+
+
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
@@ -180,6 +216,13 @@ ORVANTA_CONNECTION_ERROR_NOTIFY_SECS = float(os.environ.get("ORVANTA_CONNECTION_
 ORVANTA_JOB_TIMEOUT_SECS = float(os.environ.get("ORVANTA_JOB_TIMEOUT_SECS", "300"))
 ORVANTA_DATABASE_OUTAGE_SECS = float(os.environ.get("ORVANTA_DATABASE_OUTAGE_SECS", "120"))
 ORVANTA_WORKER_LOST_SECS = float(os.environ.get("ORVANTA_WORKER_LOST_SECS", "20"))
+ORVANTA_MAX_TRIGGERS_PER_WORKSPACE = int(os.environ.get("ORVANTA_MAX_TRIGGERS_PER_WORKSPACE", "1000"))
+ORVANTA_TEST_CONNECTION_TIMEOUT_SECS = float(os.environ.get("ORVANTA_TEST_CONNECTION_TIMEOUT_SECS", "10"))
+# Queue names for operators (README, "Security"): Celery's default queue for jobs, and
+# one under ORVANTA_REDIS_PREFIX for the user code a caller waits for.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+ORVANTA_RUNNABLES_QUEUE = f"{ORVANTA_REDIS_PREFIX}runnables"
+CELERY_TASK_QUEUES, CELERY_TASK_ROUTES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, ORVANTA_RUNNABLES_QUEUE)
 # Trigger connections (listener, test connection) go through these proxies with their
 # standard meaning (README, "Proxies"); read through orvanta_triggers.conf.
 ORVANTA_HTTPS_PROXY = _env_proxy("https_proxy")
@@ -212,7 +255,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {
+            "()": "orvanta_triggers.logging.TextFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {"()": "orvanta_triggers.logging.JsonFormatter"},
     },
     "handlers": {
@@ -224,4 +270,7 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
-LOGIN_URL = "/admin/login/"
+# Any member of a workspace logs in here for its monitor; staff also use the admin's.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "monitor-index"
+LOGOUT_REDIRECT_URL = "login"

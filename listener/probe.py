@@ -1,5 +1,6 @@
 """Test a connection the way the listener would make it: resolve the URL (a URL
-runnable runs on a worker), check it, connect, upgrade, and close. Nothing is sent."""
+runnable runs on a worker, for at most ORVANTA_TEST_CONNECTION_TIMEOUT_SECS), check
+it, connect, upgrade, and close. Nothing is sent."""
 
 import logging
 import threading
@@ -29,7 +30,7 @@ def probe_connection(*, celery_app, workspace_id, url, url_runnable_args=None, h
             url,
             url_runnable_args=url_runnable_args or {},
             workspace_id=workspace_id,
-            runnables=RunnableClient(celery_app=celery_app, timeout_secs=conf.runnable_timeout_secs()),
+            runnables=RunnableClient(celery_app=celery_app, timeout_secs=conf.test_connection_timeout_secs()),
             cancelled=threading.Event(),
         )
         ws = open_websocket(resolved, headers=headers or {}, subprotocols=subprotocols or [])

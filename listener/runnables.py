@@ -8,7 +8,7 @@ import time
 import uuid
 
 from orvanta_triggers import bus
-from orvanta_triggers.tasks import RUN_RUNNABLE
+from orvanta_triggers.tasks import RUN_RUNNABLE, RUNNABLE_KILL_AFTER_SECS
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,11 @@ class RunnableClient:
                 "path": path,
                 "is_flow": is_flow,
                 "args": args,
+                "timeout_secs": self._timeout,
             },
+            # Not run once nobody waits for it; killed if it ignores its time limit.
+            expires=self._timeout,
+            time_limit=self._timeout + RUNNABLE_KILL_AFTER_SECS,
             retry=False,
         )
         deadline = time.monotonic() + self._timeout

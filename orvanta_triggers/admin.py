@@ -10,7 +10,6 @@ import copy
 import hashlib
 import json
 import logging
-import re
 import uuid
 
 from django import forms
@@ -28,7 +27,7 @@ from django.utils.text import Truncator, capfirst
 
 from config.celery import app as celery_app
 from listener.probe import probe_connection
-from orvanta_triggers import monitor, netguard, registry, selectors, services
+from orvanta_triggers import monitor, netguard, redaction, registry, selectors, services, validation
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
 
 logger = logging.getLogger(__name__)
@@ -43,23 +42,6 @@ JOB_STATUS_COLOURS = {"queued": GREY, "running": AMBER, "success": GREEN, "failu
 
 
 # Presentation helpers
-
-_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
-
-
-def redact_text(text):
-    """`text` with every URL in it redacted as netguard.redact_url does (query values,
-    userinfo passwords). URLs with neither are left exactly as they are."""
-    if not text:
-        return text
-
-    def replace(match):
-        url = match.group(0)
-        if "?" not in url and "@" not in url:
-            return url
-        return netguard.redact_url(url)
-
-    return _URL_IN_TEXT.sub(replace, str(text))
 
 
 def badge(label, colour, key):
@@ -176,7 +158,16 @@ class PrettyJSONField(forms.JSONField):
                     code="invalid",
                     params={"reason": exc.msg, "line": exc.lineno, "column": exc.colno, "value": value},
                 ) from exc
+            except RecursionError as exc:
+                raise ValidationError(f"Invalid JSON: it {validation.TOO_DEEP}.", code="invalid") from exc
         return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        # Shown again as typed: Django's parse, unlike the one above, lets RecursionError out.
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)
 
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):
@@ -281,6 +272,13 @@ class WebSocketTriggerForm(ServiceModelForm):
             "status_badge": "disabled whenever the trigger is disabled; else connecting, connected or error, "
             "as written by the listener holding it.",
             "error_redacted": "The last connection error (secrets in URLs redacted).",
+            "url_redacted": "The URL; query values are secrets, shown as *** to viewers.",
+            "url_runnable_args_redacted": "Arguments for the URL runnable; their values are secrets, shown as *** "
+            "to viewers.",
+            "headers_redacted": "HTTP headers sent on the upgrade request; their values are secrets, shown as *** "
+            "to viewers.",
+            "initial_messages_redacted": "Sent in order after every connect; messages and runnable args are "
+            "secrets, shown as *** to viewers.",
         }
 
     def clean(self):
@@ -445,14 +443,13 @@ class MembershipFormSet(forms.BaseInlineFormSet):
 
 
 class MembershipInline(admin.TabularInline):
-    """Saved through services.set_membership (WorkspaceAdmin.save_formset). Rows can't
-    be deleted here: there is no service that removes a membership."""
+    """Saved through services.set_membership and services.remove_membership
+    (WorkspaceAdmin.save_formset), by the workspace's admins."""
 
     model = Membership
     formset = MembershipFormSet
     fields = ("user", "role")
     extra = 0
-    can_delete = False
 
     def _may_manage(self, request, obj):
         return obj is None or is_workspace_admin(request, obj.pk)
@@ -464,7 +461,7 @@ class MembershipInline(admin.TabularInline):
         return super().has_change_permission(request, obj) and self._may_manage(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        return False
+        return super().has_delete_permission(request, obj) and self._may_manage(request, obj)
 
 
 @admin.register(Workspace)
@@ -533,6 +530,8 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
         if formset.model is Membership:
             for membership in formset.save(commit=False):
                 services.set_membership(workspace=formset.instance, user=membership.user, role=membership.role)
+            for membership in formset.deleted_objects:
+                services.remove_membership(workspace=formset.instance, user=membership.user)
             return
         super().save_formset(request, form, formset, change)
 
@@ -636,9 +635,20 @@ class JobAdmin(WorkspaceScopedAdmin):
         "status_badge",
         "duration",
         "args_json",
+        "args_redacted",
         "result_json",
         "error_display",
     )
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or can_write(request, obj.workspace_id):
+            return fieldsets
+        # Viewers see the URLs in a job's arguments with their query values redacted.
+        return [
+            (name, {**options, "fields": tuple("args_redacted" if f == "args_json" else f for f in options["fields"])})
+            for name, options in fieldsets
+        ]
 
     def has_add_permission(self, request):
         return False
@@ -668,6 +678,10 @@ class JobAdmin(WorkspaceScopedAdmin):
     @admin.display(description="Arguments")
     def args_json(self, obj):
         return pretty_json(obj.args)
+
+    @admin.display(description="Arguments")
+    def args_redacted(self, obj):
+        return pretty_json(redaction.redact_urls_in(obj.args))
 
     @admin.display(description="Result")
     def result_json(self, obj):
@@ -839,11 +853,38 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
         ),
     )
 
+    # What a viewer is shown instead of each field holding secrets (orvanta_triggers.redaction).
+    redacted_fields = {
+        "url": "url_redacted",
+        "url_runnable_args": "url_runnable_args_redacted",
+        "headers": "headers_redacted",
+        "initial_messages": "initial_messages_redacted",
+    }
+
+    def _hides_secrets(self, request, obj):
+        return obj is not None and not can_write(request, obj.workspace_id)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if not self._hides_secrets(request, obj):
+            return fieldsets
+        return [
+            (name, {**options, "fields": tuple(self.redacted_fields.get(f, f) for f in options["fields"])})
+            for name, options in fieldsets
+        ]
+
     def get_readonly_fields(self, request, obj=None):
-        readonly = list(self.status_fields)
+        readonly = [*self.status_fields, *self.redacted_fields.values()]
         if obj is not None:
             readonly.insert(0, "workspace")  # no service moves a trigger to another workspace
         return readonly
+
+    def get_search_fields(self, request):
+        # A search on URLs would tell a viewer what their query strings hold, a
+        # character at a time: only members who may see them search them.
+        if request.user.is_superuser or all(role in Membership.WRITE_ROLES for role in _roles(request).values()):
+            return self.search_fields
+        return tuple(name for name in self.search_fields if name != "url")
 
     def picker_choices(self, request, field_name):
         return runnable_choices(request) if field_name == "script_path" else script_choices()
@@ -866,12 +907,28 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
     def last_error(self, obj):
         if not obj.error:
             return "—"
-        text = redact_text(obj.error)
+        text = netguard.redact_text(obj.error)
         return format_html('<span title="{}">{}</span>', text, Truncator(text).chars(LIST_ERROR_CHARS))
 
     @admin.display(description="Error")
     def error_redacted(self, obj):
-        return redact_text(obj.error) if obj.error else "—"
+        return netguard.redact_text(obj.error) if obj.error else "—"
+
+    @admin.display(description="URL")
+    def url_redacted(self, obj):
+        return redaction.redact_url(obj.url)
+
+    @admin.display(description="URL runnable args")
+    def url_runnable_args_redacted(self, obj):
+        return pretty_json(redaction.redact_values(obj.url_runnable_args))
+
+    @admin.display(description="Headers")
+    def headers_redacted(self, obj):
+        return pretty_json(redaction.redact_values(obj.headers))
+
+    @admin.display(description="Initial messages")
+    def initial_messages_redacted(self, obj):
+        return pretty_json(redaction.redact_initial_messages(obj.initial_messages))
 
     # Saving
 
@@ -951,12 +1008,12 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
             subprotocol = f", subprotocol {result['subprotocol']}" if result.get("subprotocol") else ""
             self.message_user(
                 request,
-                f"{trigger.path}: connection OK ({redact_text(trigger.url)}{subprotocol})",
+                f"{trigger.path}: connection OK ({netguard.redact_text(trigger.url)}{subprotocol})",
                 messages.SUCCESS,
             )
         else:
             self.message_user(
-                request, f"{trigger.path}: connection failed: {redact_text(result['error'])}", messages.ERROR
+                request, f"{trigger.path}: connection failed: {netguard.redact_text(result['error'])}", messages.ERROR
             )
 
     # Views of one trigger: test connection, replay a frame
@@ -1070,7 +1127,7 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
                         "msg_type": frame.get("msg_type", "text"),
                         "msg": Truncator(msg).chars(FRAME_MSG_CHARS),
                         "length": len(msg),
-                        "url": redact_text(frame.get("url") or ""),
+                        "url": netguard.redact_text(frame.get("url") or ""),
                         "truncated": bool(frame.get("truncated")),
                         "fingerprint": frame_fingerprint(frame),
                     }

@@ -83,8 +83,14 @@ def max_queued_jobs():
 
 
 def runnable_timeout_secs():
-    """How long the listener waits for a URL or initial-message runnable."""
+    """How long the listener waits for a URL or initial-message runnable, which runs at
+    most that long."""
     return float(settings.ORVANTA_RUNNABLE_TIMEOUT_SECS)
+
+
+def test_connection_timeout_secs():
+    """How long test connection waits for its URL runnable, which runs at most that long."""
+    return float(settings.ORVANTA_TEST_CONNECTION_TIMEOUT_SECS)
 
 
 def connection_error_notify_secs():
@@ -106,6 +112,11 @@ def database_outage_secs():
 def worker_lost_secs():
     """How long after a worker's death the messages it held go to another worker."""
     return float(settings.ORVANTA_WORKER_LOST_SECS)
+
+
+def max_triggers_per_workspace():
+    """A workspace can't have more WebSocket triggers than this."""
+    return int(settings.ORVANTA_MAX_TRIGGERS_PER_WORKSPACE)
 
 
 def https_proxy():

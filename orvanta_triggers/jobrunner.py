@@ -132,15 +132,16 @@ def record(runs, *, status=None):
 
 
 @contextlib.contextmanager
-def time_limit(seconds):
-    """Raise JobTimeout in this thread once `seconds` have passed. Only the main thread
-    can be interrupted: elsewhere (the threads pool) the limit is not enforced."""
+def time_limit(seconds, *, limit="ORVANTA_JOB_TIMEOUT_SECS"):
+    """Raise JobTimeout in this thread once `seconds` (the `limit`) have passed. Only
+    the main thread can be interrupted: elsewhere (the threads pool) the limit is not
+    enforced."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def expire(signum, frame):
-        raise JobTimeout(f"the job ran longer than ORVANTA_JOB_TIMEOUT_SECS ({seconds:g}s)")
+        raise JobTimeout(f"the job ran longer than {limit} ({seconds:g}s)")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)

@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
@@ -39,6 +40,21 @@ def frames_key(trigger_id):
 def group_name(workspace_slug):
     """The Channels group of a workspace's monitor pages."""
     return f"monitor.{workspace_slug}"
+
+
+def notify_membership_changed(workspace_slug):
+    """Tell the workspace's open monitors that one of its memberships changed: each
+    checks its own at once (consumers.MonitorConsumer); without Redis they still check
+    within seconds. Sent from a thread of its own: the caller (a membership write)
+    never waits on Redis, and may run where an event loop does (AsyncToSync can't)."""
+
+    def send():
+        try:
+            async_to_sync(get_channel_layer().group_send)(group_name(workspace_slug), {"type": "monitor.membership"})
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("monitor %s: could not tell open monitors of a membership change: %s", workspace_slug, exc)
+
+    threading.Thread(target=send, name="monitor-membership", daemon=True).start()
 
 
 def recent_frames(trigger_id, limit=FRAMES_KEPT):

@@ -14,7 +14,9 @@ import re
 
 from orvanta_triggers import conf
 
-SCRIPT_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+# Segments start with a letter: `__init__` is a package's own module (importing it as
+# a script imports the package a second time) and `_name` is private by convention.
+SCRIPT_PATH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*\Z")
 
 
 class UnknownScript(LookupError):
@@ -39,7 +41,8 @@ def module_name(script_path):
     are remembered (workers resolve one per job); a miss is looked up again next time."""
     if not isinstance(script_path, str) or not SCRIPT_PATH_RE.match(script_path):
         raise UnknownScript(
-            f"'{script_path}' is not a script path: use segments of letters, digits and _ separated by /"
+            f"'{script_path}' is not a script path: use segments of letters, digits and _ separated by /, "
+            "each starting with a letter (packages' __init__ and private modules such as _helpers are not scripts)"
         )
     segments = script_path.split("/")
     for package in conf.runnable_packages():
@@ -80,7 +83,8 @@ def list_scripts():
             if info.ispkg:
                 continue
             path = info.name[len(package) + 1 :].replace(".", "/")
-            found.setdefault(path, info.name)
+            if SCRIPT_PATH_RE.match(path):
+                found.setdefault(path, info.name)
     return sorted(found)
 
 

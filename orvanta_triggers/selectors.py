@@ -42,6 +42,11 @@ def workspaces_for_user(user):
     return Workspace.objects.filter(memberships__user=user)
 
 
+def member_workspaces(*, user):
+    """The workspaces `user` is a member of (superusers included: only members see a monitor)."""
+    return Workspace.objects.filter(memberships__user=user).order_by("slug")
+
+
 def workspace_triggers(*, workspace, script_path=None, path_start=None):
     queryset = WebSocketTrigger.objects.filter(workspace=workspace).select_related("workspace")
     if script_path:
@@ -49,6 +54,10 @@ def workspace_triggers(*, workspace, script_path=None, path_start=None):
     if path_start:
         queryset = queryset.filter(path__startswith=path_start)
     return queryset.order_by("path")
+
+
+def workspace_trigger_count(*, workspace):
+    return WebSocketTrigger.objects.filter(workspace=workspace).count()
 
 
 def workspace_jobs(*, workspace, trigger_path=None, status=None, script_path=None):

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from orvanta_triggers import bus, selectors
+from orvanta_triggers import bus, conf, monitor, redaction, selectors
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
 
 logger = logging.getLogger(__name__)
@@ -68,9 +68,22 @@ def create_workspace(*, slug, name=None, plan=Workspace.Plan.SELF_HOSTED, owner=
     return workspace
 
 
+def _membership_changed(workspace):
+    transaction.on_commit(lambda: monitor.notify_membership_changed(workspace.slug))
+
+
+@transaction.atomic
 def set_membership(*, workspace, user, role):
     membership, _ = Membership.objects.update_or_create(workspace=workspace, user=user, defaults={"role": role})
+    _membership_changed(workspace)
     return membership
+
+
+@transaction.atomic
+def remove_membership(*, workspace, user):
+    """`user` is no longer a member of `workspace`; their open monitors of it close."""
+    Membership.objects.filter(workspace=workspace, user=user).delete()
+    _membership_changed(workspace)
 
 
 def update_workspace_settings(*, workspace, **fields):
@@ -106,20 +119,36 @@ def create_trigger(*, workspace, **fields):
     return save_new_trigger(trigger=WebSocketTrigger(workspace=workspace, **fields))
 
 
+def _check_trigger_count(workspace):
+    """Raise ValidationError when the workspace has as many triggers as it may have.
+    Locks the workspace's row (until the transaction ends) so that concurrent creates
+    count one after the other."""
+    Workspace.objects.select_for_update().get(pk=workspace.pk)
+    limit = conf.max_triggers_per_workspace()
+    if selectors.workspace_trigger_count(workspace=workspace) >= limit:
+        raise ValidationError(
+            f"workspace '{workspace.slug}' already has {limit} WebSocket triggers, "
+            f"the most ORVANTA_MAX_TRIGGERS_PER_WORKSPACE allows"
+        )
+
+
 @transaction.atomic
 def save_new_trigger(*, trigger):
     """Save an unsaved trigger built elsewhere (the admin's form)."""
     check_plan(trigger.workspace)
+    _check_trigger_count(trigger.workspace)
     trigger.status = WebSocketTrigger.Status.CONNECTING if trigger.enabled else WebSocketTrigger.Status.DISABLED
     return _save_trigger(trigger)
 
 
 @transaction.atomic
 def update_trigger(*, trigger, **fields):
-    """Change configuration fields; listeners pick the change up within seconds."""
+    """Change configuration fields; listeners pick the change up within seconds. A
+    secret sent back redacted, as a viewer sees it, keeps its stored value."""
     _unknown_fields(fields, TRIGGER_CONFIG_FIELDS)
     if fields.get("enabled") and not trigger.enabled:
         check_plan(trigger.workspace)
+    fields = redaction.keep_stored_secrets(trigger, fields)
     for name, value in fields.items():
         setattr(trigger, name, value)
     if "enabled" in fields:

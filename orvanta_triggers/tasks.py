@@ -23,6 +23,8 @@ RUN_TRIGGER_JOBS = "orvanta.run_trigger_jobs"
 RUN_RUNNABLE = "orvanta.run_runnable"
 NOTIFY_CONNECTION_FAILURE = "orvanta.notify_connection_failure"
 REPLY_TTL_SECS = 300
+# A runnable ignoring its time limit (run_runnable) loses its process this much later.
+RUNNABLE_KILL_AFTER_SECS = 5
 
 
 SWEEP_INTERVAL_SECS = 60
@@ -125,16 +127,20 @@ def run_trigger_jobs(self, specs, jobs, resent=False):
 
 
 @shared_task(name=RUN_RUNNABLE)
-def run_runnable(request_id, workspace_id, path, is_flow, args):
-    """Run a runnable for the listener (URL, initial message) and push the outcome
-    to the reply list the listener waits on."""
+def run_runnable(request_id, workspace_id, path, is_flow, args, timeout_secs):
+    """Run a runnable for a caller that waits for it (the listener: URL, initial
+    message; test connection: URL) and push the outcome to the reply list it waits on.
+    Routed to a queue of its own (settings.celery_queues); runs at most `timeout_secs`,
+    as long as the caller waits (prefork and solo pools: jobrunner.time_limit; the
+    caller's hard limit kills a runnable that ignores it)."""
     try:
-        result = execution.run_runnable(workspace_id=workspace_id, path=path, is_flow=is_flow, args=args)
+        with jobrunner.time_limit(timeout_secs, limit="the time its caller waits"):
+            result = execution.run_runnable(workspace_id=workspace_id, path=path, is_flow=is_flow, args=args)
         reply = {"ok": True, "result": result}
         if isinstance(result, bytes):
             reply = {"ok": True, "result": base64.b64encode(result).decode("ascii"), "binary": True}
-    except Exception as exc:
-        logger.info("runnable %s failed for listener request %s: %s", path, request_id, exc)
+    except (Exception, execution.JobTimeout) as exc:
+        logger.info("runnable %s failed (request %s): %s", path, request_id, exc)
         reply = {"ok": False, "error": execution.error_payload(exc)}
     key = bus.reply_key(request_id)
     pipe = bus.client().pipeline()

@@ -39,6 +39,15 @@ MAX_CAPTURES = 20
 MAX_CAPTURE_PATH = 500
 MAX_RESUME_MESSAGE = 65536
 
+# Limits, each answered with a 400 that names it (README, "Security").
+# JSON fields nest at most this deep: room for the deepest filters (groups 8 deep,
+# values 32 deep), far from where Python's recursive JSON code gives up (~1,000).
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects (the limit for JSON)"
+MAX_INITIAL_MESSAGES = 100
+MAX_INITIAL_MESSAGE_BYTES = 65536
+TOO_LARGE = f"larger than {MAX_INITIAL_MESSAGE_BYTES} bytes (the limit for an initial message)"
+
 
 def raise_errors(errors):
     if errors:
@@ -58,12 +67,23 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def json_depth_error(value):
+    """Why `value` nests too deeply to be stored, or None."""
+    return TOO_DEEP if filter_checks.nesting_depth(value) > MAX_JSON_DEPTH else None
+
+
 def _strict_json_errors(errors, obj, fields):
     """NaN and Infinity are not JSON (Python's json, e.g. an admin form, accepts them);
-    the database's JSON check refuses them, so refuse them here, field-keyed."""
+    the database's JSON check refuses them, so refuse them here, field-keyed; and so is
+    JSON nested deeper than MAX_JSON_DEPTH."""
     for field in fields:
+        value = getattr(obj, field)
+        message = json_depth_error(value)
+        if message:
+            errors.add(field, message)
+            continue
         try:
-            json.dumps(getattr(obj, field), allow_nan=False)
+            json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             errors.add(field, "must be valid JSON (no NaN or Infinity)")
 
@@ -158,6 +178,9 @@ def initial_messages_errors(initial_messages, workspace_id):
     if not isinstance(initial_messages, list):
         errors.add("initial_messages", "must be a list")
         return errors
+    if len(initial_messages) > MAX_INITIAL_MESSAGES:
+        errors.add("initial_messages", f"at most {MAX_INITIAL_MESSAGES} initial messages")
+        return errors
     for index, item in enumerate(initial_messages):
         prefix = f"message {index}"
         kinds = ("raw_message", "binary_message", "runnable_result")
@@ -171,16 +194,25 @@ def initial_messages_errors(initial_messages, workspace_id):
             message = _base64_error(item["binary_message"])
             if message:
                 errors.add("initial_messages", f"{prefix}: binary_message {message}")
+            elif len(base64.b64decode(item["binary_message"])) > MAX_INITIAL_MESSAGE_BYTES:
+                errors.add("initial_messages", f"{prefix}: {TOO_LARGE}")
             continue
         if "raw_message" in item:
             raw = item["raw_message"]
             if not isinstance(raw, str):
                 errors.add("initial_messages", f"{prefix}: raw_message must be a string of JSON text")
                 continue
+            if len(raw.encode("utf-8", "surrogatepass")) > MAX_INITIAL_MESSAGE_BYTES:
+                errors.add("initial_messages", f"{prefix}: {TOO_LARGE}")
+                continue
             try:
-                json.loads(raw)
+                message = json_depth_error(json.loads(raw))
             except ValueError as exc:
-                errors.add("initial_messages", f"{prefix}: raw_message is not valid JSON ({exc})")
+                message = f"is not valid JSON ({exc})"
+            except RecursionError:
+                message = TOO_DEEP
+            if message:
+                errors.add("initial_messages", f"{prefix}: raw_message {message}")
             continue
         runnable = item["runnable_result"]
         if not _is_json_object(runnable) or not set(runnable) <= {"path", "args", "is_flow"} or "path" not in runnable:
@@ -337,6 +369,17 @@ def resume_errors(resume, capture):
     return errors
 
 
+def _keeps_its_url_disabled(trigger):
+    """A stored trigger that is (being) disabled and keeps its URL and URL runnable
+    args. Its URL is not checked again: its host may resolve to a refused address by
+    now (or its URL runnable be gone), and disabling it, or editing it while disabled,
+    must not depend on that. Enabling it checks the URL again."""
+    if trigger.enabled or trigger.pk is None:
+        return False
+    stored = type(trigger).objects.filter(pk=trigger.pk).values_list("url", "url_runnable_args").first()
+    return stored == (trigger.url, trigger.url_runnable_args)
+
+
 def trigger_errors(trigger):
     errors = _Errors()
     message = path_error(trigger.path)
@@ -353,7 +396,9 @@ def trigger_errors(trigger):
     ):
         errors.add("path", f"a WebSocket trigger with path '{trigger.path}' already exists in this workspace")
     for sub in (
-        url_errors(trigger.url, trigger.workspace_id, trigger.url_runnable_args),
+        {}
+        if _keeps_its_url_disabled(trigger)
+        else url_errors(trigger.url, trigger.workspace_id, trigger.url_runnable_args),
         filters_errors(trigger.filters, trigger.filter_logic),
         initial_messages_errors(trigger.initial_messages, trigger.workspace_id),
         heartbeat_errors(trigger.heartbeat),

@@ -15,3 +15,11 @@ def monitor_page(request, workspace):
     if selectors.membership_role(user=request.user, workspace=workspace) is None:
         raise Http404("no such workspace")
     return render(request, "orvanta_triggers/monitor.html", {"workspace": workspace})
+
+
+@login_required
+def monitor_index(request):
+    """The monitors of the workspaces the user is a member of (where a login lands)."""
+    return render(
+        request, "orvanta_triggers/monitor_index.html", {"workspaces": selectors.member_workspaces(user=request.user)}
+    )

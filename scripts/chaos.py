@@ -688,6 +688,8 @@ class Chaos:
         env.update(
             {
                 "DJANGO_SETTINGS_MODULE": "config.settings",
+                # Production settings refuse to start without a secret of their own.
+                "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or os.urandom(32).hex(),
                 "DATABASE_URL": database_url,
                 "REDIS_URL": self.redis.url,
                 "ORVANTA_LEASE_TTL_SECS": f"{LEASE_TTL_SECS:g}",

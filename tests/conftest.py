@@ -113,9 +113,15 @@ def private_postgres():
 
 @pytest.fixture
 def celery_worker(transactional_db):
-    """A real Celery worker (threads) consuming the test broker."""
+    """A real Celery worker (threads) consuming the test broker's two queues, as
+    `celery -A config worker` does: jobs, and the runnables callers wait for."""
     with start_worker(
-        celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10
+        celery_app,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        shutdown_timeout=10,
+        queues=[settings.CELERY_TASK_DEFAULT_QUEUE, settings.ORVANTA_RUNNABLES_QUEUE],
     ) as worker:
         yield worker
 

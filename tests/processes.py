@@ -97,7 +97,7 @@ def start_worker(name, *, concurrency=1, **env):
             "--concurrency",
             str(concurrency),
             "-Q",
-            settings.CELERY_TASK_DEFAULT_QUEUE,
+            f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.ORVANTA_RUNNABLES_QUEUE}",
             "--loglevel",
             "INFO",
         ],

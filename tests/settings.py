@@ -4,9 +4,13 @@ and with the listener's timers shortened."""
 import os
 from urllib.parse import urlsplit, urlunsplit
 
-from config.settings import *  # noqa: F401,F403
-from config.settings import ORVANTA_REDIS_PREFIX as _BASE_PREFIX
-from config.settings import REDIS_URL as _BASE_REDIS_URL
+# The project's settings refuse to load without a secret of their own outside
+# DJANGO_DEBUG; the test process and the processes it starts share this one.
+os.environ.setdefault("DJANGO_SECRET_KEY", f"tests-only-{os.urandom(32).hex()}")
+
+from config.settings import *  # noqa: E402,F401,F403
+from config.settings import ORVANTA_REDIS_PREFIX as _BASE_PREFIX  # noqa: E402
+from config.settings import REDIS_URL as _BASE_REDIS_URL  # noqa: E402
 
 # Database 9 of the same server, apart from a `make run` on this machine; and within
 # it, keys and the job queue of this test process only, so concurrent runs never
@@ -16,6 +20,8 @@ REDIS_URL = urlunsplit(urlsplit(_BASE_REDIS_URL)._replace(path="/9"))
 ORVANTA_REDIS_PREFIX = _BASE_PREFIX if _BASE_PREFIX != "orvanta:" else f"orvanta-test-{os.getpid()}:"
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = f"{ORVANTA_REDIS_PREFIX}jobs"
+ORVANTA_RUNNABLES_QUEUE = f"{ORVANTA_REDIS_PREFIX}runnables"
+CELERY_TASK_QUEUES, CELERY_TASK_ROUTES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, ORVANTA_RUNNABLES_QUEUE)  # noqa: F405
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -29,6 +35,11 @@ ORVANTA_RUNNABLE_PACKAGES = ["runnables", "tests.runnables"]
 ORVANTA_BACKOFF_MIN_SECS = 0.2
 ORVANTA_RUNNABLE_TIMEOUT_SECS = 10.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tests and the servers they start speak plain http (tests/config checks production's defaults).
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     import tempfile

@@ -3,12 +3,19 @@ orvanta_triggers.validation, reached through the services."""
 
 from rest_framework import serializers
 
-from orvanta_triggers import services, windmill
+from orvanta_triggers import redaction, services, validation, windmill
 from orvanta_triggers.models import Flow, Job, WebSocketTrigger, Workspace
 
 
 class LenientJSONField(serializers.JSONField):
-    """Any JSON; the model's validation says what is allowed."""
+    """Any JSON; the model's validation says what is allowed. Only its depth is
+    checked here, before DRF's own check re-encodes the value recursively."""
+
+    def to_internal_value(self, data):
+        message = validation.json_depth_error(data)
+        if message:
+            raise serializers.ValidationError(message)
+        return super().to_internal_value(data)
 
 
 class WebSocketTriggerSerializer(serializers.ModelSerializer):
@@ -44,6 +51,13 @@ class WebSocketTriggerSerializer(serializers.ModelSerializer):
     def get_status(self, trigger) -> str:
         return WebSocketTrigger.Status.DISABLED if not trigger.enabled else trigger.status
 
+    def to_representation(self, trigger):
+        """Secrets redacted unless the context's `workspace_role` may write the trigger."""
+        data = super().to_representation(trigger)
+        if not redaction.sees_secrets(self.context.get("workspace_role")):
+            data = redaction.redact_trigger_config(data)
+        return data
+
 
 class SetEnabledSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
@@ -68,6 +82,13 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, job):
+        """URLs in args redacted unless the context's `workspace_role` may write."""
+        data = super().to_representation(job)
+        if not redaction.sees_secrets(self.context.get("workspace_role")):
+            data["args"] = redaction.redact_urls_in(data["args"])
+        return data
 
 
 class FlowSerializer(serializers.ModelSerializer):

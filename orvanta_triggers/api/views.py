@@ -33,6 +33,10 @@ class WorkspaceMixin:
         self.workspace_role = None
         super().initial(request, *args, **kwargs)
 
+    def get_serializer_context(self):
+        # Serializers redact secrets for roles that may not see them.
+        return {**super().get_serializer_context(), "workspace_role": self.workspace_role}
+
     def check_permissions(self, request):
         # Authentication has run by now; membership decides visibility first.
         if request.user and request.user.is_authenticated:
@@ -126,7 +130,7 @@ class TriggerSetEnabledView(WorkspaceMixin, TriggerLookupMixin, generics.Generic
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         trigger = services.set_trigger_enabled(trigger=trigger, enabled=serializer.validated_data["enabled"])
-        return Response(WebSocketTriggerSerializer(trigger).data)
+        return Response(WebSocketTriggerSerializer(trigger, context=self.get_serializer_context()).data)
 
 
 @extend_schema_view(

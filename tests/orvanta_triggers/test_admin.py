@@ -205,6 +205,15 @@ def test_bad_field_shows_error_on_that_field(admin_client, workspace, field, val
     assert not WebSocketTrigger.objects.exists()
 
 
+def test_json_too_deep_to_parse_is_a_field_error(admin_client, workspace):
+    """A JSON box nesting 5,000 deep is an error on its field, shown again as typed (not a 500)."""
+    deep = "[" * 5000 + "]" * 5000
+    response = admin_client.post(reverse(TRIGGER_ADD), trigger_form_data(workspace, url_runnable_args=deep))
+    assert response.status_code == 200
+    assert "nests deeper than 64 levels" in " ".join(response.context["adminform"].form.errors["url_runnable_args"])
+    assert not WebSocketTrigger.objects.exists()
+
+
 def test_unknown_error_handler_is_a_field_error(admin_client, workspace):
     """The error handler picker only takes scripts of the registry."""
     response = admin_client.post(reverse(TRIGGER_ADD), trigger_form_data(workspace, error_handler_path="no/such"))
@@ -274,6 +283,25 @@ def test_disable_action_disables_through_services(admin_client, workspace):
     run_action(admin_client, "disable", trigger)
     trigger.refresh_from_db()
     assert (trigger.enabled, trigger.status) == (False, "disabled")
+
+
+def test_disable_action_does_not_depend_on_the_url(admin_client, workspace, settings):
+    """A trigger whose URL is refused now (its host resolving to a private address) can be disabled."""
+    trigger = make_trigger(workspace, url="ws://127.0.0.1:9/feed")
+    settings.ORVANTA_ALLOW_PRIVATE_URLS = False
+    response = run_action(admin_client, "disable", trigger)
+    assert messages_of(response) == [(constants.SUCCESS, "Disabled 1 trigger(s).")]
+    assert not WebSocketTrigger.objects.get(pk=trigger.pk).enabled
+
+
+def test_unticking_enabled_does_not_depend_on_the_url(admin_client, workspace, settings):
+    """The change form saves a trigger being disabled without checking its unchanged URL again."""
+    trigger = make_trigger(workspace, url="ws://127.0.0.1:9/feed")
+    settings.ORVANTA_ALLOW_PRIVATE_URLS = False
+    data = trigger_form_data(workspace, path=trigger.path, url=trigger.url, enabled="")
+    response = admin_client.post(trigger_url("change", trigger), data)
+    assert response.status_code == 302
+    assert not WebSocketTrigger.objects.get(pk=trigger.pk).enabled
 
 
 def test_enable_action_enables_through_services(admin_client, workspace):
@@ -535,6 +563,30 @@ def test_workspace_plan_and_members_change_through_services(admin_client, worksp
     set_membership.assert_called_once_with(workspace=workspace, user=bob, role="viewer")
 
 
+def test_workspace_admin_removes_a_member_through_services(staff_client, workspace, user, django_user_model):
+    """A workspace admin deletes a member row; the membership is removed by remove_membership."""
+    bob = django_user_model.objects.create_user(username="bob", password="pw")
+    services.set_membership(workspace=workspace, user=bob, role=Membership.Role.VIEWER)
+    rows = list(Membership.objects.filter(workspace=workspace).order_by("pk"))
+    data = {"name": "acme", "error_handler_path": "", "error_handler_args": "{}", "_save": "Save"}
+    data.update({"memberships-TOTAL_FORMS": "2", "memberships-INITIAL_FORMS": "2"})
+    for index, row in enumerate(rows):
+        data.update(
+            {
+                f"memberships-{index}-id": row.pk,
+                f"memberships-{index}-workspace": workspace.pk,
+                f"memberships-{index}-user": row.user_id,
+                f"memberships-{index}-role": row.role,
+            }
+        )
+    data["memberships-1-DELETE"] = "on"
+    with mock.patch.object(services, "remove_membership", wraps=services.remove_membership) as remove_membership:
+        response = staff_client.post(reverse("admin:orvanta_triggers_workspace_change", args=[workspace.pk]), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    remove_membership.assert_called_once_with(workspace=workspace, user=bob)
+    assert list(Membership.objects.filter(workspace=workspace).values_list("user", flat=True)) == [user.pk]
+
+
 # Staff isolation
 
 
@@ -571,6 +623,59 @@ def test_staff_cannot_replay_or_test_another_workspaces_trigger(staff_client, ot
     trigger = make_trigger(other_workspace)
     assert staff_client.post(trigger_url("replay", trigger), {"frame": "x"}).status_code == 404
     assert staff_client.post(trigger_url("test_connection", trigger)).status_code == 404
+
+
+SECRETS = {
+    "url": "wss://feed.example.org/ws?token=s3cret",
+    "headers": {"Authorization": "Bearer hunter2"},
+    "initial_messages": [
+        {"raw_message": '{"token": "raw-s3cret"}'},
+        {"runnable_result": {"path": "examples/auth_message", "args": {"token": "arg-s3cret"}, "is_flow": False}},
+    ],
+}
+SECRET_VALUES = ("s3cret", "hunter2")
+
+
+def test_viewer_sees_a_triggers_secrets_redacted(staff_client, user, workspace):
+    """A viewer's trigger page shows URL query values, headers and initial messages as *** (it showed them)."""
+    trigger = make_trigger(workspace, **SECRETS)
+    services.set_membership(workspace=workspace, user=user, role=Membership.Role.VIEWER)
+    page = staff_client.get(trigger_url("change", trigger)).content.decode()
+    assert "wss://feed.example.org/ws?token=***" in page and "examples/auth_message" in page
+    assert not [value for value in SECRET_VALUES if value in page]
+
+
+def test_viewer_sees_url_runnable_args_redacted(staff_client, user, workspace):
+    """A viewer's trigger page shows a URL runnable's arg values as ***."""
+    trigger = make_trigger(workspace, url="$script:examples/ws_url", url_runnable_args={"token": "s3cret"})
+    services.set_membership(workspace=workspace, user=user, role=Membership.Role.VIEWER)
+    page = staff_client.get(trigger_url("change", trigger)).content.decode()
+    assert "$script:examples/ws_url" in page and "s3cret" not in page
+
+
+def test_writer_sees_a_triggers_secrets(staff_client, workspace):
+    """A developer or admin edits the secrets as stored."""
+    trigger = make_trigger(workspace, **SECRETS)
+    page = staff_client.get(trigger_url("change", trigger)).content.decode()
+    assert all(value in page for value in SECRET_VALUES)
+
+
+def test_viewer_cannot_search_urls(staff_client, user, workspace):
+    """A viewer's search doesn't look into URLs (it told query strings apart, a character at a time)."""
+    make_trigger(workspace, **SECRETS)
+    assert staff_client.get(reverse(TRIGGER_LIST), {"q": "s3cret"}).context["cl"].result_count == 1
+    services.set_membership(workspace=workspace, user=user, role=Membership.Role.VIEWER)
+    assert staff_client.get(reverse(TRIGGER_LIST), {"q": "s3cret"}).context["cl"].result_count == 0
+
+
+def test_viewer_sees_urls_in_job_args_redacted(staff_client, user, workspace):
+    """A viewer's job page shows the query values of URLs in the args as ***; a writer's shows them."""
+    job = make_job(workspace, args={"url": "wss://feed.example.org/ws?token=s3cret"})
+    job_page = reverse("admin:orvanta_triggers_job_change", args=[job.pk])
+    assert "token=s3cret" in staff_client.get(job_page).content.decode()
+    services.set_membership(workspace=workspace, user=user, role=Membership.Role.VIEWER)
+    page = staff_client.get(job_page).content.decode()
+    assert "token=***" in page and "s3cret" not in page
 
 
 def test_viewer_member_gets_a_read_only_trigger(staff_client, user, workspace):

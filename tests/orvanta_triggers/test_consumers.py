@@ -1,7 +1,10 @@
 """The live monitor: the page, and its WebSocket consumer over the real channels-redis
 layer, fed by a real listener and worker."""
 
+import asyncio
 import json
+import logging
+import time
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -9,6 +12,9 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from config.asgi import application
+from orvanta_triggers import bus, monitor, services
+from orvanta_triggers.consumers import DemoFeedConsumer, MonitorConsumer
+from orvanta_triggers.models import Membership
 from orvanta_triggers.monitor import MonitorPublisher
 from tests.listener.helpers import make_trigger, wait_connected
 
@@ -81,6 +87,144 @@ def test_socket_sends_a_snapshot_of_every_trigger(e2e_workspace, owner, ws_serve
 
     snapshot = async_to_sync(scenario)()
     assert [(t["path"], t["status"]) for t in snapshot["triggers"]] == [("f/test/feed", "disabled")]
+
+
+def test_snapshot_shows_frame_urls_redacted(e2e_workspace, django_user_model, ws_server):
+    """The URL a frame came in on (a URL runnable's, with its token) reaches no member in clear (viewers got it)."""
+    trigger = make_trigger(e2e_workspace, ws_server, enabled=False)
+    key = monitor.frames_key(trigger.id)
+    frame = {"at": "2024-05-01T12:00:00+00:00", "msg": "hi", "msg_type": "text", "url": f"{ws_server.url}?token=s3cret"}
+    bus.client().lpush(key, json.dumps(frame))
+    viewer = django_user_model.objects.create_user(username="viewer", password="pw")
+    services.set_membership(workspace=e2e_workspace, user=viewer, role=Membership.Role.VIEWER)
+    headers = session_headers(viewer)
+
+    async def scenario():
+        communicator, _, _ = await open_monitor(headers, "e2e")
+        snapshot = (await receive(communicator))["snapshot"]
+        await communicator.disconnect()
+        return snapshot
+
+    try:
+        frames = async_to_sync(scenario)()["triggers"][0]["frames"]
+    finally:
+        bus.client().delete(key)
+    assert frames == [{**frame, "url": f"{ws_server.url}?token=***"}]
+
+
+@pytest.fixture
+def viewer_session(e2e_workspace, django_user_model):
+    """(viewer, their logged-in Client, the monitor socket's headers for that session)."""
+    viewer = django_user_model.objects.create_user(username="viewer", password="pw")
+    services.set_membership(workspace=e2e_workspace, user=viewer, role=Membership.Role.VIEWER)
+    client = Client()
+    client.force_login(viewer)
+    headers = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), (b"origin", b"http://localhost")]
+    return viewer, client, headers
+
+
+async def closed_with(communicator, timeout):
+    """The close code the server sends within `timeout` seconds (events before it skipped)."""
+    while True:
+        output = await communicator.receive_output(timeout)
+        if output["type"] == "websocket.close":
+            return output.get("code")
+
+
+def watch_until_closed(headers, act, *, timeout):
+    """Open a monitor, run `act` (sync), and return (close code, seconds from act to close)."""
+
+    async def scenario():
+        communicator, connected, _ = await open_monitor(headers, "e2e")
+        assert connected
+        await receive(communicator)
+        await sync_to_async(act)()
+        started = time.monotonic()
+        code = await closed_with(communicator, timeout)
+        return code, time.monotonic() - started
+
+    return async_to_sync(scenario)()
+
+
+def test_removed_member_is_closed_at_once(e2e_workspace, viewer_session, monkeypatch):
+    """Removing a member closes their open monitor with 4403 at once (it kept streaming)."""
+    monkeypatch.setattr(MonitorConsumer, "MEMBERSHIP_RECHECK_SECS", 60)
+    viewer, _, headers = viewer_session
+    code, waited = watch_until_closed(
+        headers, lambda: services.remove_membership(workspace=e2e_workspace, user=viewer), timeout=5
+    )
+    assert code == 4403 and waited < 2
+
+
+def test_member_gone_unannounced_is_closed_within_seconds(viewer_session):
+    """A member whose user is deleted (no membership service involved) is closed at the next check."""
+    viewer, _, headers = viewer_session
+    code, waited = watch_until_closed(headers, viewer.delete, timeout=MonitorConsumer.MEMBERSHIP_RECHECK_SECS + 3)
+    assert code == 4403 and waited <= MonitorConsumer.MEMBERSHIP_RECHECK_SECS + 1
+
+
+def test_logged_out_member_is_closed_within_seconds(viewer_session):
+    """Logging out closes the monitors open on that session at the next check."""
+    _, client, headers = viewer_session
+    code, _ = watch_until_closed(headers, client.logout, timeout=MonitorConsumer.MEMBERSHIP_RECHECK_SECS + 3)
+    assert code == 4403
+
+
+def test_a_closed_monitor_gets_no_more_events(e2e_workspace, viewer_session, monkeypatch):
+    """Once closed for a lost membership, the socket is sent nothing the workspace publishes."""
+    monkeypatch.setattr(MonitorConsumer, "MEMBERSHIP_RECHECK_SECS", 60)
+    viewer, _, headers = viewer_session
+    publisher = MonitorPublisher()
+
+    async def scenario():
+        communicator, _, _ = await open_monitor(headers, "e2e")
+        await receive(communicator)
+        await sync_to_async(services.remove_membership)(workspace=e2e_workspace, user=viewer)
+        await closed_with(communicator, 5)
+        publisher.event("e2e", {"type": "status", "trigger_path": "f/x", "status": "connected"})
+        await sync_to_async(publisher.flush)()
+        return await communicator.receive_nothing(timeout=1)
+
+    assert async_to_sync(scenario)()
+
+
+def test_members_stay_connected_across_checks(e2e_workspace, viewer_session, monkeypatch):
+    """A member's monitor survives its checks, a change of their role included, and goes on receiving events."""
+    monkeypatch.setattr(MonitorConsumer, "MEMBERSHIP_RECHECK_SECS", 0.1)
+    viewer, _, headers = viewer_session
+    publisher = MonitorPublisher()
+
+    async def scenario():
+        communicator, _, _ = await open_monitor(headers, "e2e")
+        await receive(communicator)
+        await sync_to_async(services.set_membership)(workspace=e2e_workspace, user=viewer, role=Membership.Role.ADMIN)
+        await asyncio.sleep(1)
+        publisher.event("e2e", {"type": "status", "trigger_path": "f/x", "status": "connected"})
+        await sync_to_async(publisher.flush)()
+        seen = await events_until(communicator, lambda e: e["type"] == "status")
+        await communicator.disconnect()
+        return seen
+
+    assert async_to_sync(scenario)()[-1]["trigger_path"] == "f/x"
+
+
+def test_the_demo_feed_logs_what_it_receives_cut_and_on_one_line(caplog):
+    """A 900 KB message with a forged log line in it is logged as one short line (it was logged whole)."""
+    caplog.set_level(logging.INFO, logger="orvanta_triggers.consumers")
+    message = "hello\n2024-05-01 12:00:00,000 ERROR django.security forged\r\n" + "x" * 900_000
+
+    async def scenario():
+        communicator = WebsocketCommunicator(DemoFeedConsumer.as_asgi(), "/ws/demo/")
+        await communicator.connect(timeout=5)
+        await communicator.send_to(text_data=message)
+        await communicator.receive_from(timeout=5)  # a tick: the message was handled before it
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
+    [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("demo feed: received")]
+    assert logged.startswith("demo feed: received hello\\n2024-05-01 12:00:00,000 ERROR django.security forged\\r\\n")
+    assert logged.endswith(f"… ({len(message)} characters)") and len(logged) < 300
+    assert "\n" not in logged and "\r" not in logged
 
 
 def test_published_events_are_pushed_live(e2e_workspace, owner):

@@ -108,7 +108,12 @@ def read_proxy_settings(env):
     output = subprocess.run(
         [sys.executable, "-c", code],
         cwd=django_settings.BASE_DIR,
-        env={"DJANGO_SETTINGS_MODULE": "config.settings", "PATH": "/usr/bin:/bin", **env},
+        env={
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DJANGO_SECRET_KEY": "x" * 50,
+            "PATH": "/usr/bin:/bin",
+            **env,
+        },
         capture_output=True,
         text=True,
         check=True,

@@ -52,6 +52,26 @@ def test_package_is_not_a_script():
         registry.module_name("examples")
 
 
+@pytest.mark.parametrize("path", ["__init__", "examples/__init__", "_private", "examples/_echo"])
+def test_package_modules_and_private_modules_are_not_scripts(path):
+    """__init__ (the package itself, imported twice) and names starting with _ are refused, saying why."""
+    with pytest.raises(registry.UnknownScript) as error:
+        registry.module_name(path)
+    assert "private modules such as _helpers are not scripts" in str(error.value)
+
+
+def test_private_modules_are_not_listed():
+    """The registry's list leaves out modules whose name starts with _."""
+    scripts = registry.list_scripts()
+    assert "upper" in scripts and not [path for path in scripts if path.startswith("_") or "/_" in path]
+
+
+def test_trailing_newline_is_not_a_script_path():
+    """A path with a trailing newline is malformed, not the script before it."""
+    with pytest.raises(registry.UnknownScript):
+        registry.module_name("examples/echo\n")
+
+
 def test_path_below_a_module_raises():
     """A path that goes on below a module (examples/echo/main) raises UnknownScript."""
     with pytest.raises(registry.UnknownScript):

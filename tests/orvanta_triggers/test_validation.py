@@ -1,9 +1,11 @@
 """Trigger and flow validation, through the services (the one write path)."""
 
+import base64
+
 import pytest
 from django.core.exceptions import ValidationError
 
-from orvanta_triggers import services
+from orvanta_triggers import conf, services, validation
 from orvanta_triggers.models import WebSocketTrigger, Workspace
 
 VALID = {"path": "f/test/feed", "url": "ws://example.org/feed", "script_path": "examples/echo"}
@@ -570,3 +572,106 @@ def test_trigger_on_existing_flow_saves(workspace):
 def test_binary_messages_are_checked(workspace, field, value):
     """binary_message must be base64, and a heartbeat has exactly one of message and binary_message."""
     assert set(create_errors(workspace, **{field: value})) == {field}
+
+
+# Limits
+
+
+def nested(depth):
+    """A JSON value of `depth` nested arrays."""
+    value = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("url_runnable_args", {"a": nested(64)}),
+        ("filters", [{"key": "a", "value": nested(64)}]),
+        ("initial_messages", [{"runnable_result": {"path": "examples/auth_message", "args": {"a": nested(64)}}}]),
+        ("error_handler_args", {"a": nested(64)}),
+        ("heartbeat", {"interval_secs": 5, "message": "ping", "x": nested(64)}),
+    ],
+)
+def test_json_fields_nest_at_most_64_levels(workspace, field, value):
+    """Any JSON field nesting deeper than 64 levels is refused, naming the limit."""
+    assert "nests deeper than 64 levels of arrays and objects" in " ".join(
+        create_errors(workspace, **{field: value})[field]
+    )
+
+
+def test_a_value_at_the_depth_limit_saves(workspace):
+    """64 levels of arrays and objects are accepted."""
+    services.create_trigger(workspace=workspace, **VALID, url_runnable_args={"a": nested(63)})
+
+
+def test_a_raw_message_too_deep_to_parse_is_refused(workspace):
+    """A raw_message nesting 5,000 deep is refused naming the limit, not a crash."""
+    raw = "[" * 5000 + "]" * 5000
+    errors = create_errors(workspace, initial_messages=[{"raw_message": raw}])
+    assert errors == {"initial_messages": [f"message 0: raw_message {validation.TOO_DEEP}"]}
+
+
+def test_workspace_and_flow_json_nest_at_most_64_levels(workspace):
+    """The depth limit holds for a workspace's error handler args and a flow's steps too."""
+    with pytest.raises(ValidationError) as info:
+        services.update_workspace_settings(workspace=workspace, error_handler_args={"a": nested(64)})
+    assert set(info.value.message_dict) == {"error_handler_args"}
+    step = {**STEP_A, "args": {"x": {"type": "static", "value": nested(64)}}}
+    assert "nests deeper than 64 levels" in " ".join(flow_errors(workspace, steps=[step])["steps"])
+
+
+@pytest.mark.parametrize(
+    "message",
+    [{"raw_message": '"' + "x" * 65535 + '"'}, {"binary_message": base64.b64encode(b"x" * 65537).decode()}],
+    ids=["raw", "binary"],
+)
+def test_initial_messages_are_at_most_64_kib(workspace, message):
+    """An initial message larger than 65,536 bytes is refused, naming the limit."""
+    errors = create_errors(workspace, initial_messages=[{"raw_message": "1"}, message])
+    assert errors == {"initial_messages": ["message 1: larger than 65536 bytes (the limit for an initial message)"]}
+
+
+def test_an_initial_message_of_64_kib_saves(workspace):
+    """An initial message of exactly 65,536 bytes is accepted."""
+    services.create_trigger(workspace=workspace, **VALID, initial_messages=[{"raw_message": '"' + "x" * 65534 + '"'}])
+
+
+def test_at_most_100_initial_messages(workspace):
+    """More than 100 initial messages are refused, naming the limit."""
+    errors = create_errors(workspace, initial_messages=[{"raw_message": "1"}] * 101)
+    assert errors == {"initial_messages": ["at most 100 initial messages"]}
+
+
+def test_triggers_per_workspace_are_limited(workspace, settings):
+    """Past ORVANTA_MAX_TRIGGERS_PER_WORKSPACE a workspace's next trigger is refused, naming the setting."""
+    settings.ORVANTA_MAX_TRIGGERS_PER_WORKSPACE = 2
+    for index in range(2):
+        services.create_trigger(workspace=workspace, **{**VALID, "path": f"f/test/{index}"})
+    with pytest.raises(ValidationError) as info:
+        services.create_trigger(workspace=workspace, **VALID)
+    assert info.value.messages == [
+        "workspace 'acme' already has 2 WebSocket triggers, the most ORVANTA_MAX_TRIGGERS_PER_WORKSPACE allows"
+    ]
+    assert WebSocketTrigger.objects.count() == 2
+
+
+def test_the_trigger_limit_is_per_workspace(workspace, user, settings):
+    """Another workspace's triggers don't count against this one's limit."""
+    settings.ORVANTA_MAX_TRIGGERS_PER_WORKSPACE = 1
+    services.create_trigger(workspace=workspace, **VALID)
+    other = services.create_workspace(slug="other", owner=user)
+    services.create_trigger(workspace=other, **VALID)
+
+
+def test_the_default_trigger_limit_is_1000():
+    """ORVANTA_MAX_TRIGGERS_PER_WORKSPACE defaults to 1,000."""
+    assert conf.max_triggers_per_workspace() == 1000
+
+
+@pytest.mark.parametrize("path", ["__init__", "examples/__init__", "_private"])
+def test_package_and_private_module_paths_are_refused(workspace, path):
+    """A script path naming a package's __init__ or a private module is refused on script_path."""
+    assert "not a script path" in " ".join(create_errors(workspace, script_path=path)["script_path"])

@@ -167,3 +167,14 @@ def test_non_member_jobs_404(workspace, django_user_model):
     stranger = api_client_for(django_user_model.objects.create_user(username="bob", password="pw"))
     assert stranger.get(JOBS).status_code == 404
     assert stranger.get(f"{JOBS}{job.id}/").status_code == 404
+
+
+def test_viewers_get_urls_in_args_redacted(workspace, member_client):
+    """A viewer reads job args with the query values of the URLs in them as *** (they read the token)."""
+    job = record_job(workspace, msg="see wss://feed.example.org/ws?token=s3cret&v=2 now")
+    for client, shown in (
+        (member_client(ROLES.VIEWER), "see wss://feed.example.org/ws?token=***&v=*** now"),
+        (member_client(ROLES.DEVELOPER), "see wss://feed.example.org/ws?token=s3cret&v=2 now"),
+    ):
+        assert client.get(f"{JOBS}{job.id}/").json()["args"] == {"msg": shown}
+        assert client.get(JOBS).json()["results"][0]["args"] == {"msg": shown}

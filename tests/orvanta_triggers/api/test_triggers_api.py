@@ -1,5 +1,7 @@
 """The WebSocket trigger REST API: /api/w/<ws>/websocket_triggers/."""
 
+import json
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -206,6 +208,135 @@ def test_create_on_plan_without_triggers_403(user, plan):
     assert not WebSocketTrigger.objects.exists()
 
 
+# Secrets by role
+
+SECRETS = {
+    "url": "wss://feed.example.org/ws?token=s3cret&v=2",
+    "url_runnable_args": {},
+    "headers": {"Authorization": "Bearer hunter2", "X-Team": "blue"},
+    "initial_messages": [
+        {"raw_message": '{"op": "auth", "token": "s3cret"}'},
+        {"binary_message": "c2VjcmV0"},
+        {"runnable_result": {"path": "examples/auth_message", "args": {"token": "s3cret"}, "is_flow": False}},
+    ],
+}
+RUNNABLE_URL = {
+    "url": "$script:examples/ws_url",
+    "url_runnable_args": {"base_url": "wss://x.example.org/", "token": "abc"},
+}
+
+# What a viewer gets instead of SECRETS.
+REDACTED_SECRETS = {
+    "url": "wss://feed.example.org/ws?token=***&v=***",
+    "url_runnable_args": {},
+    "headers": {"Authorization": "***", "X-Team": "***"},
+    "initial_messages": [
+        {"raw_message": "***"},
+        {"binary_message": "***"},
+        {"runnable_result": {"path": "examples/auth_message", "args": {"token": "***"}, "is_flow": False}},
+    ],
+}
+
+
+def test_viewers_get_secrets_redacted(workspace, member_client):
+    """A viewer reads header values, initial messages and URL query values as *** (they read them in clear)."""
+    make_trigger(workspace, **SECRETS)
+    viewer = member_client(ROLES.VIEWER)
+    for body in (viewer.get(DETAIL).json(), viewer.get(LIST).json()["results"][0]):
+        assert {name: body[name] for name in REDACTED_SECRETS} == REDACTED_SECRETS
+
+
+def test_viewers_get_url_runnable_args_redacted(workspace, member_client):
+    """A viewer reads a URL runnable's args as *** (its names stay readable)."""
+    make_trigger(workspace, **RUNNABLE_URL)
+    body = member_client(ROLES.VIEWER).get(DETAIL).json()
+    assert body["url"] == "$script:examples/ws_url"
+    assert body["url_runnable_args"] == {"base_url": "***", "token": "***"}
+
+
+@pytest.mark.parametrize("role", [ROLES.DEVELOPER, ROLES.ADMIN])
+def test_members_who_write_see_secrets(workspace, member_client, role):
+    """Developers and admins read the secrets as stored."""
+    make_trigger(workspace, **SECRETS)
+    body = member_client(role).get(DETAIL).json()
+    assert {name: body[name] for name in SECRETS} == SECRETS
+
+
+def test_patch_with_redacted_values_keeps_the_stored_ones(api, workspace, member_client):
+    """A trigger read as a viewer and written back changed keeps its stored secrets."""
+    make_trigger(workspace, **SECRETS)
+    as_read = member_client(ROLES.VIEWER).get(DETAIL).json()
+    response = api.patch(DETAIL, {**{name: as_read[name] for name in SECRETS}, "filter_logic": "or"}, format="json")
+    assert response.status_code == 200
+    trigger = WebSocketTrigger.objects.get(path=PATH)
+    assert {name: getattr(trigger, name) for name in SECRETS} == SECRETS and trigger.filter_logic == "or"
+
+
+def test_put_with_redacted_values_keeps_the_stored_ones(api, workspace, member_client):
+    """PUT of the viewer's JSON keeps the stored URL runnable args, and new values replace the others."""
+    make_trigger(workspace, **RUNNABLE_URL, headers={"Authorization": "Bearer hunter2"})
+    as_read = member_client(ROLES.VIEWER).get(DETAIL).json()
+    body = {**as_read, "headers": {"Authorization": "Bearer new", "X-New": "1"}}
+    assert api.put(DETAIL, body, format="json").status_code == 200
+    trigger = WebSocketTrigger.objects.get(path=PATH)
+    assert trigger.url_runnable_args == RUNNABLE_URL["url_runnable_args"]
+    assert trigger.headers == {"Authorization": "Bearer new", "X-New": "1"}
+
+
+def test_a_redacted_value_for_a_new_name_is_stored_as_sent(api, workspace):
+    """*** for a header the trigger doesn't have is a value like any other."""
+    make_trigger(workspace, **SECRETS)
+    api.patch(DETAIL, {"headers": {"Authorization": "***", "X-Other": "***"}}, format="json")
+    assert WebSocketTrigger.objects.get(path=PATH).headers == {"Authorization": "Bearer hunter2", "X-Other": "***"}
+
+
+# Limits
+
+
+def test_a_filter_value_nested_5000_deep_is_a_400(api):
+    """A body nesting deeper than JSON can be parsed answers 400 naming the limit (it was a 500)."""
+    body = json.dumps(BODY)[:-1] + ', "filters": [{"key": "a", "value": ' + "[" * 5000 + "]" * 5000 + "}]}"
+    response = api.post(LIST, body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nests deeper than 64 levels" in response.json()["detail"]
+    assert not WebSocketTrigger.objects.exists()
+
+
+def test_a_field_nested_past_the_limit_is_a_field_keyed_400(api):
+    """A field nesting deeper than 64 levels, yet parseable, answers 400 keyed on that field."""
+    deep = "[" * 500 + "]" * 500
+    body = json.dumps(BODY)[:-1] + ', "url_runnable_args": {"a": ' + deep + "}}"
+    response = api.post(LIST, body, content_type="application/json")
+    assert response.status_code == 400 and "nests deeper than 64 levels" in response.json()["url_runnable_args"][0]
+
+
+def test_a_2_mb_initial_message_is_a_400(api):
+    """An initial message of 2 MB answers 400 naming the 64 KiB limit."""
+    response = api.post(
+        LIST, {**BODY, "initial_messages": [{"raw_message": '"' + "x" * 2_000_000 + '"'}]}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "initial_messages": ["message 0: larger than 65536 bytes (the limit for an initial message)"]
+    }
+
+
+def test_creating_past_the_workspace_trigger_limit_is_a_400(api, workspace, settings):
+    """Past ORVANTA_MAX_TRIGGERS_PER_WORKSPACE, create answers 400 naming the setting."""
+    settings.ORVANTA_MAX_TRIGGERS_PER_WORKSPACE = 1
+    make_trigger(workspace, path="f/a/one")
+    response = api.post(LIST, BODY, format="json")
+    assert response.status_code == 400
+    assert "ORVANTA_MAX_TRIGGERS_PER_WORKSPACE" in response.json()["non_field_errors"][0]
+
+
+@pytest.mark.parametrize("script_path", ["__init__", "examples/__init__", "_private"])
+def test_package_and_private_script_paths_are_a_400(api, script_path):
+    """__init__ and names starting with _ answer 400 on script_path (they were accepted)."""
+    response = api.post(LIST, {**BODY, "script_path": script_path}, format="json")
+    assert response.status_code == 400 and "not a script path" in response.json()["script_path"][0]
+
+
 # Detail: get, put, patch, delete
 
 
@@ -300,6 +431,52 @@ def test_setenabled_on_downgraded_workspace_403(api, workspace):
     response = api.post(SETENABLED, {"enabled": True}, format="json")
     assert response.status_code == 403 and "Free" in response.json()["detail"]
     assert WebSocketTrigger.objects.get(path=PATH).enabled is False
+
+
+REFUSED_NOW = "ws://127.0.0.1:9/feed"
+
+
+@pytest.fixture
+def url_refused_since(workspace, settings):
+    """A trigger saved while its URL was allowed, whose host is refused now (as one
+    that resolves to a private address since)."""
+    trigger = make_trigger(workspace, url=REFUSED_NOW)
+    settings.ORVANTA_ALLOW_PRIVATE_URLS = False
+    return trigger
+
+
+def test_setenabled_false_does_not_depend_on_the_url(api, url_refused_since):
+    """A trigger whose URL is refused now can still be disabled (it answered 400 with the URL error)."""
+    response = api.post(SETENABLED, {"enabled": False}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "disabled"
+    assert WebSocketTrigger.objects.get(path=PATH).enabled is False
+
+
+def test_patch_disabling_does_not_depend_on_the_url(api, url_refused_since):
+    """PATCH {"enabled": false}, with other changes too, disables a trigger whose URL is refused now."""
+    response = api.patch(DETAIL, {"enabled": False, "filter_logic": "or"}, format="json")
+    assert response.status_code == 200
+    assert WebSocketTrigger.objects.values_list("enabled", "filter_logic", "url").get() == (False, "or", REFUSED_NOW)
+
+
+def test_enabling_checks_the_url_again(api, url_refused_since):
+    """Once disabled, enabling it again is refused with the URL's reason."""
+    api.post(SETENABLED, {"enabled": False}, format="json")
+    response = api.post(SETENABLED, {"enabled": True}, format="json")
+    assert response.status_code == 400 and "private or internal address" in " ".join(response.json()["url"])
+    assert WebSocketTrigger.objects.get(path=PATH).enabled is False
+
+
+def test_a_disabled_triggers_new_url_is_checked(api, url_refused_since):
+    """A disabled trigger keeps its stored URL unchecked, not a new one."""
+    api.post(SETENABLED, {"enabled": False}, format="json")
+    response = api.patch(DETAIL, {"url": "ws://10.0.0.1/feed"}, format="json")
+    assert response.status_code == 400 and "private or internal address" in " ".join(response.json()["url"])
+
+
+def test_delete_does_not_depend_on_the_url(api, url_refused_since):
+    """A trigger whose URL is refused now can be deleted."""
+    assert api.delete(DETAIL).status_code == 204 and not WebSocketTrigger.objects.exists()
 
 
 def test_setenabled_unknown_path_404(api):
