@@ -2,8 +2,9 @@
 arguments, and how a redacted value sent back keeps the stored one.
 
 A trigger's secrets are its header values, its URL runnable args, its initial
-messages (raw and binary messages, a runnable's args) and the values in its URL's
-query string (and a userinfo password). Members who may write the trigger
+messages (raw and binary messages, a runnable's args), its resume message (a
+gateway's RESUME carries the token) and the values in its URL's query string (and a
+userinfo password). Members who may write the trigger
 (developers, admins) see them as stored; viewers see each replaced by "***" in the
 API, the admin and the monitor. A job's arguments are shown to viewers with the
 query values of every URL in them replaced the same way.
@@ -54,8 +55,16 @@ def redact_initial_messages(messages):
     return [redact_initial_message(item) for item in messages]
 
 
+def redact_resume(resume):
+    """The resume message hidden; `refused_when` (a filter) shown."""
+    if not isinstance(resume, dict):
+        return resume
+    return {**resume, "message": REDACTED} if "message" in resume else resume
+
+
 REDACTORS = {
     "url": redact_url,
+    "resume": redact_resume,
     "url_runnable_args": redact_values,
     "headers": redact_values,
     "initial_messages": redact_initial_messages,
@@ -126,8 +135,15 @@ def _keep_url(sent, stored):
     return stored if sent != stored and sent == redact_url(stored) else sent
 
 
+def _keep_resume(sent, stored):
+    if isinstance(sent, dict) and isinstance(stored, dict) and sent.get("message") == REDACTED:
+        return {**sent, "message": stored.get("message")}
+    return sent
+
+
 KEEPERS = {
     "url": _keep_url,
+    "resume": _keep_resume,
     "url_runnable_args": _keep_values,
     "headers": _keep_values,
     "initial_messages": _keep_initial_messages,

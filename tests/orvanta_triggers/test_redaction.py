@@ -59,3 +59,14 @@ def test_an_initial_message_changed_keeps_only_its_redacted_args():
             {"raw_message": "***"},
         ]
     }
+
+
+def test_a_resume_message_is_hidden_and_kept_when_sent_back():
+    """A viewer sees the resume message as ***, refused_when as it is; *** sent back keeps the stored message."""
+    stored = {
+        "message": '{"op": 6, "d": {"token": "secret", "seq": {{seq}}}}',
+        "refused_when": {"key": "op", "value": 9},
+    }
+    shown = redaction.redact_trigger_config({"resume": stored})["resume"]
+    assert shown == {"message": "***", "refused_when": {"key": "op", "value": 9}}
+    assert redaction.KEEPERS["resume"](shown, stored) == stored
