@@ -506,7 +506,7 @@ def rows(n, knobs, prod, base):
             label,
             higher_is_better=False,
             measured_shown=None if hb["p99_ms"] is not None else "lost",
-            baseline_shown=None if base_hb["p99_ms"] is not None else f"lost ({label})",
+            baseline_shown=None if base_hb["p99_ms"] is not None else "lost",
             note=f"p50 {_fmt_ms(hb['p50_ms'])}; a missing interval counts as lost; over the {hb['intervals']:,} "
             f"intervals seen: p50 {_fmt_ms(hb['seen_p50_ms'])}, p99 {_fmt_ms(hb['seen_p99_ms'])}, max "
             f"{_fmt_ms(hb['max_ms'])} (bare: p50 {_fmt_ms(base_hb['p50_ms'])}; over the {base_hb['intervals']:,} seen "
