@@ -4,7 +4,10 @@ evenly and move only when the set of listeners changes."""
 
 import hashlib
 import logging
+import threading
 import time
+
+import redis
 
 from orvanta_triggers import bus
 
@@ -48,12 +51,15 @@ class Leases:
         self.ttl_secs = ttl_secs
         self._ttl_ms = int(ttl_secs * 1000)
         self._held = set()
+        # The keeper thread renews while the supervisor acquires and releases.
+        self._lock = threading.Lock()
         redis_client = bus.client()
         self._renew = redis_client.register_script(RENEW_SCRIPT)
         self._release = redis_client.register_script(RELEASE_SCRIPT)
 
     def held(self):
-        return set(self._held)
+        with self._lock:
+            return set(self._held)
 
     def heartbeat(self):
         """Announce this listener; return (ids of every live listener, the Redis
@@ -70,7 +76,8 @@ class Leases:
 
     def acquire(self, trigger_id):
         if bus.client().set(bus.lease_key(trigger_id), self.listener_id, nx=True, px=self._ttl_ms):
-            self._held.add(trigger_id)
+            with self._lock:
+                self._held.add(trigger_id)
             return True
         return False
 
@@ -83,21 +90,69 @@ class Leases:
         return {t: (v.decode() if v is not None else None) for t, v in zip(ids, values)}
 
     def renew(self):
-        """Renew every held lease; return the ids of those lost to another owner."""
-        ids = sorted(self._held)
-        if not ids:
-            return []
-        lost_positions = self._renew(keys=[bus.lease_key(t) for t in ids], args=[self.listener_id, self._ttl_ms])
-        lost = [ids[i - 1] for i in lost_positions]
-        self._held.difference_update(lost)
+        """Renew every held lease; return the ids of those lost to another owner.
+        Holds the lock throughout, so a lease released meanwhile is not taken back
+        from a stale list."""
+        with self._lock:
+            ids = sorted(self._held)
+            if not ids:
+                return []
+            lost_positions = self._renew(keys=[bus.lease_key(t) for t in ids], args=[self.listener_id, self._ttl_ms])
+            lost = [ids[i - 1] for i in lost_positions]
+            self._held.difference_update(lost)
         return lost
 
     def release(self, trigger_id):
-        self._held.discard(trigger_id)
-        self._release(keys=[bus.lease_key(trigger_id)], args=[self.listener_id])
+        with self._lock:
+            self._held.discard(trigger_id)
+            self._release(keys=[bus.lease_key(trigger_id)], args=[self.listener_id])
 
     def leave(self):
         """Release everything and drop out of the live set (clean shutdown)."""
-        for trigger_id in list(self._held):
+        for trigger_id in self.held():
             self.release(trigger_id)
         bus.client().zrem(bus.listeners_key(), self.listener_id)
+
+
+class LeaseKeeper:
+    """Renews a listener's leases on a thread of its own, three times per TTL,
+    however long the supervisor's reconcile pass takes (starting thousands of
+    connections can outlast a TTL: leases must not lapse meanwhile, or another
+    listener takes triggers whose sockets are still open). `on_lost(ids)` hears of
+    leases another listener owns now."""
+
+    def __init__(self, leases, *, on_lost):
+        self._leases = leases
+        self._on_lost = on_lost
+        self._stop = threading.Event()
+        self._now = threading.Event()
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+        self._thread.start()
+
+    def is_alive(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def renew_soon(self):
+        """Renew at once (after Redis came back: leases may be gone with it)."""
+        self._now.set()
+
+    def stop(self):
+        self._stop.set()
+        self._now.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                lost = self._leases.renew()
+            except redis.RedisError as exc:
+                logger.warning("listener %s: could not renew leases: %s", self._leases.listener_id, exc)
+            else:
+                if lost:
+                    self._on_lost(lost)
+            self._now.wait(self._leases.ttl_secs / 3)
+            self._now.clear()

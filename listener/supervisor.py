@@ -21,7 +21,7 @@ from django.db import connection as db_connection
 from listener import metrics
 from listener.connection import Connection, ListenerServices, Status
 from listener.dispatch import Dispatcher
-from listener.leases import Leases, rendezvous_owner
+from listener.leases import LeaseKeeper, Leases, rendezvous_owner
 from listener.results import ResultRouter
 from listener.runnables import RunnableClient
 from listener.spec import TriggerSpec
@@ -50,6 +50,10 @@ class Supervisor:
         self.stop_event = stop_event
         self._wake = threading.Event()
         self._leases = Leases(listener_id=self.listener_id, ttl_secs=conf.lease_ttl_secs())
+        self._lease_keeper = LeaseKeeper(self._leases, on_lost=self._leases_lost)
+        # Ids whose lease another listener took, reported by the keeper's thread.
+        self._lost = set()
+        self._lost_lock = threading.Lock()
         self._status = StatusWriter(touch_interval=conf.status_write_interval_secs())
         self._dispatcher = Dispatcher(
             celery_app=celery_app,
@@ -86,7 +90,6 @@ class Supervisor:
         self._preferred = set()
         # Held triggers another listener now owns, not yet handed over.
         self._handing_over = []
-        self._renew_due = 0.0
         self._stale_scan_due = 0.0
 
     def _count_connections(self, status):
@@ -105,6 +108,7 @@ class Supervisor:
         self._router.start()
         self._monitor.start()
         self._timers.start()
+        self._lease_keeper.start()
         try:
             while not self.stop_event.is_set():
                 try:
@@ -134,15 +138,14 @@ class Supervisor:
         if not self._timers.is_alive():
             logger.error("listener %s: timer thread ended; starting it again", self.listener_id)
             self._timers.start()
+        if not self._lease_keeper.is_alive():
+            logger.error("listener %s: lease keeper thread ended; starting it again", self.listener_id)
+            self._lease_keeper.start()
         now = time.monotonic()
+        with self._lost_lock:
+            lost, self._lost = self._lost, set()
+        self._stop_connections([tid for tid in lost if tid in self._connections], reason="lease lost", release=False)
         try:
-            if now >= self._renew_due:
-                self._renew_due = now + self._leases.ttl_secs / 3
-                for trigger_id in self._leases.renew():
-                    connection = self._connections.get(trigger_id)
-                    path = connection.spec.path if connection else trigger_id
-                    logger.warning("trigger %s: lease lost to another listener; closing at once", path)
-                    self._stop_connections([trigger_id], reason="lease lost", release=False)
             live, redis_run_id = self._leases.heartbeat()
         except redis.RedisError as exc:
             # Nobody can take a lease while Redis is away: keep every socket open,
@@ -190,6 +193,19 @@ class Supervisor:
         claimed = self._claim_unheld(wanted, now) if self._may_claim() else []
         self._start_connections(ended + edited + claimed)
 
+    def _leases_lost(self, trigger_ids):
+        """On the keeper's thread: another listener owns these now. Their sockets
+        close at once; the supervisor forgets them at its next tick."""
+        for trigger_id in trigger_ids:
+            connection = self._connections.get(trigger_id)
+            path = connection.spec.path if connection else trigger_id
+            logger.warning("trigger %s: lease lost to another listener; closing at once", path)
+            if connection is not None:
+                connection.close("lease lost")
+        with self._lost_lock:
+            self._lost.update(trigger_ids)
+        self._wake.set()
+
     def _hand_over_some(self):
         """Close and release up to HANDOVER_BATCH of the triggers another listener now
         owns, and tell the others: a joining listener takes its share in batches, not
@@ -231,8 +247,8 @@ class Supervisor:
         """Redis was away or restarted: its leases and live set may be missing until
         every listener renewed them, and a message a worker was taking may be lost."""
         self._redis_ok_since = None
-        # Leases may be gone with it: take them back at the next tick, not a third of a TTL later.
-        self._renew_due = 0.0
+        # Leases may be gone with it: take them back now, not a third of a TTL later.
+        self._lease_keeper.renew_soon()
         self._dispatcher.redis_restarted()
 
     def _may_claim(self):
@@ -269,6 +285,9 @@ class Supervisor:
         return claimed
 
     def _start_connections(self, trigger_ids):
+        # A trigger can be both edited and claimed (its lease lapsed meanwhile): one
+        # connection each, never a second one that would orphan the first.
+        trigger_ids = [tid for tid in dict.fromkeys(trigger_ids) if tid not in self._connections]
         if not trigger_ids:
             return
         triggers = selectors.triggers_by_id(trigger_ids)
@@ -310,6 +329,7 @@ class Supervisor:
             for trigger_id, path in held.items():
                 self._status.set(trigger_id, path, status="connecting", error=f"listener {self.listener_id} stopped")
             self._timers.stop()
+            self._lease_keeper.stop()
             self._dispatcher.stop(timeout=3.0)
             self._status.stop()
             self._monitor.stop()

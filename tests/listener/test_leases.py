@@ -1,10 +1,12 @@
 """Leases in Redis: compare-and-set ownership, renewal, reclaim, and rendezvous spread."""
 
 import collections
+import threading
+import time
 
 import pytest
 
-from listener.leases import Leases, rendezvous_owner
+from listener.leases import LeaseKeeper, Leases, rendezvous_owner
 from orvanta_triggers import bus
 
 
@@ -88,3 +90,39 @@ def test_rendezvous_moves_only_what_a_new_listener_takes():
     moved = [t for t in before if before[t] != after[t]]
     assert all(after[t] == "l4" for t in moved)
     assert 600 <= len(moved) <= 900
+
+
+def test_the_keeper_renews_leases_on_its_own(leases):
+    """With nobody else renewing, the keeper's thread keeps a lease alive past several TTLs."""
+    a = leases("a", ttl_secs=0.6)
+    a.acquire(1101)
+    keeper = LeaseKeeper(a, on_lost=lambda ids: None)
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert a.owners([1101]) == {1101: "a"}
+            time.sleep(0.05)
+    finally:
+        keeper.stop()
+
+
+def test_the_keeper_reports_a_lease_another_listener_took(leases):
+    """A lease taken by another owner is reported to on_lost by the keeper."""
+    a = leases("a", ttl_secs=0.6)
+    a.acquire(1102)
+    lost = threading.Event()
+    reported = []
+
+    def on_lost(ids):
+        reported.extend(ids)
+        lost.set()
+
+    keeper = LeaseKeeper(a, on_lost=on_lost)
+    bus.client().set(bus.lease_key(1102), "b")
+    keeper.start()
+    try:
+        assert lost.wait(5)
+        assert reported == [1102] and a.held() == set()
+    finally:
+        keeper.stop()
