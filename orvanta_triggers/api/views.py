@@ -4,6 +4,7 @@ service, serialize."""
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from config.celery import app as celery_app
@@ -55,6 +56,15 @@ class TriggerLookupMixin:
         return selectors.workspace_triggers(workspace=self.workspace)
 
 
+def query_text(request, name):
+    """A text query parameter, or None; 400 for one no database column can hold
+    (PostgreSQL refuses NUL in text, so the query would fail with a 500)."""
+    value = request.query_params.get(name)
+    if value is not None and "\x00" in value:
+        raise ValidationError({name: ["must not contain NUL (U+0000)"]})
+    return value
+
+
 @extend_schema_view(
     get=extend_schema(
         summary="List WebSocket triggers",
@@ -71,8 +81,8 @@ class TriggerListView(WorkspaceMixin, generics.ListCreateAPIView):
     def get_queryset(self):
         return selectors.workspace_triggers(
             workspace=self.workspace,
-            script_path=self.request.query_params.get("script_path"),
-            path_start=self.request.query_params.get("path_start"),
+            script_path=query_text(self.request, "script_path"),
+            path_start=query_text(self.request, "path_start"),
         )
 
     def create(self, request, *args, **kwargs):
@@ -149,12 +159,11 @@ class JobListView(WorkspaceMixin, generics.ListAPIView):
     serializer_class = JobSerializer
 
     def get_queryset(self):
-        params = self.request.query_params
         return selectors.workspace_jobs(
             workspace=self.workspace,
-            trigger_path=params.get("trigger_path"),
-            status=params.get("status"),
-            script_path=params.get("script_path"),
+            trigger_path=query_text(self.request, "trigger_path"),
+            status=query_text(self.request, "status"),
+            script_path=query_text(self.request, "script_path"),
         )
 
 

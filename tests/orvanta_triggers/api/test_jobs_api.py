@@ -2,6 +2,7 @@
 
 import uuid
 
+import pytest
 from django.utils import timezone
 
 from orvanta_triggers import services
@@ -74,6 +75,13 @@ def test_list_item_is_job_json(api, workspace):
     assert set(item) == JOB_JSON_KEYS
     assert item["status"] == "success" and item["args"] == {"msg": "hi"} and item["result"] == "hi"
     assert item["attempt"] == 1 and item["started_at"] and item["finished_at"]
+
+
+@pytest.mark.parametrize("name", ["trigger_path", "status", "script_path"])
+def test_list_filter_with_nul_is_a_400(api, workspace, name):
+    """A NUL in a job filter parameter is refused with 400 naming it, not a 500."""
+    response = api.get(JOBS, {name: "a\x00b"})
+    assert response.status_code == 400 and name in response.json()
 
 
 def test_list_filters_by_trigger_path(api, workspace):

@@ -80,6 +80,13 @@ def test_list_filters_by_script_path(api, workspace):
     assert [t["path"] for t in body["results"]] == ["f/a/fail"]
 
 
+@pytest.mark.parametrize("name", ["script_path", "path_start"])
+def test_list_filter_with_nul_is_a_400(api, workspace, name):
+    """A NUL in a filter parameter is refused with 400 naming it (PostgreSQL can't compare it: no 500)."""
+    response = api.get(LIST, {name: "a\x00b"})
+    assert response.status_code == 400 and name in response.json()
+
+
 def test_list_filters_by_path_start(api, workspace):
     """?path_start= keeps only the triggers whose path starts with it."""
     make_trigger(workspace, path="f/sales/one")
