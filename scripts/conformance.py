@@ -312,6 +312,8 @@ class Conformance:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "DJANGO_DEBUG": "false",
+            # Production settings refuse to start without a secret of their own.
+            "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or os.urandom(32).hex(),
             "DATABASE_URL": self.db.url,
             "REDIS_URL": self.redis.url,
             "ORVANTA_ALLOW_PRIVATE_URLS": "true",
