@@ -132,8 +132,8 @@ class Supervisor:
         """Bring the held connections in line with the database and the live
         listeners. Its cost follows what changed: the trigger set is read only when
         its fingerprint moved (or every FULL_READ_INTERVAL_SECS), ownership is
-        recomputed only when the set or the live listeners changed, and leases are
-        renewed a few times per TTL, not every tick."""
+        recomputed only when the set or the live listeners changed; leases are renewed
+        by the LeaseKeeper's own thread, and those it found lost are closed here."""
         close_old_connections()
         if not self._timers.is_alive():
             logger.error("listener %s: timer thread ended; starting it again", self.listener_id)
