@@ -29,7 +29,7 @@ from listener.handshake import SEND_TIMEOUT_SECS, ConnectFailed, open_websocket,
 from listener.runnables import RunnableFailed
 from orvanta_triggers import conf, filters, monitor, netguard
 from orvanta_triggers.execution import result_frame
-from orvanta_triggers.models import WebSocketTrigger
+from orvanta_triggers.models import Job, WebSocketTrigger
 from orvanta_triggers.tasks import NOTIFY_CONNECTION_FAILURE
 from orvanta_triggers.validation import PLACEHOLDER_RE
 
@@ -289,6 +289,8 @@ class Connection:
             workspace_id=self.spec.workspace_id,
             runnables=self._services.runnables,
             cancelled=self._closing,
+            kind=Job.Kind.URL_RUNNABLE,
+            trigger_path=self.spec.path,
         )
         ws = open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
         self._url = url
@@ -358,6 +360,8 @@ class Connection:
                         is_flow=runnable.get("is_flow", False),
                         args=runnable.get("args", {}),
                         cancelled=self._closing,
+                        kind=Job.Kind.INITIAL_MESSAGE,
+                        trigger_path=self.spec.path,
                     )
                 except RunnableFailed as exc:
                     raise ConnectFailed(f"initial message {index}: runnable {exc}") from exc

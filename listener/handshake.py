@@ -40,15 +40,22 @@ def url_runnable(url):
     return None
 
 
-def resolve_url(url, *, url_runnable_args, workspace_id, runnables, cancelled):
-    """The ws(s) URL to connect to: `url` itself, or what its runnable returns."""
+def resolve_url(url, *, url_runnable_args, workspace_id, runnables, cancelled, kind, trigger_path=""):
+    """The ws(s) URL to connect to: `url` itself, or what its runnable returns (run
+    as a job of `kind`, for the trigger at `trigger_path`)."""
     runnable = url_runnable(url)
     if runnable is None:
         return url
     path, is_flow = runnable
     try:
         resolved = runnables.call(
-            workspace_id=workspace_id, path=path, is_flow=is_flow, args=url_runnable_args, cancelled=cancelled
+            workspace_id=workspace_id,
+            path=path,
+            is_flow=is_flow,
+            args=url_runnable_args,
+            cancelled=cancelled,
+            kind=kind,
+            trigger_path=trigger_path,
         )
     except RunnableFailed as exc:
         raise ConnectFailed(f"URL runnable {exc}") from exc

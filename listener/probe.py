@@ -10,6 +10,7 @@ import websocket
 from listener.handshake import ConnectFailed, open_websocket, resolve_url
 from listener.runnables import RunnableClient
 from orvanta_triggers import conf, netguard, validation
+from orvanta_triggers.models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def probe_connection(*, celery_app, workspace_id, url, url_runnable_args=None, h
             workspace_id=workspace_id,
             runnables=RunnableClient(celery_app=celery_app, timeout_secs=conf.test_connection_timeout_secs()),
             cancelled=threading.Event(),
+            kind=Job.Kind.TEST_CONNECTION,
         )
         ws = open_websocket(resolved, headers=headers or {}, subprotocols=subprotocols or [])
     except ConnectFailed as exc:

@@ -22,9 +22,10 @@ class RunnableClient:
         self._app = celery_app
         self._timeout = timeout_secs
 
-    def call(self, *, workspace_id, path, is_flow, args, cancelled):
+    def call(self, *, workspace_id, path, is_flow, args, cancelled, kind, trigger_path=""):
         """The runnable's result. Raises RunnableFailed on error, on timeout and when
-        `cancelled` (an Event) is set while waiting."""
+        `cancelled` (an Event) is set while waiting. The worker records the run as a
+        job of `kind` (Job.Kind) for the trigger at `trigger_path`."""
         request_id = str(uuid.uuid4())
         self._app.send_task(
             RUN_RUNNABLE,
@@ -35,6 +36,8 @@ class RunnableClient:
                 "is_flow": is_flow,
                 "args": args,
                 "timeout_secs": self._timeout,
+                "kind": kind,
+                "trigger_path": trigger_path,
             },
             # Not run once nobody waits for it; killed if it ignores its time limit.
             expires=self._timeout,

@@ -34,6 +34,23 @@ class TriggerSpec:
     # Whether text frames are parsed as JSON: for filters, captures, state or a resume's refusal.
     needs_json: bool
 
+    def connection_config(self):
+        """What the connection itself is made of: a change to any of it needs a new
+        connection; any other change (filters, what runs and how, the mode) applies
+        to the next frame of the open one."""
+        return (
+            self.path,
+            self.workspace_id,
+            self.url,
+            self.url_runnable_args,
+            self.initial_messages,
+            self.heartbeat,
+            self.capture,
+            self.resume,
+            self.headers,
+            self.subprotocols,
+        )
+
     @classmethod
     def from_trigger(cls, trigger):
         return cls(

@@ -189,9 +189,26 @@ class Supervisor:
         edited = []
         if wanted_changed:
             edited = [tid for tid, c in self._connections.items() if c.spec.edited_at != wanted[tid]]
+            edited = self._apply_edits_in_place(edited)
             self._stop_connections(edited, reason="configuration changed", release=False)
         claimed = self._claim_unheld(wanted, now) if self._may_claim() else []
         self._start_connections(ended + edited + claimed)
+
+    def _apply_edits_in_place(self, trigger_ids):
+        """Give the edited triggers whose connection_config is unchanged (a filter, the
+        script, the mode...) their new spec on the open connection, with no reconnect
+        and so no frame missed. The ids of those that need a new connection."""
+        triggers = selectors.triggers_by_id(trigger_ids)
+        reconnect = []
+        for trigger_id in trigger_ids:
+            trigger, connection = triggers.get(trigger_id), self._connections[trigger_id]
+            spec = TriggerSpec.from_trigger(trigger) if trigger is not None and trigger.enabled else None
+            if spec is None or spec.connection_config() != connection.spec.connection_config():
+                reconnect.append(trigger_id)
+                continue
+            connection.spec = spec
+            logger.info("trigger %s: configuration changed; applied to the open connection", spec.path)
+        return reconnect
 
     def _leases_lost(self, trigger_ids):
         """On the keeper's thread: another listener owns these now. Their sockets

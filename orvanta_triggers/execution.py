@@ -1,12 +1,11 @@
-"""Running user code on a Celery worker: scripts, flows, their preprocessors, error
-handlers, and one job's run (orvanta_triggers.jobrunner runs a message's jobs).
+"""Running user code on a Celery worker: scripts, flows, their preprocessors, and one
+job's run (orvanta_triggers.jobrunner runs a message's jobs, and error handlers).
 
 Called from orvanta_triggers.tasks with plain JSON; never from the listener.
 """
 
 import base64
 import json
-import logging
 import time
 import traceback
 from dataclasses import dataclass
@@ -15,8 +14,6 @@ from django.utils import timezone
 
 from orvanta_triggers import registry, selectors
 from orvanta_triggers.models import Job
-
-logger = logging.getLogger(__name__)
 
 
 class RunnableError(Exception):
@@ -30,7 +27,8 @@ class JobTimeout(BaseException):
 
 def job_spec(trigger):
     """What a worker needs to run a job of `trigger`, as plain JSON (tasks never get
-    model instances). Built once per trigger version by the listener."""
+    model instances). Built once per trigger version by the listener. A suspended
+    trigger's jobs are recorded, not run (jobrunner.suspend)."""
     return {
         "trigger_id": trigger.id,
         "trigger_path": trigger.path,
@@ -43,6 +41,7 @@ def job_spec(trigger):
         "retry": trigger.retry,
         "error_handler_path": trigger.error_handler_path,
         "error_handler_args": trigger.error_handler_args or {},
+        "suspended": trigger.mode == trigger.Mode.SUSPENDED,
     }
 
 
@@ -62,7 +61,7 @@ def result_frame(result):
     return json.dumps(result)
 
 
-def _json_checked(value, what):
+def json_checked(value, what):
     """`value`, if it is JSON that any database can store (NaN and infinities are not),
     or bytes (a binary result)."""
     if isinstance(value, (bytes, bytearray)):
@@ -80,7 +79,7 @@ def _call_preprocessor(module, path, event):
         raise RunnableError(
             f"preprocessor of '{path}' returned {type(kwargs).__name__}, expected a dict of arguments for main"
         )
-    return _json_checked(kwargs, "the preprocessor's result")
+    return json_checked(kwargs, "the preprocessor's result")
 
 
 def run_script(path, *, event=None, kwargs=None):
@@ -93,7 +92,7 @@ def run_script(path, *, event=None, kwargs=None):
         else:
             kwargs = {"msg": event["msg"]}
     result = module.main(**(kwargs or {}))
-    return kwargs, _json_checked(result, "the result")
+    return kwargs, json_checked(result, "the result")
 
 
 def _resolve_expr(expr, context):
@@ -162,10 +161,13 @@ class JobRun:
 
     job_id: str
     spec: dict
-    msg: str
-    msg_type: str
-    url: str
+    msg: str | None
+    msg_type: str | None
+    url: str | None
     attempt: int = 1
+    # Job.Kind; None: the spec's kind, else a trigger's message.
+    kind: str = None
+    parent_job_id: str = None
     args: dict = None
     result: object = None
     error: dict = None
@@ -186,22 +188,30 @@ class JobRun:
         return [self.job_id, self.spec["trigger_id"], self.msg, self.msg_type, self.url, self.attempt]
 
     def row(self, status=None):
-        """The job's row values: its outcome once it ran, else `status` (queued or running)."""
+        """The job's row values: its outcome once it ran, else `status` (queued,
+        running or suspended)."""
         binary = isinstance(self.result, bytes)
-        return dict(
+        status = self.status or status
+        values = dict(
             workspace_id=self.spec["workspace_id"],
             trigger_path=self.spec["trigger_path"],
             script_path=self.spec["script_path"],
             is_flow=self.spec["is_flow"],
+            kind=self.kind or self.spec.get("kind", Job.Kind.TRIGGER),
+            parent_job_id=self.parent_job_id,
             attempt=self.attempt,
-            status=self.status or status,
-            args=self.args if self.status == Job.Status.SUCCESS else {"msg": self.msg},
+            status=status,
+            # Until main() was called with the preprocessor's arguments: the message.
+            args=self.args if self.args is not None else {"msg": self.msg},
             result=base64.b64encode(self.result).decode("ascii") if binary else self.result,
             result_type=Job.ResultType.BINARY if binary else Job.ResultType.JSON,
             error=self.error,
             started_at=self.started_at,
             finished_at=self.finished_at,
         )
+        if status == Job.Status.SUSPENDED:
+            values["event"] = {"msg_type": self.msg_type, "url": self.url}
+        return values
 
 
 def execute(run, *, flow=None, publish_early):
@@ -241,32 +251,26 @@ def execute(run, *, flow=None, publish_early):
     run.duration = time.monotonic() - clock
 
 
-def call_error_handler(*, spec, error, job_id, started_at, failed_at):
-    """The trigger's error handler, else its workspace's, if either is set. Called
-    once per final job failure, and once per lasting connection-failure streak
-    (then `job_id` is None)."""
+def error_handler_call(*, spec, error, job_id, started_at, failed_at):
+    """(path, kwargs) of the error handler to call for a final failure of a job of
+    `spec` (`job_id` None: a lasting connection-failure streak): the trigger's, else
+    its workspace's; None when neither is set."""
     path, handler_args = spec.get("error_handler_path"), spec.get("error_handler_args") or {}
     if not path:
         workspace = selectors.workspace_by_id(spec["workspace_id"])
         if workspace is None:
-            return
+            return None
         path, handler_args = workspace.error_handler_path, workspace.error_handler_args or {}
     if not path:
-        return
-    try:
-        run_script(
-            path,
-            kwargs={
-                "error": error,
-                "job_id": job_id,
-                "script_path": spec["script_path"],
-                "is_flow": spec["is_flow"],
-                "trigger_path": spec["trigger_path"],
-                "workspace": spec["workspace"],
-                "started_at": started_at.isoformat() if started_at else None,
-                "failed_at": failed_at.isoformat() if failed_at else None,
-                "error_handler_args": handler_args,
-            },
-        )
-    except Exception:
-        logger.exception("trigger %s: error handler '%s' failed", spec["trigger_path"], path)
+        return None
+    return path, {
+        "error": error,
+        "job_id": job_id,
+        "script_path": spec["script_path"],
+        "is_flow": spec["is_flow"],
+        "trigger_path": spec["trigger_path"],
+        "workspace": spec["workspace"],
+        "started_at": started_at.isoformat() if started_at else None,
+        "failed_at": failed_at.isoformat() if failed_at else None,
+        "error_handler_args": handler_args,
+    }

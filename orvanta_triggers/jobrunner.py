@@ -31,6 +31,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 
 import redis
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection
@@ -38,7 +39,16 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from orvanta_triggers import bus, conf, metrics, selectors, services
-from orvanta_triggers.execution import JobRun, JobTimeout, call_error_handler, error_payload, execute, result_frame
+from orvanta_triggers.execution import (
+    JobRun,
+    JobTimeout,
+    error_handler_call,
+    error_payload,
+    execute,
+    json_checked,
+    result_frame,
+    run_script,
+)
 from orvanta_triggers.models import Job
 from orvanta_triggers.monitor import MonitorPublisher, shorten
 
@@ -84,12 +94,13 @@ def with_database(operation, *, what):
             delay = min(delay * 2, 5.0)
 
 
-def _write_rows(runs, status):
-    """One upsert for the rows of `runs`; jobs of a workspace deleted meanwhile are
-    dropped, with a line in the log."""
+def _write_rows(runs, status, overwrite):
+    """One upsert for the rows of `runs` (an insert of those not written yet, unless
+    `overwrite`); jobs of a workspace deleted meanwhile are dropped, with a line in
+    the log."""
     rows = {run.job_id: run.row(status) for run in runs}
     try:
-        services.record_jobs(jobs=rows)
+        services.record_jobs(jobs=rows, overwrite=overwrite)
     except IntegrityError:
         live = selectors.existing_workspace_ids({run.spec["workspace_id"] for run in runs})
         kept = [run for run in runs if run.spec["workspace_id"] in live]
@@ -101,20 +112,20 @@ def _write_rows(runs, status):
                     "trigger %s: job %s dropped: its workspace was deleted", run.spec["trigger_path"], run.job_id
                 )
         if kept:
-            _write_rows(kept, status)
+            _write_rows(kept, status, overwrite)
 
 
-def record(runs, *, status=None):
-    """Write the rows of `runs` (their outcome, or `status` for those not run yet).
-    A row the database refuses fails that job alone: it is recorded as a failure that
-    says why."""
+def record(runs, *, status=None, overwrite=True):
+    """Write the rows of `runs` (their outcome, or `status` for those not run yet;
+    without `overwrite`, only rows not written yet). A row the database refuses fails
+    that job alone: it is recorded as a failure that says why."""
     try:
-        with_database(lambda: _write_rows(runs, status), what=f"recording {len(runs)} jobs")
+        with_database(lambda: _write_rows(runs, status, overwrite), what=f"recording {len(runs)} jobs")
         return
     except ROW_REFUSED as exc:
         if len(runs) > 1:
             for run in runs:
-                record([run], status=status)
+                record([run], status=status, overwrite=overwrite)
             return
         refused = exc
     run = runs[0]
@@ -123,7 +134,7 @@ def record(runs, *, status=None):
     run.status, run.result, run.retry_in = Job.Status.FAILURE, None, None
     run.error = {"name": "UnstorableOutcome", "message": f"the database refused the job's row: {refused}", "stack": ""}
     try:
-        with_database(lambda: _write_rows(runs, None), what="recording a refused job")
+        with_database(lambda: _write_rows(runs, None, overwrite), what="recording a refused job")
     except ROW_REFUSED as exc:
         logger.error("trigger %s: job %s has no row: the database refused its failure too: %s", path, run.job_id, exc)
 
@@ -334,6 +345,75 @@ def answer(runs, *, requeue):
         outbox().publish(frames)
 
 
+def run_recorded(run, call, *, timeout_secs, limit="ORVANTA_JOB_TIMEOUT_SECS", reply=None):
+    """Run user code that is not a trigger's message (`call()`, for at most
+    `timeout_secs`) as the job `run`, whose `args` are set; then `reply()`, if given
+    (a caller waits for the outcome); then its row, saying what it returned or how it
+    failed. The outcome is on `run` (status, result or error). A DatabaseUnavailable
+    recording it is logged: the code ran, its caller goes on."""
+    clock = time.monotonic()
+    run.started_at = timezone.now()
+    try:
+        with time_limit(timeout_secs, limit=limit):
+            run.result = json_checked(call(), "the result")
+        run.status = Job.Status.SUCCESS
+    except (Exception, JobTimeout, SystemExit) as exc:
+        run.status, run.error = Job.Status.FAILURE, error_payload(exc)
+    run.finished_at, run.duration = timezone.now(), time.monotonic() - clock
+    try:
+        if reply is not None:
+            reply()
+    finally:
+        try:
+            record([run])
+        except DatabaseUnavailable as exc:
+            logger.error(
+                "trigger %s: %s job %s (%s) ended %s but has no row: %s",
+                run.spec["trigger_path"],
+                run.kind,
+                run.job_id,
+                run.spec["script_path"],
+                run.status,
+                exc,
+            )
+
+
+def handle_failure(*, spec, error, job_id, started_at, failed_at):
+    """Run the error handler of a final failure of a job of `spec` (`job_id` None: a
+    lasting connection-failure streak), if the trigger or its workspace has one, as a
+    job of its own (kind error_handler, parent the failed job), within
+    ORVANTA_JOB_TIMEOUT_SECS. Returns its job id, or None when there is no handler."""
+    call = with_database(
+        lambda: error_handler_call(spec=spec, error=error, job_id=job_id, started_at=started_at, failed_at=failed_at),
+        what="finding an error handler",
+    )
+    if call is None:
+        return None
+    path, kwargs = call
+    handler = JobRun(
+        job_id=str(uuid.uuid4()),
+        spec={**spec, "script_path": path, "is_flow": False},
+        msg=None,
+        msg_type=None,
+        url=None,
+        kind=Job.Kind.ERROR_HANDLER,
+        parent_job_id=job_id,
+        args=kwargs,
+    )
+    run_recorded(handler, lambda: run_script(path, kwargs=kwargs)[1], timeout_secs=conf.job_timeout_secs())
+    if handler.status == Job.Status.FAILURE:
+        logger.warning(
+            "trigger %s: error handler '%s' of job %s failed (job %s): %s: %s",
+            spec["trigger_path"],
+            path,
+            job_id,
+            handler.job_id,
+            handler.error["name"],
+            handler.error["message"],
+        )
+    return handler.job_id
+
+
 def call_error_handlers(runs):
     """The error handler of each job that failed for good (user code: run last)."""
     for run in runs:
@@ -347,18 +427,39 @@ def call_error_handlers(runs):
             run.error["message"],
         )
         try:
-            with_database(
-                lambda: call_error_handler(
-                    spec=run.spec,
-                    error=run.error,
-                    job_id=run.job_id,
-                    started_at=run.started_at,
-                    failed_at=run.finished_at,
-                ),
-                what="finding an error handler",
+            handle_failure(
+                spec=run.spec,
+                error=run.error,
+                job_id=run.job_id,
+                started_at=run.started_at,
+                failed_at=run.finished_at,
             )
         except DatabaseUnavailable as exc:
             logger.error("trigger %s: job %s: error handler not called: %s", run.spec["trigger_path"], run.job_id, exc)
+
+
+# A suspended trigger's jobs
+
+
+def suspend(runs):
+    """Record the jobs of a suspended trigger, unrun, with what a resume needs (their
+    message, its type and URL). Never over a row already written: a message carrying
+    them again must not take back a resume or a discard."""
+    for run in runs:
+        run.status = Job.Status.SUSPENDED
+    record(runs, overwrite=False)
+    for run in runs:
+        metrics.JOBS_FINISHED.labels(run.status).inc()
+        worker_monitor().event(
+            run.spec["workspace"],
+            {
+                "type": "job",
+                "trigger_path": run.spec["trigger_path"],
+                "job_id": run.job_id,
+                "status": run.status,
+                "error": None,
+            },
+        )
 
 
 # One message's jobs
@@ -576,7 +677,11 @@ def run_jobs(*, specs, jobs, requeue, hand_off, queue_is_empty, redelivered, bat
     ]
     if redelivered:
         runs = _not_run_yet(runs, batch_id)
-    Batch(runs, requeue=requeue, hand_off=hand_off, queue_is_empty=queue_is_empty).run()
+    suspended = [run for run in runs if run.spec.get("suspended")]
+    if suspended:
+        suspend(suspended)
+    to_run = [run for run in runs if not run.spec.get("suspended")]
+    Batch(to_run, requeue=requeue, hand_off=hand_off, queue_is_empty=queue_is_empty).run()
     return dict(collections.Counter(run.status for run in runs if run.status))
 
 

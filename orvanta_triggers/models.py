@@ -161,9 +161,25 @@ class WebSocketTrigger(models.Model):
         max_length=255, help_text="The script (or flow, with is_flow) run for every matching message."
     )
     is_flow = models.BooleanField(default=False, help_text="script_path names a flow of this workspace.")
+
+    class Mode(models.TextChoices):
+        ENABLED = "enabled", "Enabled"
+        DISABLED = "disabled", "Disabled"
+        SUSPENDED = "suspended", "Suspended (connected; jobs recorded, not run)"
+
+    mode = models.CharField(
+        max_length=10,
+        choices=Mode.choices,
+        default=Mode.ENABLED,
+        db_default=Mode.ENABLED,
+        help_text="enabled: runs a job per matching message; suspended: stays connected and records "
+        "each matching message's job without running it, until resumed or discarded; disabled: not connected.",
+    )
+    # Kept beside `mode` (a constraint holds them together): the listener's index, and the
+    # API's alias of Windmill's older field. True while enabled or suspended.
     enabled = models.BooleanField(
         default=True,
-        help_text="A listener holds enabled triggers only; disabling closes the connection.",
+        help_text="A listener holds enabled and suspended triggers; disabling closes the connection.",
     )
     filters = StorableJSONField(default=list, blank=True, help_text='JSON filters: [{"key": ..., "value": ...}].')
     filter_logic = models.CharField(
@@ -263,7 +279,15 @@ class WebSocketTrigger(models.Model):
     class Meta:
         ordering = ["path"]
         verbose_name = "WebSocket trigger"
-        constraints = [models.UniqueConstraint(fields=["workspace", "path"], name="unique_websocket_trigger_path")]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "path"], name="unique_websocket_trigger_path"),
+            models.CheckConstraint(
+                condition=models.Q(enabled=True, mode__in=["enabled", "suspended"])
+                | models.Q(enabled=False, mode="disabled"),
+                name="trigger_enabled_follows_mode",
+                violation_error_message="enabled must be true exactly when mode is enabled or suspended",
+            ),
+        ]
         indexes = [models.Index(fields=["enabled", "edited_at"], name="trigger_enabled_edited")]
 
     def __str__(self):
@@ -279,6 +303,16 @@ class Job(models.Model):
         RUNNING = "running", "Running"
         SUCCESS = "success", "Success"
         FAILURE = "failure", "Failure"
+        SUSPENDED = "suspended", "Suspended (waits for resume or discard)"
+        DISCARDED = "discarded", "Discarded"
+
+    class Kind(models.TextChoices):
+        TRIGGER = "trigger", "Trigger (a message)"
+        ERROR_HANDLER = "error_handler", "Error handler"
+        URL_RUNNABLE = "url_runnable", "URL runnable"
+        INITIAL_MESSAGE = "initial_message", "Initial message"
+        TEST_CONNECTION = "test_connection", "Test connection"
+        REPLAY = "replay", "Replay"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False, help_text="The job id.")
     workspace = models.ForeignKey(
@@ -300,9 +334,28 @@ class Job(models.Model):
         max_length=20,
         choices=Status.choices,
         default=Status.QUEUED,
-        help_text="queued, running, success or failure.",
+        help_text="queued, running, success, failure, suspended (its trigger was suspended) or discarded.",
+    )
+    kind = models.CharField(
+        max_length=20,
+        choices=Kind.choices,
+        default=Kind.TRIGGER,
+        db_default=Kind.TRIGGER,
+        help_text="What ran user code: a trigger's message, an error handler, a URL runnable, an initial "
+        "message, a test connection or a replay.",
+    )
+    # An id, not a foreign key: jobs are kept and pruned independently.
+    parent_job_id = models.UUIDField(
+        null=True, blank=True, help_text="For an error handler: the job whose failure it handles."
     )
     args = StorableJSONField(null=True, blank=True, help_text="The arguments main() was called with.")
+    # With args["msg"], what a suspended job runs on when resumed.
+    event = StorableJSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="For a suspended job: its message's msg_type and the URL it arrived from.",
+    )
 
     class ResultType(models.TextChoices):
         JSON = "json", "JSON"
@@ -327,6 +380,7 @@ class Job(models.Model):
             models.Index(fields=["workspace", "-created_at"], name="job_workspace_created"),
             models.Index(fields=["workspace", "trigger_path", "-created_at"], name="job_workspace_trigger"),
             models.Index(fields=["status", "started_at"], name="job_status_started"),
+            models.Index(fields=["workspace", "kind", "-created_at"], name="job_workspace_kind"),
         ]
 
     def __str__(self):

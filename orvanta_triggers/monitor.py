@@ -42,19 +42,31 @@ def group_name(workspace_slug):
     return f"monitor.{workspace_slug}"
 
 
-def notify_membership_changed(workspace_slug):
-    """Tell the workspace's open monitors that one of its memberships changed: each
-    checks its own at once (consumers.MonitorConsumer); without Redis they still check
-    within seconds. Sent from a thread of its own: the caller (a membership write)
-    never waits on Redis, and may run where an event loop does (AsyncToSync can't)."""
+def _send_soon(workspace_slug, message, *, what):
+    """Send `message` to the workspace's monitor group from a thread of its own: the
+    caller (a write in a request) never waits on Redis, and may run where an event
+    loop does (AsyncToSync can't)."""
 
     def send():
         try:
-            async_to_sync(get_channel_layer().group_send)(group_name(workspace_slug), {"type": "monitor.membership"})
+            async_to_sync(get_channel_layer().group_send)(group_name(workspace_slug), message)
         except (redis.RedisError, OSError) as exc:
-            logger.warning("monitor %s: could not tell open monitors of a membership change: %s", workspace_slug, exc)
+            logger.warning("monitor %s: could not send %s: %s", workspace_slug, what, exc)
 
-    threading.Thread(target=send, name="monitor-membership", daemon=True).start()
+    threading.Thread(target=send, name="monitor-send", daemon=True).start()
+
+
+def notify_membership_changed(workspace_slug):
+    """Tell the workspace's open monitors that one of its memberships changed: each
+    checks its own at once (consumers.MonitorConsumer); without Redis they still check
+    within seconds."""
+    _send_soon(workspace_slug, {"type": "monitor.membership"}, what="a membership change")
+
+
+def send_events(workspace_slug, events):
+    """Show `events` on the workspace's open monitors now (for writes made outside
+    the listener and the workers, which batch theirs in a MonitorPublisher)."""
+    _send_soon(workspace_slug, {"type": "monitor.events", "events": events}, what=f"{len(events)} events")
 
 
 def recent_frames(trigger_id, limit=FRAMES_KEPT):

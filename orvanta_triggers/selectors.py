@@ -60,7 +60,7 @@ def workspace_trigger_count(*, workspace):
     return WebSocketTrigger.objects.filter(workspace=workspace).count()
 
 
-def workspace_jobs(*, workspace, trigger_path=None, status=None, script_path=None):
+def workspace_jobs(*, workspace, trigger_path=None, status=None, script_path=None, kind=None):
     queryset = Job.objects.filter(workspace=workspace)
     if trigger_path:
         queryset = queryset.filter(trigger_path=trigger_path)
@@ -68,7 +68,37 @@ def workspace_jobs(*, workspace, trigger_path=None, status=None, script_path=Non
         queryset = queryset.filter(status=status)
     if script_path:
         queryset = queryset.filter(script_path=script_path)
+    if kind:
+        queryset = queryset.filter(kind=kind)
     return queryset.order_by("-created_at", "-id")
+
+
+def suspended_jobs(*, workspace_id, trigger_path, job_ids=None, for_update=False):
+    """A trigger's suspended jobs, oldest first (locked, `for_update`, in a transaction)."""
+    queryset = Job.objects.filter(workspace_id=workspace_id, trigger_path=trigger_path, status=Job.Status.SUSPENDED)
+    if job_ids is not None:
+        queryset = queryset.filter(id__in=list(job_ids))
+    if for_update:
+        queryset = queryset.select_for_update()
+    return list(queryset.order_by("created_at", "id"))
+
+
+def suspended_job_count(*, workspace_id, trigger_path):
+    return Job.objects.filter(workspace_id=workspace_id, trigger_path=trigger_path, status=Job.Status.SUSPENDED).count()
+
+
+def suspended_job_counts(*, workspace):
+    """{trigger path: how many suspended jobs} of the workspace's triggers that have any."""
+    rows = (
+        Job.objects.filter(workspace=workspace, status=Job.Status.SUSPENDED)
+        .values_list("trigger_path")
+        .annotate(count=Count("id"))
+    )
+    return dict(rows)
+
+
+def trigger_by_path(*, workspace_id, path):
+    return WebSocketTrigger.objects.filter(workspace_id=workspace_id, path=path).select_related("workspace").first()
 
 
 def workspace_flows(*, workspace):
@@ -104,6 +134,11 @@ def existing_workspace_ids(ids):
     return set(Workspace.objects.filter(id__in=list(ids)).values_list("id", flat=True))
 
 
+# A suspended job is settled for the message that carried it: it runs again only
+# through a resume, which sends it in a message of its own.
+SETTLED_STATUSES = (Job.Status.SUCCESS, Job.Status.FAILURE, Job.Status.SUSPENDED, Job.Status.DISCARDED)
+
+
 def settled_job_ids(attempts):
     """Of the jobs {job id: attempt}, those already done with that attempt: ended
     (success or failure), retried since, or failed with their retry scheduled."""
@@ -111,7 +146,7 @@ def settled_job_ids(attempts):
     return {
         str(job_id)
         for job_id, status, attempt, error in rows
-        if status in (Job.Status.SUCCESS, Job.Status.FAILURE)
+        if status in SETTLED_STATUSES
         or attempt > attempts[str(job_id)]
         or (status == Job.Status.QUEUED and error is not None)
     }

@@ -3,10 +3,12 @@
 import logging
 import uuid
 
+import redis
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from orvanta_triggers import bus, conf, monitor, redaction, selectors
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
@@ -19,6 +21,7 @@ TRIGGER_CONFIG_FIELDS = (
     "url_runnable_args",
     "script_path",
     "is_flow",
+    "mode",
     "enabled",
     "filters",
     "filter_logic",
@@ -113,12 +116,6 @@ def _save_trigger(trigger, update_fields=None):
     return trigger
 
 
-def create_trigger(*, workspace, **fields):
-    """A new trigger; raises ValidationError (field-keyed) or PlanNotAllowed."""
-    _unknown_fields(fields, TRIGGER_CONFIG_FIELDS)
-    return save_new_trigger(trigger=WebSocketTrigger(workspace=workspace, **fields))
-
-
 def _check_trigger_count(workspace):
     """Raise ValidationError when the workspace has as many triggers as it may have.
     Locks the workspace's row (until the transaction ends) so that concurrent creates
@@ -132,6 +129,26 @@ def _check_trigger_count(workspace):
         )
 
 
+def resolve_mode(*, current, fields):
+    """The mode `fields` ask for, given the `current` one: `mode` if given, else what
+    `enabled` (Windmill's older field) means: false is disabled; true is enabled, or
+    stays suspended, since a suspended trigger reads true (a trigger written back as it
+    was read keeps its mode)."""
+    Mode = WebSocketTrigger.Mode
+    if "mode" in fields:
+        return fields["mode"]
+    if "enabled" not in fields:
+        return current
+    if not fields["enabled"]:
+        return Mode.DISABLED
+    return Mode.SUSPENDED if current == Mode.SUSPENDED else Mode.ENABLED
+
+
+def _apply_mode(trigger, mode):
+    trigger.mode = mode
+    trigger.enabled = mode != WebSocketTrigger.Mode.DISABLED
+
+
 @transaction.atomic
 def save_new_trigger(*, trigger):
     """Save an unsaved trigger built elsewhere (the admin's form)."""
@@ -141,17 +158,33 @@ def save_new_trigger(*, trigger):
     return _save_trigger(trigger)
 
 
+def create_trigger(*, workspace, **fields):
+    """A new trigger; raises ValidationError (field-keyed) or PlanNotAllowed. `mode`
+    wins over `enabled` when both are given."""
+    _unknown_fields(fields, TRIGGER_CONFIG_FIELDS)
+    mode = resolve_mode(current=WebSocketTrigger.Mode.ENABLED, fields=fields)
+    fields.pop("enabled", None)
+    trigger = WebSocketTrigger(workspace=workspace, **fields)
+    _apply_mode(trigger, mode)
+    return save_new_trigger(trigger=trigger)
+
+
 @transaction.atomic
 def update_trigger(*, trigger, **fields):
     """Change configuration fields; listeners pick the change up within seconds. A
-    secret sent back redacted, as a viewer sees it, keeps its stored value."""
+    secret sent back redacted, as a viewer sees it, keeps its stored value. `mode`
+    wins over `enabled` when both are given."""
     _unknown_fields(fields, TRIGGER_CONFIG_FIELDS)
-    if fields.get("enabled") and not trigger.enabled:
+    was_held = trigger.enabled
+    mode = resolve_mode(current=trigger.mode, fields=fields)
+    fields = {name: value for name, value in fields.items() if name not in ("mode", "enabled")}
+    if mode != WebSocketTrigger.Mode.DISABLED and not was_held:
         check_plan(trigger.workspace)
     fields = redaction.keep_stored_secrets(trigger, fields)
     for name, value in fields.items():
         setattr(trigger, name, value)
-    if "enabled" in fields:
+    _apply_mode(trigger, mode)
+    if trigger.enabled != was_held:
         trigger.status = WebSocketTrigger.Status.CONNECTING if trigger.enabled else WebSocketTrigger.Status.DISABLED
         trigger.error = None
     return _save_trigger(trigger)
@@ -159,6 +192,10 @@ def update_trigger(*, trigger, **fields):
 
 def set_trigger_enabled(*, trigger, enabled):
     return update_trigger(trigger=trigger, enabled=enabled)
+
+
+def set_trigger_mode(*, trigger, mode):
+    return update_trigger(trigger=trigger, mode=mode)
 
 
 @transaction.atomic
@@ -226,8 +263,11 @@ JOB_RECORD_FIELDS = (
     "trigger_path",
     "script_path",
     "is_flow",
+    "kind",
+    "parent_job_id",
     "status",
     "args",
+    "event",
     "result",
     "result_type",
     "error",
@@ -237,18 +277,22 @@ JOB_RECORD_FIELDS = (
 )
 
 
-def record_jobs(*, jobs):
+def record_jobs(*, jobs, overwrite=True):
     """Write job rows ({job id: field values}) in one statement, creating them or
-    updating them in place (a retry, a redelivery). Returns the rows by job id."""
+    updating them in place (a retry, a redelivery); without `overwrite`, rows that
+    exist are left as they are. Returns the rows by job id."""
     rows = {job_id: Job(id=job_id, **values) for job_id, values in jobs.items()}
     if not rows:
+        return rows
+    if not overwrite:
+        Job.objects.bulk_create(rows.values(), ignore_conflicts=True)
         return rows
     fields = sorted({name for values in jobs.values() for name in values} & set(JOB_RECORD_FIELDS))
     Job.objects.bulk_create(
         rows.values(),
         update_conflicts=True,
         unique_fields=["id"],
-        update_fields=[f.removesuffix("_id") for f in fields],
+        update_fields=["workspace" if f == "workspace_id" else f for f in fields],
     )
     return rows
 
@@ -269,7 +313,8 @@ def fail_abandoned_jobs(*, running_since_before):
 
 def enqueue_trigger_job(*, trigger, msg, msg_type="text", url=None):
     """Run the trigger's runnable on `msg` as if it had just arrived (a replay from
-    the admin or the monitor). The job id, once the job is queued."""
+    the admin or the monitor), even while the trigger is suspended: an operator asked
+    for this run. The job id, once the job is queued."""
     # Imported here: execution and tasks call back into these services.
     from orvanta_triggers.execution import job_spec
     from orvanta_triggers.tasks import run_trigger_job
@@ -277,13 +322,106 @@ def enqueue_trigger_job(*, trigger, msg, msg_type="text", url=None):
     job_id = str(uuid.uuid4())
     kwargs = {
         "job_id": job_id,
-        "spec": job_spec(trigger),
+        "spec": {**job_spec(trigger), "suspended": False, "kind": Job.Kind.REPLAY},
         "msg": msg,
         "msg_type": msg_type,
         "url": url if url is not None else trigger.url,
     }
     transaction.on_commit(lambda: run_trigger_job.apply_async(kwargs=kwargs, task_id=job_id))
     return job_id
+
+
+# Suspended jobs
+
+# Resumed jobs travel in broker messages of at most this many, oldest first.
+RESUME_MESSAGE_JOBS = 500
+
+
+class JobConflict(Exception):
+    """The job can't be resumed or discarded: it is not suspended (any more), or its
+    trigger is gone."""
+
+
+class ResumeFailed(Exception):
+    """The broker did not take the resumed jobs; those not sent are suspended again."""
+
+
+def _suspended_jobs_changed(trigger_path, workspace):
+    count = selectors.suspended_job_count(workspace_id=workspace.id, trigger_path=trigger_path)
+    monitor.send_events(workspace.slug, [{"type": "suspended_jobs", "trigger_path": trigger_path, "count": count}])
+
+
+def resume_jobs(*, trigger, job_ids=None):
+    """Run the trigger's suspended jobs (those of `job_ids`, else all), oldest first,
+    with its current configuration (script, retries, error handler, returning
+    results). Returns the ids of the jobs resumed. Raises ResumeFailed when the broker
+    refuses them: the jobs it did not take are suspended again."""
+    # Imported here: execution and tasks call back into these services.
+    from orvanta_triggers.execution import job_spec
+    from orvanta_triggers.tasks import message_time_limit, run_trigger_jobs
+
+    with transaction.atomic():
+        suspended = selectors.suspended_jobs(
+            workspace_id=trigger.workspace_id, trigger_path=trigger.path, job_ids=job_ids, for_update=True
+        )
+        resumed = [str(job.id) for job in suspended]
+        Job.objects.filter(id__in=resumed).update(status=Job.Status.QUEUED)
+    spec = {**job_spec(trigger), "suspended": False}
+    wire = [[str(job.id), trigger.id, job.args["msg"], job.event["msg_type"], job.event["url"]] for job in suspended]
+    for start in range(0, len(wire), RESUME_MESSAGE_JOBS):
+        jobs = wire[start : start + RESUME_MESSAGE_JOBS]
+        try:
+            run_trigger_jobs.apply_async(
+                kwargs={"specs": {str(trigger.id): spec}, "jobs": jobs},
+                time_limit=message_time_limit(len(jobs)),
+                retry=False,
+            )
+        except (BrokerError, redis.RedisError, OSError) as exc:
+            unsent = resumed[start:]
+            Job.objects.filter(id__in=unsent, status=Job.Status.QUEUED).update(status=Job.Status.SUSPENDED)
+            logger.warning(
+                "trigger %s: %s suspended jobs could not be resumed (%s); they stay suspended",
+                trigger.path,
+                len(unsent),
+                exc,
+            )
+            _suspended_jobs_changed(trigger.path, trigger.workspace)
+            raise ResumeFailed(
+                f"the broker refused the jobs ({exc}): {start} resumed, {len(unsent)} still suspended"
+            ) from exc
+    if resumed:
+        logger.info("trigger %s: resumed %s suspended jobs", trigger.path, len(resumed))
+        _suspended_jobs_changed(trigger.path, trigger.workspace)
+    return resumed
+
+
+def resume_job(*, job):
+    """Run one suspended job with its trigger's current configuration."""
+    if job.status != Job.Status.SUSPENDED:
+        raise JobConflict(f"job {job.id} is {job.status}, not suspended")
+    trigger = selectors.trigger_by_path(workspace_id=job.workspace_id, path=job.trigger_path)
+    if trigger is None:
+        raise JobConflict(f"job {job.id} can't be resumed: its trigger '{job.trigger_path}' no longer exists")
+    if not resume_jobs(trigger=trigger, job_ids=[job.id]):
+        raise JobConflict(f"job {job.id} is no longer suspended")
+
+
+def discard_jobs(*, workspace, trigger_path, job_ids=None):
+    """Drop suspended jobs of a trigger (those of `job_ids`, else all) unrun: they end
+    `discarded`. Returns how many."""
+    queryset = Job.objects.filter(workspace=workspace, trigger_path=trigger_path, status=Job.Status.SUSPENDED)
+    if job_ids is not None:
+        queryset = queryset.filter(id__in=list(job_ids))
+    count = queryset.update(status=Job.Status.DISCARDED, finished_at=timezone.now())
+    if count:
+        logger.info("trigger %s: discarded %s suspended jobs", trigger_path, count)
+        _suspended_jobs_changed(trigger_path, workspace)
+    return count
+
+
+def discard_job(*, job):
+    if not discard_jobs(workspace=job.workspace, trigger_path=job.trigger_path, job_ids=[job.id]):
+        raise JobConflict(f"job {job.id} is {job.status}, not suspended")
 
 
 # Workspace plan

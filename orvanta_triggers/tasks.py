@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from orvanta_triggers import bus, conf, execution, jobrunner, services
+from orvanta_triggers.models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -127,21 +128,49 @@ def run_trigger_jobs(self, specs, jobs, resent=False):
 
 
 @shared_task(name=RUN_RUNNABLE)
-def run_runnable(request_id, workspace_id, path, is_flow, args, timeout_secs):
+def run_runnable(request_id, workspace_id, path, is_flow, args, timeout_secs, kind=None, trigger_path=""):
     """Run a runnable for a caller that waits for it (the listener: URL, initial
-    message; test connection: URL) and push the outcome to the reply list it waits on.
-    Routed to a queue of its own (settings.celery_queues); runs at most `timeout_secs`,
-    as long as the caller waits (prefork and solo pools: jobrunner.time_limit; the
-    caller's hard limit kills a runnable that ignores it)."""
-    try:
-        with jobrunner.time_limit(timeout_secs, limit="the time its caller waits"):
-            result = execution.run_runnable(workspace_id=workspace_id, path=path, is_flow=is_flow, args=args)
-        reply = {"ok": True, "result": result}
-        if isinstance(result, bytes):
-            reply = {"ok": True, "result": base64.b64encode(result).decode("ascii"), "binary": True}
-    except (Exception, execution.JobTimeout) as exc:
-        logger.info("runnable %s failed (request %s): %s", path, request_id, exc)
-        reply = {"ok": False, "error": execution.error_payload(exc)}
+    message; test connection: URL) and push the outcome to the reply list it waits on;
+    then record the run as job `request_id` of `kind` (Job.Kind; a message from a
+    listener older than kinds has none: a URL runnable, the likeliest). Routed to a
+    queue of its own (settings.celery_queues); runs at most `timeout_secs`, as long as
+    the caller waits (prefork and solo pools: jobrunner.time_limit; the caller's hard
+    limit kills a runnable that ignores it)."""
+    run = execution.JobRun(
+        job_id=request_id,
+        spec={
+            "workspace_id": workspace_id,
+            "trigger_path": trigger_path,
+            "script_path": path,
+            "is_flow": is_flow,
+        },
+        msg=None,
+        msg_type=None,
+        url=None,
+        kind=kind or Job.Kind.URL_RUNNABLE,
+        args=args,
+    )
+    jobrunner.run_recorded(
+        run,
+        lambda: execution.run_runnable(workspace_id=workspace_id, path=path, is_flow=is_flow, args=args),
+        timeout_secs=timeout_secs,
+        limit="the time its caller waits",
+        reply=lambda: _reply(request_id, run),
+    )
+    if run.status == Job.Status.FAILURE:
+        logger.info(
+            "runnable %s failed (request %s): %s: %s", path, request_id, run.error["name"], run.error["message"]
+        )
+
+
+def _reply(request_id, run):
+    """Push the outcome of `run` to the reply list its caller waits on."""
+    if run.status == Job.Status.SUCCESS:
+        reply = {"ok": True, "result": run.result}
+        if isinstance(run.result, bytes):
+            reply = {"ok": True, "result": base64.b64encode(run.result).decode("ascii"), "binary": True}
+    else:
+        reply = {"ok": False, "error": run.error}
     key = bus.reply_key(request_id)
     pipe = bus.client().pipeline()
     pipe.rpush(key, json.dumps(reply))
@@ -152,7 +181,7 @@ def run_runnable(request_id, workspace_id, path, is_flow, args, timeout_secs):
 @shared_task(name=NOTIFY_CONNECTION_FAILURE)
 def notify_connection_failure(spec, reason, started_at, failed_at):
     """A trigger has been failing to connect for a while: tell its error handler."""
-    execution.call_error_handler(
+    jobrunner.handle_failure(
         spec=spec,
         error={"name": "ConnectionError", "message": reason, "stack": ""},
         job_id=None,

@@ -9,7 +9,7 @@ The document (the trigger JSON's and the flow JSON's configuration fields, no st
     flows:                     # imported before the triggers, which may run them
     - {path, preprocessor_path, steps, early_return}
     websocket_triggers:
-    - {path, url, url_runnable_args, script_path, is_flow, enabled, filters, ...}
+    - {path, url, url_runnable_args, script_path, is_flow, mode, filters, ...}
 
 Also read, as they are: one trigger (a Windmill `<path>.websocket_trigger.yaml` as
 `wmill sync` writes it, whose path is its file name, or the trigger JSON of the API or
@@ -47,8 +47,10 @@ DOCUMENT_KEYS = ("version", "path_prefix", "flows", "websocket_triggers")
 TRIGGER_FIELDS = services.TRIGGER_CONFIG_FIELDS
 FLOW_FIELDS = services.FLOW_FIELDS
 # Left out of an entry, these keep the stored value (as the API's PUT does: Windmill's
-# update body never carries `enabled`); a new trigger gets the default.
-KEPT_WHEN_ABSENT = ("enabled",)
+# update body never carries them); a new trigger gets the default.
+KEPT_WHEN_ABSENT = ("mode", "enabled")
+# Not written by exporttriggers: `enabled` is `mode`'s older alias (still read).
+NOT_EXPORTED = ("enabled",)
 # Fields of the API's or Windmill's trigger JSON that are not configuration: read-only
 # status, and Windmill's ownership and server bookkeeping. Accepted and ignored, so a
 # trigger JSON or a `wmill sync` file imports as is; any other unknown field is an error.
@@ -200,7 +202,7 @@ def export_document(*, workspace, path_prefix=None):
     prefix = path_prefix or ""
     # Filtered again here: SQLite's LIKE (behind startswith) ignores case.
     triggers = [
-        trigger_config(t)
+        {name: value for name, value in trigger_config(t).items() if name not in NOT_EXPORTED}
         for t in selectors.workspace_triggers(workspace=workspace, path_start=prefix or None)
         if t.path.startswith(prefix)
     ]

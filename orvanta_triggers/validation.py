@@ -17,7 +17,7 @@ from orvanta_triggers import filters as filter_checks
 # \Z, not $: "$" also matches before a trailing newline.
 PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*\Z")
 # The last segment of a trigger path can't collide with an API action.
-RESERVED_LAST_SEGMENTS = {"setenabled"}
+RESERVED_LAST_SEGMENTS = {"setenabled", "setmode", "resume_jobs", "discard_jobs"}
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Headers the WebSocket handshake sets itself.
 RESERVED_HEADERS = {

@@ -1,5 +1,6 @@
 """Windmill's WebSocket trigger JSON, taken as-is: the few fields whose shape differs
-from ours are translated; fields we have no use for are ignored by the API."""
+from ours are translated; fields we have no use for are ignored by the API. Its
+`mode` (enabled, disabled, suspended) is ours too."""
 
 WINDMILL_RETRY_KEYS = {"constant", "exponential"}
 
@@ -44,9 +45,4 @@ def from_windmill(data):
     retry = data.get("retry")
     if isinstance(retry, dict) and retry and set(retry) <= WINDMILL_RETRY_KEYS:
         data["retry"] = _retry(retry)
-    mode = data.pop("mode", None)
-    if mode is not None and "enabled" not in data:
-        if mode not in ("enabled", "disabled"):
-            raise WindmillShapeError({"mode": [f"mode '{mode}' is not supported: use enabled or disabled"]})
-        data["enabled"] = mode == "enabled"
     return data

@@ -63,6 +63,18 @@ class SetEnabledSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
 
 
+class SetModeSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=WebSocketTrigger.Mode.choices)
+
+
+class ResumedJobsSerializer(serializers.Serializer):
+    resumed = serializers.ListField(child=serializers.UUIDField(), help_text="The jobs resumed, oldest first.")
+
+
+class DiscardedJobsSerializer(serializers.Serializer):
+    discarded = serializers.IntegerField(help_text="How many suspended jobs were discarded.")
+
+
 class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
@@ -71,6 +83,8 @@ class JobSerializer(serializers.ModelSerializer):
             "script_path",
             "is_flow",
             "trigger_path",
+            "kind",
+            "parent_job_id",
             "status",
             "args",
             "result",

@@ -14,6 +14,21 @@ urlpatterns = [
         name="trigger-setenabled",
     ),
     re_path(
+        r"^w/(?P<workspace>[-\w]+)/websocket_triggers/(?P<path>.+)/setmode/$",
+        views.TriggerSetModeView.as_view(),
+        name="trigger-setmode",
+    ),
+    re_path(
+        r"^w/(?P<workspace>[-\w]+)/websocket_triggers/(?P<path>.+)/resume_jobs/$",
+        views.TriggerResumeJobsView.as_view(),
+        name="trigger-resume-jobs",
+    ),
+    re_path(
+        r"^w/(?P<workspace>[-\w]+)/websocket_triggers/(?P<path>.+)/discard_jobs/$",
+        views.TriggerDiscardJobsView.as_view(),
+        name="trigger-discard-jobs",
+    ),
+    re_path(
         r"^w/(?P<workspace>[-\w]+)/websocket_triggers/(?P<path>.+)/$",
         views.TriggerDetailView.as_view(),
         name="trigger-detail",
@@ -29,4 +44,6 @@ urlpatterns = [
         name="test-websocket-connection",
     ),
     path("w/<slug:workspace>/jobs/<uuid:job_id>/", views.JobDetailView.as_view(), name="job-detail"),
+    path("w/<slug:workspace>/jobs/<uuid:job_id>/resume/", views.JobResumeView.as_view(), name="job-resume"),
+    path("w/<slug:workspace>/jobs/<uuid:job_id>/discard/", views.JobDiscardView.as_view(), name="job-discard"),
 ]

@@ -12,10 +12,13 @@ from listener.probe import probe_connection
 from orvanta_triggers import registry, selectors, services
 from orvanta_triggers.api.permissions import WorkspaceRolePermission
 from orvanta_triggers.api.serializers import (
+    DiscardedJobsSerializer,
     FlowSerializer,
     JobSerializer,
+    ResumedJobsSerializer,
     RunnablesSerializer,
     SetEnabledSerializer,
+    SetModeSerializer,
     TestConnectionRequestSerializer,
     TestConnectionResultSerializer,
     WebSocketTriggerSerializer,
@@ -111,9 +114,9 @@ class TriggerDetailView(WorkspaceMixin, TriggerLookupMixin, generics.GenericAPIV
         fields = dict(serializer.validated_data)
         if not partial:
             # PUT replaces: optional fields it leaves out go back to their defaults,
-            # except `enabled`, which Windmill's update body never carries.
+            # except `mode` and `enabled`, which Windmill's update body never carries.
             for name in services.TRIGGER_CONFIG_FIELDS:
-                if name not in fields and name != "enabled":
+                if name not in fields and name not in ("mode", "enabled"):
                     fields[name] = type(trigger)._meta.get_field(name).get_default()
         trigger = services.update_trigger(trigger=trigger, **fields)
         return Response(self.get_serializer(trigger).data)
@@ -144,6 +147,61 @@ class TriggerSetEnabledView(WorkspaceMixin, TriggerLookupMixin, generics.Generic
 
 
 @extend_schema_view(
+    post=extend_schema(
+        summary="Set a WebSocket trigger's mode: enabled, disabled or suspended",
+        responses=WebSocketTriggerSerializer,
+    )
+)
+class TriggerSetModeView(WorkspaceMixin, TriggerLookupMixin, generics.GenericAPIView):
+    serializer_class = SetModeSerializer
+
+    def post(self, request, *args, **kwargs):
+        trigger = self.get_object()
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        trigger = services.set_trigger_mode(trigger=trigger, mode=serializer.validated_data["mode"])
+        return Response(WebSocketTriggerSerializer(trigger, context=self.get_serializer_context()).data)
+
+
+def _resumed(resume):
+    """Response of a resume: the ids resumed, or 503 when the broker refused them."""
+    try:
+        resumed = resume()
+    except services.ResumeFailed as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    except services.JobConflict as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    return Response(ResumedJobsSerializer({"resumed": resumed}).data)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Run all of a trigger's suspended jobs, oldest first", request=None, responses=ResumedJobsSerializer
+    )
+)
+class TriggerResumeJobsView(WorkspaceMixin, TriggerLookupMixin, generics.GenericAPIView):
+    serializer_class = ResumedJobsSerializer
+
+    def post(self, request, *args, **kwargs):
+        trigger = self.get_object()
+        return _resumed(lambda: services.resume_jobs(trigger=trigger))
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Discard all of a trigger's suspended jobs", request=None, responses=DiscardedJobsSerializer
+    )
+)
+class TriggerDiscardJobsView(WorkspaceMixin, TriggerLookupMixin, generics.GenericAPIView):
+    serializer_class = DiscardedJobsSerializer
+
+    def post(self, request, *args, **kwargs):
+        trigger = self.get_object()
+        count = services.discard_jobs(workspace=self.workspace, trigger_path=trigger.path)
+        return Response(DiscardedJobsSerializer({"discarded": count}).data)
+
+
+@extend_schema_view(
     get=extend_schema(
         summary="List jobs, newest first",
         parameters=[
@@ -152,6 +210,7 @@ class TriggerSetEnabledView(WorkspaceMixin, TriggerLookupMixin, generics.Generic
                 "status", str, enum=[s.value for s in Job.Status], description="Only jobs in this status."
             ),
             OpenApiParameter("script_path", str, description="Only jobs of this script or flow."),
+            OpenApiParameter("kind", str, enum=[k.value for k in Job.Kind], description="Only jobs of this kind."),
         ],
     )
 )
@@ -164,17 +223,54 @@ class JobListView(WorkspaceMixin, generics.ListAPIView):
             trigger_path=query_text(self.request, "trigger_path"),
             status=query_text(self.request, "status"),
             script_path=query_text(self.request, "script_path"),
+            kind=query_text(self.request, "kind"),
         )
 
 
-@extend_schema_view(get=extend_schema(summary="Get a job"))
-class JobDetailView(WorkspaceMixin, generics.RetrieveAPIView):
-    serializer_class = JobSerializer
+class JobLookupMixin:
     lookup_url_kwarg = "job_id"
     lookup_field = "id"
 
     def get_queryset(self):
         return selectors.workspace_jobs(workspace=self.workspace)
+
+
+@extend_schema_view(get=extend_schema(summary="Get a job"))
+class JobDetailView(WorkspaceMixin, JobLookupMixin, generics.RetrieveAPIView):
+    serializer_class = JobSerializer
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Run a suspended job (409 if it is not suspended)", request=None, responses=JobSerializer
+    )
+)
+class JobResumeView(WorkspaceMixin, JobLookupMixin, generics.GenericAPIView):
+    serializer_class = JobSerializer
+
+    def post(self, request, *args, **kwargs):
+        job = self.get_object()
+        response = _resumed(lambda: services.resume_job(job=job))
+        if response.status_code != status.HTTP_200_OK:
+            return response
+        return Response(self.get_serializer(self.get_object()).data)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Discard a suspended job (409 if it is not suspended)", request=None, responses=JobSerializer
+    )
+)
+class JobDiscardView(WorkspaceMixin, JobLookupMixin, generics.GenericAPIView):
+    serializer_class = JobSerializer
+
+    def post(self, request, *args, **kwargs):
+        job = self.get_object()
+        try:
+            services.discard_job(job=job)
+        except services.JobConflict as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(self.get_object()).data)
 
 
 @extend_schema_view(get=extend_schema(summary="List flows"), post=extend_schema(summary="Create a flow"))

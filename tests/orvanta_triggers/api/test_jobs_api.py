@@ -16,6 +16,8 @@ JOB_JSON_KEYS = {
     "script_path",
     "is_flow",
     "trigger_path",
+    "kind",
+    "parent_job_id",
     "status",
     "args",
     "result",

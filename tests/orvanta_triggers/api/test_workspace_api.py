@@ -141,18 +141,19 @@ def test_windmill_exponential_retry_keeps_its_schedule(api, workspace):
     assert retry["max_attempts"] == 4 and delays == [2 * 3, 2 * 9, 2 * 27]
 
 
-@pytest.mark.parametrize("mode, enabled", [("enabled", True), ("disabled", False)])
-def test_windmill_mode_sets_enabled(api, workspace, mode, enabled):
-    """Windmill's newer `mode` field maps onto enabled."""
+@pytest.mark.parametrize("mode, enabled", [("enabled", True), ("disabled", False), ("suspended", True)])
+def test_windmill_mode_imports_as_is(api, workspace, mode, enabled):
+    """Windmill's `mode` field is ours: each of its values imports, with `enabled` its alias."""
     body = {**WINDMILL_TRIGGER, "mode": mode}
     body.pop("enabled")
     assert api.post(f"{BASE}/websocket_triggers/", body, format="json").status_code == 201
-    assert WebSocketTrigger.objects.get(path="f/imported/feed").enabled is enabled
+    trigger = WebSocketTrigger.objects.get(path="f/imported/feed")
+    assert (trigger.mode, trigger.enabled) == (mode, enabled)
 
 
-def test_windmill_suspended_mode_is_refused_clearly(api, workspace):
-    """Suspended mode has no equivalent here: a 400 says so."""
-    body = {**WINDMILL_TRIGGER, "mode": "suspended"}
+def test_windmill_unknown_mode_is_refused_clearly(api, workspace):
+    """A mode that is not enabled, disabled or suspended is a 400 naming the field."""
+    body = {**WINDMILL_TRIGGER, "mode": "paused"}
     body.pop("enabled")
     response = api.post(f"{BASE}/websocket_triggers/", body, format="json")
-    assert response.status_code == 400 and "suspended" in response.json()["mode"][0]
+    assert response.status_code == 400 and "paused" in response.json()["mode"][0]

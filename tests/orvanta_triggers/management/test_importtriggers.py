@@ -259,6 +259,8 @@ def test_imported_trigger_runs_and_reimporting_keeps_its_connection(
     time.sleep(1.5)  # five of the listener's reconcile intervals (0.3 s in tests)
     assert (ws_server.connects, ws_server.open_connections) == (1, 1)
 
-    file.write_text(file.read_text().replace("script_path: examples/echo", "script_path: upper"))
-    assert "~ changed trigger f/e2e/feed: script_path" in run("importtriggers", "e2e", str(file))
+    file.write_text(
+        file.read_text().replace("script_path: examples/echo}", "script_path: examples/echo, headers: {X-Env: prod}}")
+    )
+    assert "~ changed trigger f/e2e/feed: headers" in run("importtriggers", "e2e", str(file))
     wait_for(lambda: ws_server.connects == 2 and ws_server.open_connections == 1, timeout=10, message="a reconnect")
