@@ -76,6 +76,25 @@ def redact_trigger_config(config):
     return {name: REDACTORS[name](value) if name in REDACTORS else value for name, value in config.items()}
 
 
+# Jobs whose args are a trigger's runnable args (secret to viewers, as in its
+# configuration), and what their results show viewers: a URL with its secrets
+# redacted, or nothing of an initial message (as its raw form is hidden too).
+RUNNABLE_JOB_RESULT_REDACTORS = {
+    "url_runnable": lambda result: redact_urls_in(result),
+    "test_connection": lambda result: redact_urls_in(result),
+    "initial_message": lambda result: REDACTED if result is not None else None,
+}
+
+
+def redact_job(data):
+    """The job JSON `data` as a viewer sees it: URLs in args redacted; a runnable
+    job's args hidden and its result as its kind allows."""
+    redact_result = RUNNABLE_JOB_RESULT_REDACTORS.get(data.get("kind"))
+    if redact_result is None:
+        return {**data, "args": redact_urls_in(data["args"])}
+    return {**data, "args": redact_values(data["args"]), "result": redact_result(data["result"])}
+
+
 def redact_urls_in(value):
     """A JSON value with the query values and passwords of every URL in its strings
     redacted (a job's args as a viewer sees them). A copy, made without recursion:

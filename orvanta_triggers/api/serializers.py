@@ -98,10 +98,11 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def to_representation(self, job):
-        """URLs in args redacted unless the context's `workspace_role` may write."""
+        """Secrets in args and results redacted unless the context's `workspace_role`
+        may write (redaction.redact_job)."""
         data = super().to_representation(job)
         if not redaction.sees_secrets(self.context.get("workspace_role")):
-            data["args"] = redaction.redact_urls_in(data["args"])
+            data = redaction.redact_job(data)
         return data
 
 

@@ -240,3 +240,40 @@ def test_jobs_whose_hand_off_failed_late_still_run(make_spec):
 
     assert run_jobs(specs_of(spec), jobs, hand_off=slow_failing_hand_off) == {"success": 3}
     assert [job.status for job in rows(jobs)] == ["success"] * 3
+
+
+# A suspended trigger's jobs
+
+
+def test_jobs_of_a_suspended_trigger_are_recorded_unrun(make_spec):
+    """A suspended trigger's jobs get a `suspended` row with their frame, type and URL; its neighbours run."""
+    suspended, echo = make_spec(mode="suspended"), make_spec()
+    held, ran = jobs_of(suspended, "held\x00"), jobs_of(echo, "ran")
+    assert run_jobs(specs_of(suspended, echo), held + ran) == {"suspended": 1, "success": 1}
+    [row] = rows(held)
+    assert (row.status, row.args, row.event, row.started_at) == (
+        "suspended",
+        {"msg": "held\x00"},
+        {"msg_type": "text", "url": URL},
+        None,
+    )
+
+
+def test_a_message_carrying_a_suspended_job_again_leaves_its_row_alone(make_spec):
+    """A job resumed (or discarded) meanwhile keeps its row when the message that suspended it comes again."""
+    spec = make_spec(mode="suspended")
+    jobs = jobs_of(spec, "once")
+    run_jobs(specs_of(spec), jobs)
+    Job.objects.filter(id=jobs[0][0]).update(status=Job.Status.QUEUED)
+    run_jobs(specs_of(spec), jobs)
+    assert rows(jobs)[0].status == "queued"
+
+
+@pytest.mark.parametrize("status", ["suspended", "discarded"])
+def test_a_redelivered_message_skips_suspended_and_discarded_jobs(make_spec, status):
+    """A redelivered message neither runs nor re-records a job that is suspended or discarded."""
+    spec = make_spec()
+    jobs = jobs_of(spec, "held")
+    services.record_jobs(jobs={jobs[0][0]: {"workspace_id": spec["workspace_id"], "status": status}})
+    assert run_jobs(specs_of(spec), jobs, redelivered=True) == {}
+    assert rows(jobs)[0].status == status

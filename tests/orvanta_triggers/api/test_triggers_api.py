@@ -23,6 +23,7 @@ TRIGGER_JSON_KEYS = {
     "url_runnable_args",
     "script_path",
     "is_flow",
+    "mode",
     "enabled",
     "filters",
     "filter_logic",
