@@ -23,6 +23,7 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.dateparse import parse_datetime
 from django.utils.html import escape, format_html
+from django.utils.http import urlencode
 from django.utils.text import Truncator, capfirst
 
 from config.celery import app as celery_app
@@ -38,7 +39,22 @@ RECENT_JOBS = 20
 
 GREY, AMBER, GREEN, RED = "#6c757d", "#b76e00", "#198754", "#dc3545"
 TRIGGER_STATUS_COLOURS = {"disabled": GREY, "connecting": AMBER, "connected": GREEN, "error": RED}
-JOB_STATUS_COLOURS = {"queued": GREY, "running": AMBER, "success": GREEN, "failure": RED}
+JOB_STATUS_COLOURS = {
+    "queued": GREY,
+    "running": AMBER,
+    "success": GREEN,
+    "failure": RED,
+    "suspended": AMBER,
+    "discarded": GREY,
+}
+
+
+# What the trigger actions did, by the mode they set.
+MODE_VERBS = {
+    WebSocketTrigger.Mode.ENABLED: "Enabled",
+    WebSocketTrigger.Mode.SUSPENDED: "Suspended",
+    WebSocketTrigger.Mode.DISABLED: "Disabled",
+}
 
 
 # Presentation helpers
@@ -285,7 +301,9 @@ class WebSocketTriggerForm(ServiceModelForm):
         cleaned = super().clean()
         # Before construct_instance: self.instance still holds the stored values.
         workspace = cleaned.get("workspace") or (self.instance.workspace if self.instance.workspace_id else None)
-        enabling = cleaned.get("enabled") and not (self.instance.pk and self.instance.enabled)
+        enabling = cleaned.get("mode", WebSocketTrigger.Mode.DISABLED) != WebSocketTrigger.Mode.DISABLED and not (
+            self.instance.pk and self.instance.enabled
+        )
         if workspace is not None and (self.instance.pk is None or enabling):
             try:
                 services.check_plan(workspace)
@@ -606,6 +624,7 @@ class JobAdmin(WorkspaceScopedAdmin):
     list_display = (
         "id",
         "trigger_path",
+        "kind",
         "script_path",
         "status_badge",
         "attempt",
@@ -616,6 +635,7 @@ class JobAdmin(WorkspaceScopedAdmin):
     )
     list_filter = (
         "status",
+        "kind",
         ("workspace", admin.RelatedOnlyFieldListFilter),
         ("trigger_path", admin.AllValuesFieldListFilter),
         ("script_path", admin.AllValuesFieldListFilter),
@@ -623,8 +643,24 @@ class JobAdmin(WorkspaceScopedAdmin):
     list_select_related = ("workspace",)
     search_fields = ("trigger_path", "script_path")
     search_help_text = "Trigger path, script path, or a job id."
+    actions = ("resume_selected", "discard_selected")
     fieldsets = (
-        (None, {"fields": ("id", "workspace", "trigger_path", "script_path", "is_flow", "status_badge", "attempt")}),
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "workspace",
+                    "trigger_path",
+                    "kind",
+                    "parent_job",
+                    "script_path",
+                    "is_flow",
+                    "status_badge",
+                    "attempt",
+                )
+            },
+        ),
         ("Times", {"fields": ("created_at", "started_at", "finished_at", "duration")}),
         ("Arguments", {"fields": ("args_json",)}),
         ("Result", {"fields": ("result_json",)}),
@@ -633,22 +669,30 @@ class JobAdmin(WorkspaceScopedAdmin):
     readonly_fields = (
         *(f.name for f in Job._meta.fields),
         "status_badge",
+        "parent_job",
         "duration",
         "args_json",
         "args_redacted",
         "result_json",
+        "result_redacted",
         "error_display",
     )
+    # What a viewer is shown instead (redaction.redact_job).
+    redacted_fields = {"args_json": "args_redacted", "result_json": "result_redacted"}
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None or can_write(request, obj.workspace_id):
             return fieldsets
-        # Viewers see the URLs in a job's arguments with their query values redacted.
         return [
-            (name, {**options, "fields": tuple("args_redacted" if f == "args_json" else f for f in options["fields"])})
+            (name, {**options, "fields": tuple(self.redacted_fields.get(f, f) for f in options["fields"])})
             for name, options in fieldsets
         ]
+
+    def has_resume_permission(self, request):
+        """Resuming and discarding suspended jobs: members who may write some workspace
+        (each job is checked against its own workspace)."""
+        return request.user.is_superuser or any(role in Membership.WRITE_ROLES for role in _roles(request).values())
 
     def has_add_permission(self, request):
         return False
@@ -681,11 +725,75 @@ class JobAdmin(WorkspaceScopedAdmin):
 
     @admin.display(description="Arguments")
     def args_redacted(self, obj):
-        return pretty_json(redaction.redact_urls_in(obj.args))
+        return pretty_json(self._as_viewer_sees_it(obj)["args"])
 
     @admin.display(description="Result")
     def result_json(self, obj):
         return pretty_json(obj.result) if obj.result is not None else "—"
+
+    @admin.display(description="Result")
+    def result_redacted(self, obj):
+        result = self._as_viewer_sees_it(obj)["result"]
+        return pretty_json(result) if result is not None else "—"
+
+    @staticmethod
+    def _as_viewer_sees_it(obj):
+        return redaction.redact_job({"kind": obj.kind, "args": obj.args, "result": obj.result})
+
+    @admin.display(description="Parent job")
+    def parent_job(self, obj):
+        if obj.parent_job_id is None:
+            return "—"
+        url = reverse("admin:orvanta_triggers_job_change", args=[quote(obj.parent_job_id)])
+        return format_html('<a href="{}">{}</a>', url, obj.parent_job_id)
+
+    # Actions on suspended jobs
+
+    def _suspended_by_trigger(self, request, queryset):
+        """The selected suspended jobs the user may act on, by (workspace, trigger path);
+        a message for those skipped."""
+        selected = list(queryset.select_related("workspace"))
+        groups, skipped = {}, 0
+        for job in selected:
+            if job.status != Job.Status.SUSPENDED or not can_write(request, job.workspace_id):
+                skipped += 1
+                continue
+            groups.setdefault((job.workspace, job.trigger_path), []).append(job.id)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} selected job(s) skipped: not suspended, or your role in their workspace can't change them.",
+                messages.WARNING,
+            )
+        return groups
+
+    @admin.action(description="Resume selected suspended jobs (oldest first)", permissions=["resume"])
+    def resume_selected(self, request, queryset):
+        resumed = 0
+        for (workspace, trigger_path), job_ids in self._suspended_by_trigger(request, queryset).items():
+            trigger = selectors.trigger_by_path(workspace_id=workspace.id, path=trigger_path)
+            if trigger is None:
+                self.message_user(
+                    request,
+                    f"{trigger_path}: this trigger no longer exists; its {len(job_ids)} job(s) can only be discarded.",
+                    messages.ERROR,
+                )
+                continue
+            try:
+                resumed += len(services.resume_jobs(trigger=trigger, job_ids=job_ids))
+            except services.ResumeFailed as exc:
+                self.message_user(request, f"{trigger_path}: {exc}", messages.ERROR)
+        self.message_user(request, f"Resumed {resumed} job(s).", messages.SUCCESS if resumed else messages.WARNING)
+
+    @admin.action(description="Discard selected suspended jobs", permissions=["resume"])
+    def discard_selected(self, request, queryset):
+        discarded = sum(
+            services.discard_jobs(workspace=workspace, trigger_path=trigger_path, job_ids=job_ids)
+            for (workspace, trigger_path), job_ids in self._suspended_by_trigger(request, queryset).items()
+        )
+        self.message_user(
+            request, f"Discarded {discarded} job(s).", messages.SUCCESS if discarded else messages.WARNING
+        )
 
     @admin.display(description="Error")
     def error_display(self, obj):
@@ -728,15 +836,25 @@ class TriggerStatusFilter(admin.SimpleListFilter):
 class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
     form = WebSocketTriggerForm
     script_picker_fields = ("script_path", "error_handler_path")
-    list_display = ("path", "workspace", "script_path", "status_badge", "last_error", "last_message_at", "listener_id")
+    list_display = (
+        "path",
+        "workspace",
+        "script_path",
+        "mode",
+        "status_badge",
+        "last_error",
+        "last_message_at",
+        "listener_id",
+    )
     list_filter = (
+        "mode",
         TriggerStatusFilter,
         ("workspace", admin.RelatedOnlyFieldListFilter),
         ("script_path", admin.AllValuesFieldListFilter),
     )
     list_select_related = ("workspace",)
     search_fields = ("path", "script_path", "url")
-    actions = ("enable", "disable", "test_connection", "delete_selected")
+    actions = ("enable", "suspend", "disable", "test_connection", "delete_selected")
     status_fields = (
         "status_badge",
         "error_redacted",
@@ -747,7 +865,16 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
         "edited_at",
     )
     fieldsets = (
-        (None, {"fields": ("workspace", "path", "enabled")}),
+        (
+            None,
+            {
+                "fields": ("workspace", "path", "mode"),
+                "description": escape(
+                    "Suspended: the trigger stays connected and records a job for every message its filters match, "
+                    "without running it; resume or discard them from its “Suspended jobs” link (or the jobs list)."
+                ),
+            },
+        ),
         (
             "URL",
             {
@@ -949,10 +1076,10 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
 
     # Actions
 
-    def _set_enabled(self, request, queryset, enabled):
+    def _set_mode(self, request, queryset, mode):
         changed = unchanged = 0
         for trigger in queryset.select_related("workspace"):
-            if trigger.enabled == enabled:
+            if trigger.mode == mode:
                 unchanged += 1
                 continue
             if not self.has_change_permission(request, trigger):
@@ -961,12 +1088,12 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
                 )
                 continue
             try:
-                services.set_trigger_enabled(trigger=trigger, enabled=enabled)
+                services.set_trigger_mode(trigger=trigger, mode=mode)
             except (services.PlanNotAllowed, ValidationError) as exc:
                 self.message_user(request, f"{trigger.path}: {error_text(exc)}", messages.ERROR)
                 continue
             changed += 1
-        verb = "Enabled" if enabled else "Disabled"
+        verb = MODE_VERBS[mode]
         if changed or not unchanged:
             self.message_user(
                 request, f"{verb} {changed} trigger(s).", messages.SUCCESS if changed else messages.WARNING
@@ -976,11 +1103,17 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
 
     @admin.action(description="Enable selected triggers", permissions=["change"])
     def enable(self, request, queryset):
-        self._set_enabled(request, queryset, True)
+        self._set_mode(request, queryset, WebSocketTrigger.Mode.ENABLED)
+
+    @admin.action(
+        description="Suspend selected triggers (record their jobs without running them)", permissions=["change"]
+    )
+    def suspend(self, request, queryset):
+        self._set_mode(request, queryset, WebSocketTrigger.Mode.SUSPENDED)
 
     @admin.action(description="Disable selected triggers", permissions=["change"])
     def disable(self, request, queryset):
-        self._set_enabled(request, queryset, False)
+        self._set_mode(request, queryset, WebSocketTrigger.Mode.DISABLED)
 
     @admin.action(description="Test connection of selected triggers", permissions=["change"])
     def test_connection(self, request, queryset):
@@ -1133,7 +1266,18 @@ class WebSocketTriggerAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
                     }
                 )
         may_act = self.has_change_permission(request, trigger)
+        jobs_url = reverse("admin:orvanta_triggers_job_changelist")
+        of_this_trigger = {"workspace__id__exact": trigger.workspace_id, "trigger_path": trigger.path}
         return {
+            "suspended_job_count": selectors.suspended_job_count(
+                workspace_id=trigger.workspace_id, trigger_path=trigger.path
+            ),
+            "suspended_jobs_url": f"{jobs_url}?{urlencode({**of_this_trigger, 'status__exact': 'suspended'})}"
+            if link_jobs
+            else None,
+            "error_handler_runs_url": f"{jobs_url}?{urlencode({**of_this_trigger, 'kind__exact': 'error_handler'})}"
+            if link_jobs
+            else None,
             "recent_jobs": jobs,
             "recent_jobs_limit": RECENT_JOBS,
             "recent_frames": frames,

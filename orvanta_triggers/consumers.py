@@ -129,6 +129,7 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
         return workspace
 
     def _snapshot(self, workspace):
+        suspended = selectors.suspended_job_counts(workspace=workspace)
         triggers = []
         for trigger in selectors.workspace_triggers(workspace=workspace):
             try:
@@ -140,6 +141,8 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
                 {
                     "path": trigger.path,
                     "status": "disabled" if not trigger.enabled else trigger.status,
+                    "mode": trigger.mode,
+                    "suspended_jobs": suspended.get(trigger.path, 0),
                     "error": netguard.redact_text(trigger.error),
                     "last_message_at": trigger.last_message_at.isoformat() if trigger.last_message_at else None,
                     "listener_id": trigger.listener_id,

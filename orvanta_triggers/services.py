@@ -151,9 +151,10 @@ def _apply_mode(trigger, mode):
 
 @transaction.atomic
 def save_new_trigger(*, trigger):
-    """Save an unsaved trigger built elsewhere (the admin's form)."""
+    """Save an unsaved trigger built elsewhere (the admin's form), in its `mode`."""
     check_plan(trigger.workspace)
     _check_trigger_count(trigger.workspace)
+    _apply_mode(trigger, trigger.mode)
     trigger.status = WebSocketTrigger.Status.CONNECTING if trigger.enabled else WebSocketTrigger.Status.DISABLED
     return _save_trigger(trigger)
 

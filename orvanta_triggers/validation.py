@@ -374,7 +374,7 @@ def _keeps_its_url_disabled(trigger):
     args. Its URL is not checked again: its host may resolve to a refused address by
     now (or its URL runnable be gone), and disabling it, or editing it while disabled,
     must not depend on that. Enabling it checks the URL again."""
-    if trigger.enabled or trigger.pk is None:
+    if trigger.mode != trigger.Mode.DISABLED or trigger.pk is None:
         return False
     stored = type(trigger).objects.filter(pk=trigger.pk).values_list("url", "url_runnable_args").first()
     return stored == (trigger.url, trigger.url_runnable_args)

@@ -3,7 +3,7 @@
 import time
 
 from orvanta_triggers import services
-from orvanta_triggers.models import WebSocketTrigger
+from orvanta_triggers.models import Job, WebSocketTrigger
 from tests.listener.helpers import fail_once, make_trigger, wait_connected
 from tests.wsserver import wait_for
 
@@ -23,6 +23,23 @@ def test_edited_url_moves_connection_within_2s(e2e_workspace, ws_server_factory,
     wait_connected(old)
     services.update_trigger(trigger=trigger, url=new.url)
     wait_for(lambda: new.open_connections == 1 and old.open_connections == 0, timeout=2, message="the move")
+
+
+def test_edit_leaving_the_connection_alone_applies_without_reconnecting(
+    e2e_workspace, ws_server, celery_worker, listener
+):
+    """A new filter applies to the next frames on the open connection: no reconnect, so no frame missed."""
+    trigger = make_trigger(e2e_workspace, ws_server, filters=[{"key": "type", "value": "a"}])
+    wait_connected(ws_server)
+    services.update_trigger(trigger=trigger, filters=[{"key": "type", "value": "b"}])
+    probes = iter(range(1000))
+    wait_for(
+        lambda: ws_server.send_all(f'{{"type": "b", "n": {next(probes)}}}') or Job.objects.exists(),
+        timeout=10,
+        interval=0.2,
+        message="a frame matching the new filter to become a job",
+    )
+    assert (ws_server.connects, ws_server.open_connections) == (1, 1)
 
 
 def test_disabled_trigger_closes_within_2s(e2e_workspace, ws_server, listener):
@@ -46,7 +63,7 @@ def test_bulk_update_is_noticed_without_signals(e2e_workspace, ws_server, listen
     """A queryset update that bumps edited_at (no service, no signal) still takes effect."""
     trigger = make_trigger(e2e_workspace, ws_server)
     wait_connected(ws_server)
-    WebSocketTrigger.objects.filter(pk=trigger.pk).update(enabled=False)
+    WebSocketTrigger.objects.filter(pk=trigger.pk).update(mode="disabled", enabled=False)
     wait_for(lambda: ws_server.open_connections == 0, timeout=3, message="the close")
 
 

@@ -65,7 +65,7 @@ def trigger_form_data(workspace, **overrides):
     data = {
         "workspace": workspace.pk,
         "path": "f/admin/feed",
-        "enabled": "on",
+        "mode": "enabled",
         "url": "ws://example.org/feed",
         "url_runnable_args": "{}",
         "script_path": "examples/echo",
@@ -294,11 +294,11 @@ def test_disable_action_does_not_depend_on_the_url(admin_client, workspace, sett
     assert not WebSocketTrigger.objects.get(pk=trigger.pk).enabled
 
 
-def test_unticking_enabled_does_not_depend_on_the_url(admin_client, workspace, settings):
+def test_disabling_does_not_depend_on_the_url(admin_client, workspace, settings):
     """The change form saves a trigger being disabled without checking its unchanged URL again."""
     trigger = make_trigger(workspace, url="ws://127.0.0.1:9/feed")
     settings.ORVANTA_ALLOW_PRIVATE_URLS = False
-    data = trigger_form_data(workspace, path=trigger.path, url=trigger.url, enabled="")
+    data = trigger_form_data(workspace, path=trigger.path, url=trigger.url, mode="disabled")
     response = admin_client.post(trigger_url("change", trigger), data)
     assert response.status_code == 302
     assert not WebSocketTrigger.objects.get(pk=trigger.pk).enabled
@@ -439,6 +439,93 @@ def test_job_list_filters_by_status_and_finds_by_id(admin_client, workspace):
     url = reverse("admin:orvanta_triggers_job_changelist")
     assert [j.pk for j in admin_client.get(url, {"status__exact": "failure"}).context["cl"].result_list] == [failed.pk]
     assert [j.pk for j in admin_client.get(url, {"q": str(ok.pk)}).context["cl"].result_list] == [ok.pk]
+
+
+# Suspended jobs, job kinds
+
+JOB_LIST = "admin:orvanta_triggers_job_changelist"
+
+
+def run_job_action(client, action, *jobs):
+    return client.post(reverse(JOB_LIST), {"action": action, "_selected_action": [j.pk for j in jobs]})
+
+
+def suspended_job(workspace, msg="m"):
+    job = make_job(workspace, status=Job.Status.SUSPENDED, args={"msg": msg})
+    Job.objects.filter(pk=job.pk).update(event={"msg_type": "text", "url": "ws://example.org/feed"})
+    return job
+
+
+def test_suspend_action_suspends_through_services(admin_client, workspace):
+    """The suspend action sets the mode of the selected triggers to suspended."""
+    trigger = make_trigger(workspace)
+    run_action(admin_client, "suspend", trigger)
+    assert WebSocketTrigger.objects.get(pk=trigger.pk).mode == "suspended"
+
+
+def test_change_form_links_to_the_triggers_suspended_jobs(admin_client, workspace):
+    """A trigger with suspended jobs links to them: "Suspended jobs (N)", a jobs list filtered to them."""
+    trigger = make_trigger(workspace, mode="suspended")
+    suspended_job(workspace)
+    suspended_job(workspace)
+    make_job(workspace)
+    response = admin_client.get(trigger_url("change", trigger))
+    link = re.search(
+        r'<a href="([^"]+)" class="orvanta-suspended-jobs"[^>]*>Suspended jobs \(2\)</a>', response.content.decode()
+    )
+    listed = admin_client.get(link.group(1).replace("&amp;", "&")).context["cl"].result_list
+    assert {job.status for job in listed} == {"suspended"} and len(listed) == 2
+
+
+def test_change_form_links_to_the_error_handler_runs(admin_client, workspace):
+    """The trigger's page links to the jobs list filtered to its error-handler runs."""
+    trigger = make_trigger(workspace)
+    handler = make_job(workspace)
+    Job.objects.filter(pk=handler.pk).update(kind=Job.Kind.ERROR_HANDLER)
+    make_job(workspace)
+    response = admin_client.get(trigger_url("change", trigger))
+    link = re.search(r'<a href="([^"]+)" class="orvanta-error-handler-runs"', response.content.decode())
+    listed = admin_client.get(link.group(1).replace("&amp;", "&")).context["cl"].result_list
+    assert [job.pk for job in listed] == [handler.pk]
+
+
+def test_discard_action_discards_suspended_jobs_only(admin_client, workspace):
+    """The discard action ends the selected suspended jobs `discarded` and leaves a finished one alone."""
+    make_trigger(workspace, mode="suspended")
+    held, done = suspended_job(workspace), make_job(workspace)
+    response = run_job_action(admin_client, "discard_selected", held, done)
+    assert Job.objects.get(pk=held.pk).status == "discarded" and Job.objects.get(pk=done.pk).status == "success"
+    assert (constants.SUCCESS, "Discarded 1 job(s).") in messages_of(response)
+
+
+def test_viewer_cannot_resume_or_discard_from_the_admin(staff_client, user, workspace):
+    """A viewer's resume or discard action leaves the jobs suspended."""
+    make_trigger(workspace, mode="suspended")
+    held = suspended_job(workspace)
+    services.set_membership(workspace=workspace, user=user, role=Membership.Role.VIEWER)
+    for action in ("resume_selected", "discard_selected"):
+        run_job_action(staff_client, action, held)
+    assert Job.objects.get(pk=held.pk).status == "suspended"
+
+
+def test_resume_action_runs_suspended_jobs(client, django_user_model, e2e_workspace, celery_worker):
+    """The resume action runs the selected suspended jobs on a real worker."""
+    client.force_login(django_user_model.objects.create_superuser(username="root", password="pw", email=""))
+    make_trigger(e2e_workspace, mode="suspended")
+    held = suspended_job(e2e_workspace, msg="later")
+    response = run_job_action(client, "resume_selected", held)
+    assert (constants.SUCCESS, "Resumed 1 job(s).") in messages_of(response)
+    job = wait_for(lambda: Job.objects.filter(pk=held.pk, status="success").first(), timeout=10, message="the run")
+    assert job.result == "later"
+
+
+def test_job_list_filters_by_kind(admin_client, workspace):
+    """The job list filters by kind."""
+    handler = make_job(workspace)
+    Job.objects.filter(pk=handler.pk).update(kind=Job.Kind.ERROR_HANDLER)
+    make_job(workspace)
+    listed = admin_client.get(reverse(JOB_LIST), {"kind__exact": "error_handler"}).context["cl"].result_list
+    assert [job.pk for job in listed] == [handler.pk]
 
 
 # Flows

@@ -14,9 +14,9 @@ from django.test import Client
 from config.asgi import application
 from orvanta_triggers import bus, monitor, services
 from orvanta_triggers.consumers import DemoFeedConsumer, MonitorConsumer
-from orvanta_triggers.models import Membership
+from orvanta_triggers.models import Job, Membership
 from orvanta_triggers.monitor import MonitorPublisher
-from tests.listener.helpers import make_trigger, wait_connected
+from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
 
 
 def session_headers(user):
@@ -263,6 +263,33 @@ def test_frames_jobs_and_results_arrive_live(e2e_workspace, owner, ws_server, ce
     kinds = async_to_sync(scenario)()
     assert kinds["frame"]["msg"] == "live" and kinds["result"]["frame"] == "LIVE"
     assert kinds["job"]["status"] == "success"
+
+
+def test_suspended_jobs_show_in_the_snapshot_and_live(e2e_workspace, owner, ws_server, celery_worker, listener):
+    """The snapshot gives a trigger's mode and suspended-job count; a job suspended, then a discard, arrive live."""
+    make_trigger(e2e_workspace, ws_server, mode="suspended")
+    wait_connected(ws_server)
+    ws_server.send_all("held")
+    wait_jobs(count=1, status=Job.Status.SUSPENDED)
+    headers = session_headers(owner)
+
+    async def scenario():
+        communicator, _, _ = await open_monitor(headers, "e2e")
+        [trigger] = (await receive(communicator))["snapshot"]["triggers"]
+        await sync_to_async(ws_server.send_all)("held again")
+        suspended = await events_until(communicator, lambda e: e["type"] == "job")
+        await sync_to_async(services.discard_jobs)(workspace=e2e_workspace, trigger_path="f/test/feed")
+        left = await events_until(communicator, lambda e: e["type"] == "suspended_jobs")
+        await communicator.disconnect()
+        return trigger, suspended[-1], left[-1]
+
+    trigger, suspended, left = async_to_sync(scenario)()
+    assert (trigger["mode"], trigger["suspended_jobs"]) == ("suspended", 1)
+    assert suspended["status"] == "suspended" and left == {
+        "type": "suspended_jobs",
+        "trigger_path": "f/test/feed",
+        "count": 0,
+    }
 
 
 def test_last_frames_are_kept_bounded(e2e_workspace, ws_server, listener):
