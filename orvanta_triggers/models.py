@@ -165,7 +165,7 @@ class WebSocketTrigger(models.Model):
     class Mode(models.TextChoices):
         ENABLED = "enabled", "Enabled"
         DISABLED = "disabled", "Disabled"
-        SUSPENDED = "suspended", "Suspended (connected; jobs recorded, not run)"
+        SUSPENDED = "suspended", "Suspended"
 
     mode = models.CharField(
         max_length=10,
@@ -303,11 +303,11 @@ class Job(models.Model):
         RUNNING = "running", "Running"
         SUCCESS = "success", "Success"
         FAILURE = "failure", "Failure"
-        SUSPENDED = "suspended", "Suspended (waits for resume or discard)"
+        SUSPENDED = "suspended", "Suspended"
         DISCARDED = "discarded", "Discarded"
 
     class Kind(models.TextChoices):
-        TRIGGER = "trigger", "Trigger (a message)"
+        TRIGGER = "trigger", "Trigger"
         ERROR_HANDLER = "error_handler", "Error handler"
         URL_RUNNABLE = "url_runnable", "URL runnable"
         INITIAL_MESSAGE = "initial_message", "Initial message"

@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
             name="kind",
             field=models.CharField(
                 choices=[
-                    ("trigger", "Trigger (a message)"),
+                    ("trigger", "Trigger"),
                     ("error_handler", "Error handler"),
                     ("url_runnable", "URL runnable"),
                     ("initial_message", "Initial message"),
@@ -57,7 +57,7 @@ class Migration(migrations.Migration):
                 choices=[
                     ("enabled", "Enabled"),
                     ("disabled", "Disabled"),
-                    ("suspended", "Suspended (connected; jobs recorded, not run)"),
+                    ("suspended", "Suspended"),
                 ],
                 db_default="enabled",
                 default="enabled",
@@ -75,7 +75,7 @@ class Migration(migrations.Migration):
                     ("running", "Running"),
                     ("success", "Success"),
                     ("failure", "Failure"),
-                    ("suspended", "Suspended (waits for resume or discard)"),
+                    ("suspended", "Suspended"),
                     ("discarded", "Discarded"),
                 ],
                 default="queued",

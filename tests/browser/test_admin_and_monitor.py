@@ -156,6 +156,37 @@ def test_monitor_shows_a_frame_arriving_live(page, web, ws_server, listener):
     assert page.locator("#triggers tr[data-path='f/browser/live']").count() == 1
 
 
+def test_suspend_then_resume_from_the_admin(page, web, ws_server, listener, celery_worker):
+    """Suspend a trigger in the admin, send frames, resume its suspended jobs from the admin: they succeed."""
+    trigger = services.create_trigger(
+        workspace=_acme(), path="f/browser/held", url=ws_server.url, script_path="examples/echo"
+    )
+    wait_for(lambda: ws_server.open_connections == 1, timeout=10, message="the connection")
+    page.goto(f"{web}/admin/orvanta_triggers/websockettrigger/{trigger.pk}/change/")
+    page.select_option("#id_mode", "suspended")
+    page.click("input[name=_continue]")
+    page.locator(".messagelist .success").first.wait_for()
+    page.shoot("07-suspended")
+    assert Job.objects.count() == 0
+
+    for n in range(3):
+        ws_server.send_all(f"held-{n}")
+    wait_for(lambda: Job.objects.filter(status="suspended").count() == 3, timeout=15, message="3 suspended jobs")
+    page.reload()
+    page.click("a.orvanta-suspended-jobs:has-text('Suspended jobs (3)')")
+    page.locator("#result_list").wait_for()
+    page.shoot("08-suspended-jobs")
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "resume_selected")
+    page.click("button[name=index]")
+    page.locator(".messagelist .success", has_text="Resumed 3 job(s).").wait_for()
+    wait_for(lambda: Job.objects.filter(status="success").count() == 3, timeout=15, message="3 resumed jobs to succeed")
+    page.goto(f"{web}/admin/orvanta_triggers/job/?status__exact=success")
+    page.shoot("09-resumed-jobs-succeeded")
+    assert sorted(job.result for job in Job.objects.all()) == ["held-0", "held-1", "held-2"]
+    assert ws_server.connects == 1
+
+
 def _acme():
     from orvanta_triggers.models import Workspace
 
