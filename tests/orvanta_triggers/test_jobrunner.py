@@ -277,3 +277,18 @@ def test_a_redelivered_message_skips_suspended_and_discarded_jobs(make_spec, sta
     services.record_jobs(jobs={jobs[0][0]: {"workspace_id": spec["workspace_id"], "status": status}})
     assert run_jobs(specs_of(spec), jobs, redelivered=True) == {}
     assert rows(jobs)[0].status == status
+
+
+# Error handlers
+
+
+def test_error_handler_runs_within_the_job_time_limit(make_spec, settings):
+    """An error handler that runs past ORVANTA_JOB_TIMEOUT_SECS ends as a failed error_handler job (JobTimeout)."""
+    settings.ORVANTA_JOB_TIMEOUT_SECS = 0.5
+    spec = make_spec(
+        script_path="examples/fail", error_handler_path="slow_error_handler", error_handler_args={"sleep": 30}
+    )
+    jobs = jobs_of(spec, "boom")
+    run_jobs(specs_of(spec), jobs)
+    handler = Job.objects.get(kind=Job.Kind.ERROR_HANDLER)
+    assert (handler.status, handler.error["name"], str(handler.parent_job_id)) == ("failure", "JobTimeout", jobs[0][0])
