@@ -29,7 +29,7 @@ class Command(BaseCommand):
         config = dict(
             url=demo_url,
             script_path="examples/echo",
-            enabled=True,
+            mode=WebSocketTrigger.Mode.ENABLED,
             can_return_message=True,
             filters=[{"key": "type", "value": "tick"}],
         )
