@@ -5,7 +5,9 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
+
+from orvanta_triggers.celeryconfig import celery_settings
+from orvanta_triggers.conf import DEFAULTS as ORVANTA_DEFAULTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "orvanta_triggers",
+    "listener",
 ]
 
 MIDDLEWARE = [
@@ -126,7 +129,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = os.environ.get("REDIS_URL") or ORVANTA_DEFAULTS["REDIS_URL"]
 
 CHANNEL_LAYERS = {
     "default": {
@@ -161,92 +164,66 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# Celery: Redis broker; jobs record their own results in the database.
-CELERY_BROKER_URL = REDIS_URL
+# Orvanta knobs (README, "Running in production"): each from the environment, else the
+# app's default (orvanta_triggers.conf.DEFAULTS); read through orvanta_triggers.conf.
 
 
-def celery_queues(jobs_queue, runnables_queue):
-    """(CELERY_TASK_QUEUES, CELERY_TASK_ROUTES): trigger jobs on `jobs_queue` (the
-    default one), user code a caller waits for (test connection, URL and
-    initial-message runnables: tasks.run_runnable) on `runnables_queue`, so that it
-    never waits behind a backlog of jobs. A worker without -Q consumes both."""
-    return (
-        (Queue(jobs_queue), Queue(runnables_queue)),
-        {"orvanta.run_runnable": {"queue": runnables_queue}},
-    )
+def _knob(name, cast):
+    value = os.environ.get(name)
+    return cast(value) if value not in (None, "") else ORVANTA_DEFAULTS[name]
 
 
-CELERY_TASK_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_IGNORE_RESULT = True
-# At-least-once: a job is acknowledged after it ran, and redelivered when its
-# worker process dies mid-run.
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# One message per pool process at a time: what waits stays in the queue, where the
-# listeners see it and coalesce frames, and where any idle worker can take it.
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Keep a worker process's database connection across tasks (Celery's Django fixup
-# otherwise opens one per task); it is still replaced after this many tasks.
-CELERY_DB_REUSE_MAX = 1000
-
-# Orvanta knobs (README, "Running in production"); read through orvanta_triggers.conf.
 ORVANTA_RUNNABLE_PACKAGES = [
     p.strip() for p in os.environ.get("ORVANTA_RUNNABLE_PACKAGES", "runnables").split(",") if p.strip()
 ]
 ORVANTA_ALLOW_PRIVATE_URLS = _env_bool("ORVANTA_ALLOW_PRIVATE_URLS", DEBUG)
-ORVANTA_LEASE_TTL_SECS = float(os.environ.get("ORVANTA_LEASE_TTL_SECS", "15"))
-ORVANTA_MAX_MESSAGE_BYTES = int(os.environ.get("ORVANTA_MAX_MESSAGE_BYTES", "1048576"))
-ORVANTA_REDIS_PREFIX = os.environ.get("ORVANTA_REDIS_PREFIX", "orvanta:")
-ORVANTA_RECONCILE_INTERVAL_SECS = float(os.environ.get("ORVANTA_RECONCILE_INTERVAL_SECS", "1"))
-ORVANTA_STATUS_WRITE_INTERVAL_SECS = float(os.environ.get("ORVANTA_STATUS_WRITE_INTERVAL_SECS", "5"))
-ORVANTA_CONNECT_TIMEOUT_SECS = float(os.environ.get("ORVANTA_CONNECT_TIMEOUT_SECS", "10"))
-ORVANTA_PING_INTERVAL_SECS = float(os.environ.get("ORVANTA_PING_INTERVAL_SECS", "20"))
-ORVANTA_PONG_TIMEOUT_SECS = float(os.environ.get("ORVANTA_PONG_TIMEOUT_SECS", "10"))
-ORVANTA_BACKOFF_MIN_SECS = float(os.environ.get("ORVANTA_BACKOFF_MIN_SECS", "0.5"))
-ORVANTA_BACKOFF_MAX_SECS = float(os.environ.get("ORVANTA_BACKOFF_MAX_SECS", "60"))
-ORVANTA_BACKOFF_RESET_AFTER_SECS = float(os.environ.get("ORVANTA_BACKOFF_RESET_AFTER_SECS", "30"))
-ORVANTA_DISPATCH_BUFFER_SIZE = int(os.environ.get("ORVANTA_DISPATCH_BUFFER_SIZE", "100000"))
-ORVANTA_OVERFLOW_POLICY = os.environ.get("ORVANTA_OVERFLOW_POLICY", "backpressure")
-ORVANTA_MAX_QUEUED_JOBS = int(os.environ.get("ORVANTA_MAX_QUEUED_JOBS", "100000"))
-ORVANTA_RUNNABLE_TIMEOUT_SECS = float(os.environ.get("ORVANTA_RUNNABLE_TIMEOUT_SECS", "30"))
-ORVANTA_CONNECTION_ERROR_NOTIFY_SECS = float(os.environ.get("ORVANTA_CONNECTION_ERROR_NOTIFY_SECS", "60"))
-ORVANTA_JOB_TIMEOUT_SECS = float(os.environ.get("ORVANTA_JOB_TIMEOUT_SECS", "300"))
-ORVANTA_DATABASE_OUTAGE_SECS = float(os.environ.get("ORVANTA_DATABASE_OUTAGE_SECS", "120"))
-ORVANTA_WORKER_LOST_SECS = float(os.environ.get("ORVANTA_WORKER_LOST_SECS", "20"))
-ORVANTA_MAX_TRIGGERS_PER_WORKSPACE = int(os.environ.get("ORVANTA_MAX_TRIGGERS_PER_WORKSPACE", "1000"))
-ORVANTA_TEST_CONNECTION_TIMEOUT_SECS = float(os.environ.get("ORVANTA_TEST_CONNECTION_TIMEOUT_SECS", "10"))
-# Queue names for operators (README, "Security"): Celery's default queue for jobs, and
-# one under ORVANTA_REDIS_PREFIX for the user code a caller waits for.
-CELERY_TASK_DEFAULT_QUEUE = "celery"
-ORVANTA_RUNNABLES_QUEUE = f"{ORVANTA_REDIS_PREFIX}runnables"
-CELERY_TASK_QUEUES, CELERY_TASK_ROUTES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, ORVANTA_RUNNABLES_QUEUE)
+ORVANTA_REDIS_PREFIX = _knob("ORVANTA_REDIS_PREFIX", str)
+ORVANTA_OVERFLOW_POLICY = _knob("ORVANTA_OVERFLOW_POLICY", str)
+if ORVANTA_OVERFLOW_POLICY not in ("backpressure", "drop"):
+    raise ValueError("ORVANTA_OVERFLOW_POLICY must be 'backpressure' or 'drop'")
+ORVANTA_LEASE_TTL_SECS = _knob("ORVANTA_LEASE_TTL_SECS", float)
+ORVANTA_RECONCILE_INTERVAL_SECS = _knob("ORVANTA_RECONCILE_INTERVAL_SECS", float)
+ORVANTA_STATUS_WRITE_INTERVAL_SECS = _knob("ORVANTA_STATUS_WRITE_INTERVAL_SECS", float)
+ORVANTA_CONNECT_TIMEOUT_SECS = _knob("ORVANTA_CONNECT_TIMEOUT_SECS", float)
+ORVANTA_PING_INTERVAL_SECS = _knob("ORVANTA_PING_INTERVAL_SECS", float)
+ORVANTA_PONG_TIMEOUT_SECS = _knob("ORVANTA_PONG_TIMEOUT_SECS", float)
+ORVANTA_BACKOFF_MIN_SECS = _knob("ORVANTA_BACKOFF_MIN_SECS", float)
+ORVANTA_BACKOFF_MAX_SECS = _knob("ORVANTA_BACKOFF_MAX_SECS", float)
+ORVANTA_BACKOFF_RESET_AFTER_SECS = _knob("ORVANTA_BACKOFF_RESET_AFTER_SECS", float)
+ORVANTA_RUNNABLE_TIMEOUT_SECS = _knob("ORVANTA_RUNNABLE_TIMEOUT_SECS", float)
+ORVANTA_TEST_CONNECTION_TIMEOUT_SECS = _knob("ORVANTA_TEST_CONNECTION_TIMEOUT_SECS", float)
+ORVANTA_CONNECTION_ERROR_NOTIFY_SECS = _knob("ORVANTA_CONNECTION_ERROR_NOTIFY_SECS", float)
+ORVANTA_JOB_TIMEOUT_SECS = _knob("ORVANTA_JOB_TIMEOUT_SECS", float)
+ORVANTA_DATABASE_OUTAGE_SECS = _knob("ORVANTA_DATABASE_OUTAGE_SECS", float)
+ORVANTA_WORKER_LOST_SECS = _knob("ORVANTA_WORKER_LOST_SECS", float)
+ORVANTA_MAX_MESSAGE_BYTES = _knob("ORVANTA_MAX_MESSAGE_BYTES", int)
+ORVANTA_DISPATCH_BUFFER_SIZE = _knob("ORVANTA_DISPATCH_BUFFER_SIZE", int)
+ORVANTA_MAX_QUEUED_JOBS = _knob("ORVANTA_MAX_QUEUED_JOBS", int)
+ORVANTA_MAX_TRIGGERS_PER_WORKSPACE = _knob("ORVANTA_MAX_TRIGGERS_PER_WORKSPACE", int)
+ORVANTA_WORKER_METRICS_PORT = _knob("ORVANTA_WORKER_METRICS_PORT", int)
 # Trigger connections (listener, test connection) go through these proxies with their
-# standard meaning (README, "Proxies"); read through orvanta_triggers.conf.
+# standard meaning (README, "Proxies").
 ORVANTA_HTTPS_PROXY = _env_proxy("https_proxy")
 ORVANTA_HTTP_PROXY = _env_proxy("http_proxy")
 ORVANTA_NO_PROXY = _env_proxy("no_proxy")
-# Workers serve Prometheus metrics on this port when set; with a prefork pool, also set
-# PROMETHEUS_MULTIPROC_DIR (prometheus-client's own variable) to an empty directory.
-ORVANTA_WORKER_METRICS_PORT = int(os.environ.get("ORVANTA_WORKER_METRICS_PORT") or 0)
+# With a prefork pool and ORVANTA_WORKER_METRICS_PORT, prometheus-client's own
+# variable must point at an empty directory.
 PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-if ORVANTA_OVERFLOW_POLICY not in ("backpressure", "drop"):
-    raise ValueError("ORVANTA_OVERFLOW_POLICY must be 'backpressure' or 'drop'")
 
-# Each job stops at ORVANTA_JOB_TIMEOUT_SECS (orvanta_triggers.jobrunner). Celery kills
-# the process of a one-job task whose job ignores that, once a database outage could
-# also have been waited out; batch messages carry their own limit (tasks.message_time_limit).
-CELERY_TASK_TIME_LIMIT = ORVANTA_JOB_TIMEOUT_SECS + ORVANTA_DATABASE_OUTAGE_SECS + 30
-# Messages a worker holds are kept visible by the worker itself (orvanta_triggers.
-# heldmessages); those of a dead worker go back to the queue ORVANTA_WORKER_LOST_SECS
-# after it last did, found by a sweep every quarter of that.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": ORVANTA_WORKER_LOST_SECS,
-    "unacked_restore_interval": max(int(ORVANTA_WORKER_LOST_SECS // 4), 1),
-    "unacked_restore_throttle": 1,
-}
+# Celery: Redis broker; jobs record their own results in the database. Queue names for
+# operators (README, "Security"): Celery's default queue for jobs, and one under
+# ORVANTA_REDIS_PREFIX for the user code a caller waits for.
+CELERY_BROKER_URL = REDIS_URL
+ORVANTA_RUNNABLES_QUEUE = f"{ORVANTA_REDIS_PREFIX}runnables"
+globals().update(
+    celery_settings(
+        jobs_queue="celery",
+        runnables_queue=ORVANTA_RUNNABLES_QUEUE,
+        job_timeout_secs=ORVANTA_JOB_TIMEOUT_SECS,
+        database_outage_secs=ORVANTA_DATABASE_OUTAGE_SECS,
+        worker_lost_secs=ORVANTA_WORKER_LOST_SECS,
+    )
+)
 
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

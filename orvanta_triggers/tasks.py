@@ -16,13 +16,10 @@ from django.utils.dateparse import parse_datetime
 
 from orvanta_triggers import bus, conf, execution, jobrunner, services
 from orvanta_triggers.models import Job
+from orvanta_triggers.wire import NOTIFY_CONNECTION_FAILURE, RUN_RUNNABLE, RUN_TRIGGER_JOB, RUN_TRIGGER_JOBS
 
 logger = logging.getLogger(__name__)
 
-RUN_TRIGGER_JOB = "orvanta.run_trigger_job"
-RUN_TRIGGER_JOBS = "orvanta.run_trigger_jobs"
-RUN_RUNNABLE = "orvanta.run_runnable"
-NOTIFY_CONNECTION_FAILURE = "orvanta.notify_connection_failure"
 REPLY_TTL_SECS = 300
 # A runnable ignoring its time limit (run_runnable) loses its process this much later.
 RUNNABLE_KILL_AFTER_SECS = 5
@@ -133,7 +130,7 @@ def run_runnable(request_id, workspace_id, path, is_flow, args, timeout_secs, ki
     message; test connection: URL) and push the outcome to the reply list it waits on;
     then record the run as job `request_id` of `kind` (Job.Kind; a message from a
     listener older than kinds has none: a URL runnable, the likeliest). Routed to a
-    queue of its own (settings.celery_queues); runs at most `timeout_secs`, as long as
+    queue of its own (celeryconfig.celery_queues); runs at most `timeout_secs`, as long as
     the caller waits (prefork and solo pools: jobrunner.time_limit; the caller's hard
     limit kills a runnable that ignores it)."""
     run = execution.JobRun(

@@ -33,13 +33,13 @@ def process_env(**extra):
 
 
 class Process:
-    def __init__(self, args, env):
+    def __init__(self, args, env, cwd=None):
         # Output goes to a file, not a pipe: a busy process would fill a pipe nobody
         # reads until stop() and block on its next log line.
         self._output = tempfile.TemporaryFile()
         self.popen = subprocess.Popen(
             args,
-            cwd=settings.BASE_DIR,
+            cwd=cwd or settings.BASE_DIR,
             env=env,
             stdout=self._output,
             stderr=subprocess.STDOUT,

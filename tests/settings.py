@@ -11,6 +11,7 @@ os.environ.setdefault("DJANGO_SECRET_KEY", f"tests-only-{os.urandom(32).hex()}")
 from config.settings import *  # noqa: E402,F401,F403
 from config.settings import ORVANTA_REDIS_PREFIX as _BASE_PREFIX  # noqa: E402
 from config.settings import REDIS_URL as _BASE_REDIS_URL  # noqa: E402
+from orvanta_triggers.celeryconfig import celery_queues  # noqa: E402
 
 # Database 9 of the same server, apart from a `make run` on this machine; and within
 # it, keys and the job queue of this test process only, so concurrent runs never
@@ -21,7 +22,7 @@ ORVANTA_REDIS_PREFIX = _BASE_PREFIX if _BASE_PREFIX != "orvanta:" else f"orvanta
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = f"{ORVANTA_REDIS_PREFIX}jobs"
 ORVANTA_RUNNABLES_QUEUE = f"{ORVANTA_REDIS_PREFIX}runnables"
-CELERY_TASK_QUEUES, CELERY_TASK_ROUTES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, ORVANTA_RUNNABLES_QUEUE)  # noqa: F405
+CELERY_TASK_QUEUES, CELERY_TASK_ROUTES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, ORVANTA_RUNNABLES_QUEUE)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

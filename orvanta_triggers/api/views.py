@@ -2,14 +2,19 @@
 service, serialize."""
 
 from django.http import Http404
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from config.celery import app as celery_app
 from listener.probe import probe_connection
 from orvanta_triggers import registry, selectors, services
+from orvanta_triggers.api.errors import exception_handler
+from orvanta_triggers.api.pagination import StandardPagination
+from orvanta_triggers.api.parsers import JSONParser
 from orvanta_triggers.api.permissions import WorkspaceRolePermission
 from orvanta_triggers.api.serializers import (
     DiscardedJobsSerializer,
@@ -24,13 +29,23 @@ from orvanta_triggers.api.serializers import (
     WebSocketTriggerSerializer,
     WorkspaceSettingsSerializer,
 )
+from orvanta_triggers.celeryapp import celery_app
 from orvanta_triggers.models import Job, Workspace
 
 
 class WorkspaceMixin:
-    """Loads `self.workspace` and `self.workspace_role`; non-members get 404."""
+    """Loads `self.workspace` and `self.workspace_role`; non-members get 404. Carries
+    the API's own DRF policies, so it behaves the same in any project whatever its
+    REST_FRAMEWORK defaults."""
 
-    permission_classes = [WorkspaceRolePermission]
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated, WorkspaceRolePermission]
+    parser_classes = [JSONParser]
+    pagination_class = StandardPagination
+    schema = AutoSchema()
+
+    def get_exception_handler(self):
+        return exception_handler
 
     def initial(self, request, *args, **kwargs):
         self.workspace = None
@@ -368,5 +383,5 @@ class TestConnectionView(WorkspaceMixin, generics.GenericAPIView):
     def post(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = probe_connection(celery_app=celery_app, workspace_id=self.workspace.id, **serializer.validated_data)
+        result = probe_connection(celery_app=celery_app(), workspace_id=self.workspace.id, **serializer.validated_data)
         return Response(TestConnectionResultSerializer(result).data)

@@ -4,8 +4,8 @@ import threading
 from django.core.management.base import BaseCommand
 from prometheus_client import start_http_server
 
-from config.celery import app as celery_app
 from listener.supervisor import Supervisor
+from orvanta_triggers.celeryapp import celery_app
 
 
 class Command(BaseCommand):
@@ -21,4 +21,4 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stop_event.set())
         if metrics_port:
             start_http_server(metrics_port)
-        Supervisor(celery_app=celery_app, stop_event=stop_event, listener_id=listener_id).run()
+        Supervisor(celery_app=celery_app(), stop_event=stop_event, listener_id=listener_id).run()

@@ -1,0 +1,66 @@
+"""What a Celery worker of the app does besides running tasks, hooked on Celery's
+signals (connected when Django loads the app, so any project's Celery app gets them):
+job metrics over HTTP, and keeping the messages it holds (heldmessages)."""
+
+import logging
+
+from celery.signals import task_received, worker_init, worker_process_shutdown, worker_ready, worker_shutdown
+
+from orvanta_triggers import bus, conf
+from orvanta_triggers.heldmessages import HeldMessagesKeeper, note_held
+from orvanta_triggers.wire import RUN_TRIGGER_JOBS
+
+logger = logging.getLogger(__name__)
+
+_keeper = None
+
+
+@worker_init.connect
+def serve_worker_metrics(**_):
+    """Job metrics on ORVANTA_WORKER_METRICS_PORT, gathered from every pool process
+    when prometheus-client runs in multiprocess mode."""
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+
+    if not conf.worker_metrics_port():
+        return
+    registry = REGISTRY
+    if conf.prometheus_multiproc_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(conf.worker_metrics_port(), registry=registry)
+
+
+@worker_process_shutdown.connect
+def forget_pool_process_metrics(pid=None, **_):
+    if conf.prometheus_multiproc_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+@worker_ready.connect
+def keep_held_messages(sender=None, **_):
+    """Renew the messages this worker holds, so that only a dead worker's go elsewhere."""
+    global _keeper
+    _keeper = HeldMessagesKeeper(sender.app).start()
+
+
+@worker_shutdown.connect
+def stop_keeping_held_messages(**_):
+    global _keeper
+    if _keeper is not None:
+        _keeper.stop()
+        _keeper = None
+
+
+@task_received.connect
+def note_received(request=None, **_):
+    """Keep renewing the message until it is acknowledged (see heldmessages), and tell
+    listeners this worker has it (see listener.dispatch: a message lost between the
+    broker's pop and the worker's record is sent again)."""
+    note_held(request)
+    if request.name == RUN_TRIGGER_JOBS:
+        try:
+            bus.note_received(request.id)
+        except bus.redis.RedisError as exc:
+            logger.warning("message %s: could not note its receipt: %s", request.id, exc)
