@@ -4,17 +4,13 @@ import base64
 import functools
 import json
 import logging
-import time
-from datetime import timedelta
 
 import redis
 from celery import current_app, shared_task
 from celery.exceptions import Reject
-from django.db import DatabaseError
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from orvanta_triggers import bus, conf, execution, jobrunner, services
+from orvanta_triggers import bus, conf, execution, jobrunner
 from orvanta_triggers.models import Job
 from orvanta_triggers.wire import NOTIFY_CONNECTION_FAILURE, RUN_RUNNABLE, RUN_TRIGGER_JOB, RUN_TRIGGER_JOBS
 
@@ -23,28 +19,6 @@ logger = logging.getLogger(__name__)
 REPLY_TTL_SECS = 300
 # A runnable ignoring its time limit (run_runnable) loses its process this much later.
 RUNNABLE_KILL_AFTER_SECS = 5
-
-
-SWEEP_INTERVAL_SECS = 60
-_last_sweep = 0.0
-
-
-def _sweep_abandoned_jobs():
-    """At most once a minute per worker process: no job row stays `running` forever.
-    A job older than its time limit plus the broker's redelivery delay is dead."""
-    global _last_sweep
-    now = time.monotonic()
-    if now - _last_sweep < SWEEP_INTERVAL_SECS:
-        return
-    _last_sweep = now
-    horizon = timezone.now() - timedelta(seconds=conf.job_timeout_secs() * 2 + 120)
-    try:
-        swept = services.fail_abandoned_jobs(running_since_before=horizon)
-    except DatabaseError as exc:
-        logger.warning("could not sweep abandoned jobs: %s", exc)
-        return
-    if swept:
-        logger.warning("marked %s abandoned running jobs as failed", swept)
 
 
 def _requeue(run, countdown):
@@ -102,7 +76,6 @@ def _run_jobs(task, *, specs, jobs, resent):
     except jobrunner.DatabaseUnavailable as exc:
         logger.error("message %s (%s jobs): %s; giving it back to the broker", message_id, len(jobs), exc)
         raise Reject(str(exc), requeue=True) from exc
-    _sweep_abandoned_jobs()
     return statuses
 
 

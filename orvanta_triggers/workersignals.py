@@ -1,26 +1,28 @@
 """What a Celery worker of the app does besides running tasks, hooked on Celery's
 signals (connected when Django loads the app, so any project's Celery app gets them):
-job metrics over HTTP, and keeping the messages it holds (heldmessages)."""
+job metrics over HTTP, keeping the messages it holds (heldmessages), and sweeping
+abandoned jobs (sweeper)."""
 
 import logging
 
 from celery.signals import task_received, worker_init, worker_process_shutdown, worker_ready, worker_shutdown
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
 from orvanta_triggers import bus, conf
 from orvanta_triggers.heldmessages import HeldMessagesKeeper, note_held
+from orvanta_triggers.sweeper import AbandonedJobSweeper
 from orvanta_triggers.wire import RUN_TRIGGER_JOBS
 
 logger = logging.getLogger(__name__)
 
-_keeper = None
+# The main process's threads, from worker_ready to worker_shutdown.
+_threads = []
 
 
 @worker_init.connect
 def serve_worker_metrics(**_):
     """Job metrics on ORVANTA_WORKER_METRICS_PORT, gathered from every pool process
     when prometheus-client runs in multiprocess mode."""
-    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
-
     if not conf.worker_metrics_port():
         return
     registry = REGISTRY
@@ -33,24 +35,20 @@ def serve_worker_metrics(**_):
 @worker_process_shutdown.connect
 def forget_pool_process_metrics(pid=None, **_):
     if conf.prometheus_multiproc_dir():
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(pid)
 
 
 @worker_ready.connect
-def keep_held_messages(sender=None, **_):
-    """Renew the messages this worker holds, so that only a dead worker's go elsewhere."""
-    global _keeper
-    _keeper = HeldMessagesKeeper(sender.app).start()
+def start_worker_threads(sender=None, **_):
+    """Renew the messages this worker holds, so that only a dead worker's go
+    elsewhere; and sweep the jobs dead workers left `running`."""
+    _threads.extend([HeldMessagesKeeper(sender.app).start(), AbandonedJobSweeper().start()])
 
 
 @worker_shutdown.connect
-def stop_keeping_held_messages(**_):
-    global _keeper
-    if _keeper is not None:
-        _keeper.stop()
-        _keeper = None
+def stop_worker_threads(**_):
+    while _threads:
+        _threads.pop().stop()
 
 
 @task_received.connect
