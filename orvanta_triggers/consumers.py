@@ -16,7 +16,6 @@ from django.db import DatabaseError
 
 from orvanta_triggers import monitor, netguard, selectors
 from orvanta_triggers.logging import untrusted
-from orvanta_triggers.models import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
 
     @staticmethod
     def _member_workspace(user, slug):
-        workspace = Workspace.objects.filter(slug=slug).first()
+        workspace = selectors.workspace_by_slug(slug)
         if workspace is None or selectors.membership_role(user=user, workspace=workspace) is None:
             return None
         return workspace

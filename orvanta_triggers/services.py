@@ -2,9 +2,13 @@
 
 import logging
 import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 import redis
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -44,7 +48,7 @@ class PlanNotAllowed(Exception):
     """The workspace's plan does not include WebSocket triggers."""
 
 
-def check_plan(workspace):
+def check_plan(workspace: Workspace) -> None:
     if not workspace.allows_websocket_triggers:
         raise PlanNotAllowed(
             f"WebSocket triggers are not available on the {workspace.get_plan_display()} plan "
@@ -52,7 +56,7 @@ def check_plan(workspace):
         )
 
 
-def _unknown_fields(fields, allowed):
+def _unknown_fields(fields: Iterable[str], allowed: Iterable[str]) -> None:
     unknown = set(fields) - set(allowed)
     if unknown:
         raise TypeError(f"unknown fields: {', '.join(sorted(unknown))}")
@@ -62,7 +66,9 @@ def _unknown_fields(fields, allowed):
 
 
 @transaction.atomic
-def create_workspace(*, slug, name=None, plan=Workspace.Plan.SELF_HOSTED, owner=None):
+def create_workspace(
+    *, slug: str, name: str | None = None, plan: str = Workspace.Plan.SELF_HOSTED, owner: AbstractBaseUser | None = None
+) -> Workspace:
     workspace = Workspace(slug=slug, name=name or slug, plan=plan)
     workspace.full_clean()
     workspace.save()
@@ -71,25 +77,25 @@ def create_workspace(*, slug, name=None, plan=Workspace.Plan.SELF_HOSTED, owner=
     return workspace
 
 
-def _membership_changed(workspace):
+def _membership_changed(workspace: Workspace) -> None:
     transaction.on_commit(lambda: monitor.notify_membership_changed(workspace.slug))
 
 
 @transaction.atomic
-def set_membership(*, workspace, user, role):
+def set_membership(*, workspace: Workspace, user: AbstractBaseUser, role: str) -> Membership:
     membership, _ = Membership.objects.update_or_create(workspace=workspace, user=user, defaults={"role": role})
     _membership_changed(workspace)
     return membership
 
 
 @transaction.atomic
-def remove_membership(*, workspace, user):
+def remove_membership(*, workspace: Workspace, user: AbstractBaseUser) -> None:
     """`user` is no longer a member of `workspace`; their open monitors of it close."""
     Membership.objects.filter(workspace=workspace, user=user).delete()
     _membership_changed(workspace)
 
 
-def update_workspace_settings(*, workspace, **fields):
+def update_workspace_settings(*, workspace: Workspace, **fields: Any) -> Workspace:
     _unknown_fields(fields, ("error_handler_path", "error_handler_args", "name"))
     for name, value in fields.items():
         setattr(workspace, name, value)
@@ -98,7 +104,7 @@ def update_workspace_settings(*, workspace, **fields):
     return workspace
 
 
-def create_user(*, username, password, is_superuser=False):
+def create_user(*, username: str, password: str, is_superuser: bool = False) -> AbstractBaseUser:
     User = get_user_model()
     if is_superuser:
         return User.objects.create_superuser(username=username, password=password, email="")
@@ -108,7 +114,7 @@ def create_user(*, username, password, is_superuser=False):
 # Triggers
 
 
-def _save_trigger(trigger, update_fields=None):
+def _save_trigger(trigger: WebSocketTrigger, update_fields: list[str] | None = None) -> WebSocketTrigger:
     trigger.edited_at = timezone.now()
     trigger.full_clean()
     trigger.save(update_fields=update_fields)
@@ -116,7 +122,7 @@ def _save_trigger(trigger, update_fields=None):
     return trigger
 
 
-def _check_trigger_count(workspace):
+def _check_trigger_count(workspace: Workspace) -> None:
     """Raise ValidationError when the workspace has as many triggers as it may have.
     Locks the workspace's row (until the transaction ends) so that concurrent creates
     count one after the other."""
@@ -129,7 +135,7 @@ def _check_trigger_count(workspace):
         )
 
 
-def resolve_mode(*, current, fields):
+def resolve_mode(*, current: str, fields: dict[str, Any]) -> str:
     """The mode `fields` ask for, given the `current` one: `mode` if given, else what
     `enabled` (Windmill's older field) means: false is disabled; true is enabled, or
     stays suspended, since a suspended trigger reads true (a trigger written back as it
@@ -144,13 +150,13 @@ def resolve_mode(*, current, fields):
     return Mode.SUSPENDED if current == Mode.SUSPENDED else Mode.ENABLED
 
 
-def _apply_mode(trigger, mode):
+def _apply_mode(trigger: WebSocketTrigger, mode: str) -> None:
     trigger.mode = mode
     trigger.enabled = mode != WebSocketTrigger.Mode.DISABLED
 
 
 @transaction.atomic
-def save_new_trigger(*, trigger):
+def save_new_trigger(*, trigger: WebSocketTrigger) -> WebSocketTrigger:
     """Save an unsaved trigger built elsewhere (the admin's form), in its `mode`."""
     check_plan(trigger.workspace)
     _check_trigger_count(trigger.workspace)
@@ -159,7 +165,7 @@ def save_new_trigger(*, trigger):
     return _save_trigger(trigger)
 
 
-def create_trigger(*, workspace, **fields):
+def create_trigger(*, workspace: Workspace, **fields: Any) -> WebSocketTrigger:
     """A new trigger; raises ValidationError (field-keyed) or PlanNotAllowed. `mode`
     wins over `enabled` when both are given."""
     _unknown_fields(fields, TRIGGER_CONFIG_FIELDS)
@@ -171,7 +177,7 @@ def create_trigger(*, workspace, **fields):
 
 
 @transaction.atomic
-def update_trigger(*, trigger, **fields):
+def update_trigger(*, trigger: WebSocketTrigger, **fields: Any) -> WebSocketTrigger:
     """Change configuration fields; listeners pick the change up within seconds. A
     secret sent back redacted, as a viewer sees it, keeps its stored value. `mode`
     wins over `enabled` when both are given."""
@@ -191,21 +197,21 @@ def update_trigger(*, trigger, **fields):
     return _save_trigger(trigger)
 
 
-def set_trigger_enabled(*, trigger, enabled):
+def set_trigger_enabled(*, trigger: WebSocketTrigger, enabled: bool) -> WebSocketTrigger:
     return update_trigger(trigger=trigger, enabled=enabled)
 
 
-def set_trigger_mode(*, trigger, mode):
+def set_trigger_mode(*, trigger: WebSocketTrigger, mode: str) -> WebSocketTrigger:
     return update_trigger(trigger=trigger, mode=mode)
 
 
 @transaction.atomic
-def delete_trigger(*, trigger):
+def delete_trigger(*, trigger: WebSocketTrigger) -> None:
     trigger.delete()
     transaction.on_commit(bus.nudge_listeners)
 
 
-def record_trigger_status(*, trigger_id, **status_fields):
+def record_trigger_status(*, trigger_id: int, **status_fields: Any) -> int:
     """Status written by the listener that holds the trigger. Only status fields, and
     never over a disabled trigger's state (the disable may have raced the write)."""
     _unknown_fields(status_fields, WebSocketTrigger.STATUS_FIELDS)
@@ -221,26 +227,26 @@ def record_trigger_status(*, trigger_id, **status_fields):
 # Flows
 
 
-def create_flow(*, workspace, **fields):
+def create_flow(*, workspace: Workspace, **fields: Any) -> Flow:
     _unknown_fields(fields, FLOW_FIELDS)
     return save_new_flow(flow=Flow(workspace=workspace, **fields))
 
 
 @transaction.atomic
-def save_new_flow(*, flow):
+def save_new_flow(*, flow: Flow) -> Flow:
     flow.full_clean()
     flow.save()
     return flow
 
 
-def _refuse_if_flow_in_use(flow, action):
+def _refuse_if_flow_in_use(flow: Flow, action: str) -> None:
     users = selectors.triggers_using_flow(workspace_id=flow.workspace_id, path=flow.path)
     if users:
         raise ValidationError({"path": [f"can't {action} flow '{flow.path}': used by trigger(s) {', '.join(users)}"]})
 
 
 @transaction.atomic
-def update_flow(*, flow, **fields):
+def update_flow(*, flow: Flow, **fields: Any) -> Flow:
     _unknown_fields(fields, FLOW_FIELDS)
     if "path" in fields and fields["path"] != flow.path:
         _refuse_if_flow_in_use(flow, "rename")
@@ -252,7 +258,7 @@ def update_flow(*, flow, **fields):
 
 
 @transaction.atomic
-def delete_flow(*, flow):
+def delete_flow(*, flow: Flow) -> None:
     _refuse_if_flow_in_use(flow, "delete")
     flow.delete()
 
@@ -278,7 +284,7 @@ JOB_RECORD_FIELDS = (
 )
 
 
-def record_jobs(*, jobs, overwrite=True):
+def record_jobs(*, jobs: dict[str, dict[str, Any]], overwrite: bool = True) -> dict[str, Job]:
     """Write job rows ({job id: field values}) in one statement, creating them or
     updating them in place (a retry, a redelivery); without `overwrite`, rows that
     exist are left as they are. Returns the rows by job id."""
@@ -298,7 +304,7 @@ def record_jobs(*, jobs, overwrite=True):
     return rows
 
 
-def fail_abandoned_jobs(*, running_since_before):
+def fail_abandoned_jobs(*, running_since_before: datetime) -> int:
     """Mark failed the jobs still `running` that started before the given time: their
     worker died and the broker did not hand them to another. Returns how many."""
     return Job.objects.filter(status=Job.Status.RUNNING, started_at__lt=running_since_before).update(
@@ -312,7 +318,7 @@ def fail_abandoned_jobs(*, running_since_before):
     )
 
 
-def enqueue_trigger_job(*, trigger, msg, msg_type="text", url=None):
+def enqueue_trigger_job(*, trigger: WebSocketTrigger, msg: str, msg_type: str = "text", url: str | None = None) -> str:
     """Run the trigger's runnable on `msg` as if it had just arrived (a replay from
     the admin or the monitor), even while the trigger is suspended: an operator asked
     for this run. The job id, once the job is queued."""
@@ -347,12 +353,12 @@ class ResumeFailed(Exception):
     """The broker did not take the resumed jobs; those not sent are suspended again."""
 
 
-def _suspended_jobs_changed(trigger_path, workspace):
+def _suspended_jobs_changed(trigger_path: str, workspace: Workspace) -> None:
     count = selectors.suspended_job_count(workspace_id=workspace.id, trigger_path=trigger_path)
     monitor.send_events(workspace.slug, [{"type": "suspended_jobs", "trigger_path": trigger_path, "count": count}])
 
 
-def resume_jobs(*, trigger, job_ids=None):
+def resume_jobs(*, trigger: WebSocketTrigger, job_ids: Iterable[str] | None = None) -> list[str]:
     """Run the trigger's suspended jobs (those of `job_ids`, else all), oldest first,
     with its current configuration (script, retries, error handler, returning
     results). Returns the ids of the jobs resumed. Raises ResumeFailed when the broker
@@ -396,7 +402,7 @@ def resume_jobs(*, trigger, job_ids=None):
     return resumed
 
 
-def resume_job(*, job):
+def resume_job(*, job: Job) -> None:
     """Run one suspended job with its trigger's current configuration."""
     if job.status != Job.Status.SUSPENDED:
         raise JobConflict(f"job {job.id} is {job.status}, not suspended")
@@ -407,7 +413,7 @@ def resume_job(*, job):
         raise JobConflict(f"job {job.id} is no longer suspended")
 
 
-def discard_jobs(*, workspace, trigger_path, job_ids=None):
+def discard_jobs(*, workspace: Workspace, trigger_path: str, job_ids: Iterable[str] | None = None) -> int:
     """Drop suspended jobs of a trigger (those of `job_ids`, else all) unrun: they end
     `discarded`. Returns how many."""
     queryset = Job.objects.filter(workspace=workspace, trigger_path=trigger_path, status=Job.Status.SUSPENDED)
@@ -420,7 +426,7 @@ def discard_jobs(*, workspace, trigger_path, job_ids=None):
     return count
 
 
-def discard_job(*, job):
+def discard_job(*, job: Job) -> None:
     if not discard_jobs(workspace=job.workspace, trigger_path=job.trigger_path, job_ids=[job.id]):
         raise JobConflict(f"job {job.id} is {job.status}, not suspended")
 
@@ -429,7 +435,7 @@ def discard_job(*, job):
 
 
 @transaction.atomic
-def set_workspace_plan(*, workspace, plan):
+def set_workspace_plan(*, workspace: Workspace, plan: str) -> Workspace:
     """Change the workspace's plan. Listeners drop (or pick up) its triggers on their
     next poll; the nudge makes that immediate."""
     workspace.plan = plan

@@ -30,7 +30,7 @@ from orvanta_triggers.api.serializers import (
     WorkspaceSettingsSerializer,
 )
 from orvanta_triggers.celeryapp import celery_app
-from orvanta_triggers.models import Job, Workspace
+from orvanta_triggers.models import Job
 
 
 class WorkspaceMixin:
@@ -59,7 +59,7 @@ class WorkspaceMixin:
     def check_permissions(self, request):
         # Authentication has run by now; membership decides visibility first.
         if request.user and request.user.is_authenticated:
-            workspace = Workspace.objects.filter(slug=self.kwargs["workspace"]).first()
+            workspace = selectors.workspace_by_slug(self.kwargs["workspace"])
             role = selectors.membership_role(user=request.user, workspace=workspace) if workspace else None
             if role is None:
                 raise Http404("no such workspace")
