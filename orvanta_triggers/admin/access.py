@@ -1,34 +1,44 @@
-"""The requesting staff member's roles in their workspaces, read once per request."""
+"""What the requesting staff member may do, by their roles in their workspaces (read
+once per request and judged by orvanta_triggers.roles, as in the API); superusers may
+do anything."""
 
 import logging
 
-from orvanta_triggers.models import Membership, Workspace
+from orvanta_triggers import roles, selectors
 
 logger = logging.getLogger(__name__)
 
 
 def roles_by_workspace(request):
     """{workspace id: role} of the requesting user, once per request."""
-    roles = getattr(request, "_orvanta_roles", None)
-    if roles is None:
-        roles = dict(Membership.objects.filter(user=request.user).values_list("workspace_id", "role"))
-        request._orvanta_roles = roles
-    return roles
+    cached = getattr(request, "_orvanta_roles", None)
+    if cached is None:
+        cached = selectors.workspace_roles(user=request.user)
+        request._orvanta_roles = cached
+    return cached
 
 
 def forget_roles(request):
+    """After a change to the user's memberships (a workspace they created)."""
     request._orvanta_roles = None
 
 
 def can_write(request, workspace_id):
-    return request.user.is_superuser or roles_by_workspace(request).get(workspace_id) in Membership.WRITE_ROLES
+    return request.user.is_superuser or roles.can_write(roles_by_workspace(request).get(workspace_id))
 
 
 def is_workspace_admin(request, workspace_id):
-    return request.user.is_superuser or roles_by_workspace(request).get(workspace_id) == Membership.Role.ADMIN
+    return request.user.is_superuser or roles.can_manage_members(roles_by_workspace(request).get(workspace_id))
+
+
+def writes_some_workspace(request):
+    return request.user.is_superuser or any(roles.can_write(role) for role in roles_by_workspace(request).values())
+
+
+def writes_every_workspace(request):
+    """Also true of a user of no workspace: there is nothing they could not see."""
+    return request.user.is_superuser or all(roles.can_write(role) for role in roles_by_workspace(request).values())
 
 
 def writable_workspaces(request):
-    if request.user.is_superuser:
-        return Workspace.objects.all()
-    return Workspace.objects.filter(memberships__user=request.user, memberships__role__in=Membership.WRITE_ROLES)
+    return selectors.writable_workspaces(user=request.user)

@@ -12,7 +12,7 @@ from orvanta_triggers import redaction, selectors, services
 from orvanta_triggers.admin import access
 from orvanta_triggers.admin.base import WorkspaceScopedAdmin
 from orvanta_triggers.admin.display import job_badge, job_duration, pretty_json
-from orvanta_triggers.models import Job, Membership
+from orvanta_triggers.models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +90,7 @@ class JobAdmin(WorkspaceScopedAdmin):
     def has_resume_permission(self, request):
         """Resuming and discarding suspended jobs: members who may write some workspace
         (each job is checked against its own workspace)."""
-        return request.user.is_superuser or any(
-            role in Membership.WRITE_ROLES for role in access.roles_by_workspace(request).values()
-        )
+        return access.writes_some_workspace(request)
 
     def has_add_permission(self, request):
         return False

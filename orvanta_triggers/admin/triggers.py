@@ -15,7 +15,7 @@ from orvanta_triggers.admin.base import ServiceDeleteMixin, WorkspaceScopedAdmin
 from orvanta_triggers.admin.display import error_text, pretty_json, trigger_badge
 from orvanta_triggers.admin.forms import WebSocketTriggerForm, runnable_choices, script_choices
 from orvanta_triggers.admin.trigger_views import TriggerViewsMixin
-from orvanta_triggers.models import Membership, WebSocketTrigger
+from orvanta_triggers.models import WebSocketTrigger
 
 logger = logging.getLogger(__name__)
 
@@ -225,9 +225,7 @@ class WebSocketTriggerAdmin(TriggerViewsMixin, ServiceDeleteMixin, WorkspaceScop
     def get_search_fields(self, request):
         # A search on URLs would tell a viewer what their query strings hold, a
         # character at a time: only members who may see them search them.
-        if request.user.is_superuser or all(
-            role in Membership.WRITE_ROLES for role in access.roles_by_workspace(request).values()
-        ):
+        if access.writes_every_workspace(request):
             return self.search_fields
         return tuple(name for name in self.search_fields if name != "url")
 
