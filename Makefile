@@ -40,7 +40,7 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) db.sqlite3* test_db.sqlite3* .run
 
-# Chaos run: 2 listeners, 2 workers, a private Redis and a private PostgreSQL under failures (scripts/chaos.py).
+# Chaos run: 2 listeners, 2 workers, a private Redis and a private PostgreSQL under failures (scripts/chaos/).
 chaos: $(STAMP)
 	$(PY) -m scripts.chaos
 

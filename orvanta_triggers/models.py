@@ -67,8 +67,6 @@ class Membership(models.Model):
         DEVELOPER = "developer", "Developer"
         VIEWER = "viewer", "Viewer"
 
-    WRITE_ROLES = (Role.ADMIN, Role.DEVELOPER)
-
     workspace = models.ForeignKey(
         Workspace,
         on_delete=models.CASCADE,

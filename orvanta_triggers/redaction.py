@@ -10,15 +10,14 @@ API, the admin and the monitor. A job's arguments are shown to viewers with the
 query values of every URL in them replaced the same way.
 """
 
-from orvanta_triggers import netguard
-from orvanta_triggers.models import Membership
+from orvanta_triggers import netguard, roles
 
 REDACTED = netguard.REDACTED
 
 
 def sees_secrets(role):
     """Whether a member with `role` (None: not a member) sees secrets as stored."""
-    return role in Membership.WRITE_ROLES
+    return roles.can_write(role)
 
 
 def redact_url(url):

@@ -2,6 +2,7 @@
 
 from django.db.models import Count, Max, Sum
 
+from orvanta_triggers import roles
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
 
 
@@ -36,10 +37,22 @@ def membership_role(*, user, workspace):
     return Membership.objects.filter(user=user, workspace=workspace).values_list("role", flat=True).first()
 
 
+def workspace_roles(*, user):
+    """{workspace id: role} of every membership of `user`."""
+    return dict(Membership.objects.filter(user=user).values_list("workspace_id", "role"))
+
+
 def workspaces_for_user(user):
     if user.is_superuser:
         return Workspace.objects.all()
     return Workspace.objects.filter(memberships__user=user)
+
+
+def writable_workspaces(*, user):
+    """The workspaces `user` may write (superusers: all)."""
+    if user.is_superuser:
+        return Workspace.objects.all()
+    return Workspace.objects.filter(memberships__user=user, memberships__role__in=roles.WRITE_ROLES)
 
 
 def member_workspaces(*, user):

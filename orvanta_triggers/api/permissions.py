@@ -1,6 +1,6 @@
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from orvanta_triggers.models import Membership
+from orvanta_triggers import roles
 
 
 class WorkspaceRolePermission(BasePermission):
@@ -12,5 +12,5 @@ class WorkspaceRolePermission(BasePermission):
     def has_permission(self, request, view):
         role = view.workspace_role
         if request.method in SAFE_METHODS:
-            return role is not None
-        return role in Membership.WRITE_ROLES
+            return roles.can_read(role)
+        return roles.can_write(role)
