@@ -6,11 +6,7 @@ workspace's members. Superusers are the admin's concern (orvanta_triggers.admin.
 the API and the monitor go by membership alone.
 """
 
-import logging
-
 from orvanta_triggers.models import Membership
-
-logger = logging.getLogger(__name__)
 
 WRITE_ROLES = (Membership.Role.ADMIN, Membership.Role.DEVELOPER)
 

@@ -2,11 +2,7 @@
 once per request and judged by orvanta_triggers.roles, as in the API); superusers may
 do anything."""
 
-import logging
-
 from orvanta_triggers import roles, selectors
-
-logger = logging.getLogger(__name__)
 
 
 def roles_by_workspace(request):

@@ -1,8 +1,6 @@
 """What every model admin of the app shares: querysets scoped to the user's workspaces,
 writes by role, JSON and runnable fields, and saves and deletes through the services."""
 
-import logging
-
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.utils import quote, unquote
@@ -15,8 +13,6 @@ from orvanta_triggers import selectors, services
 from orvanta_triggers.admin import access
 from orvanta_triggers.admin.display import error_text
 from orvanta_triggers.admin.forms import PrettyJSONField, json_widget, runnable_picker, script_choices
-
-logger = logging.getLogger(__name__)
 
 
 class WorkspaceScopedAdmin(admin.ModelAdmin):

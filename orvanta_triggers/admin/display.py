@@ -2,15 +2,11 @@
 
 import hashlib
 import json
-import logging
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.utils.html import format_html
 
 from orvanta_triggers.models import Job, WebSocketTrigger
-
-logger = logging.getLogger(__name__)
-
 
 GREY, AMBER, GREEN, RED = "#6c757d", "#b76e00", "#198754", "#dc3545"
 TRIGGER_STATUS_COLOURS = {"disabled": GREY, "connecting": AMBER, "connected": GREEN, "error": RED}

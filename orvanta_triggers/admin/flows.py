@@ -1,7 +1,5 @@
 """Flows: saved and deleted through the services."""
 
-import logging
-
 from django.contrib import admin
 from django.utils.html import escape
 
@@ -9,8 +7,6 @@ from orvanta_triggers import selectors, services
 from orvanta_triggers.admin.base import ServiceDeleteMixin, WorkspaceScopedAdmin, changed_fields
 from orvanta_triggers.admin.forms import FlowForm
 from orvanta_triggers.models import Flow
-
-logger = logging.getLogger(__name__)
 
 
 @admin.register(Flow)

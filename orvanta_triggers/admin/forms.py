@@ -3,7 +3,6 @@ pickers fed by the registry, and model clean() errors landing on their fields.""
 
 import copy
 import json
-import logging
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -11,8 +10,6 @@ from django.utils.text import capfirst
 
 from orvanta_triggers import registry, selectors, services, validation
 from orvanta_triggers.models import Flow, WebSocketTrigger, Workspace
-
-logger = logging.getLogger(__name__)
 
 
 class PrettyJSONField(forms.JSONField):

@@ -1,6 +1,5 @@
 """Jobs: read-only (workers write them); suspended jobs are resumed or discarded here."""
 
-import logging
 import uuid
 
 from django.contrib import admin, messages
@@ -13,8 +12,6 @@ from orvanta_triggers.admin import access
 from orvanta_triggers.admin.base import WorkspaceScopedAdmin
 from orvanta_triggers.admin.display import job_badge, job_duration, pretty_json
 from orvanta_triggers.models import Job
-
-logger = logging.getLogger(__name__)
 
 
 @admin.register(Job)

@@ -13,10 +13,10 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.text import Truncator
 
-from config.celery import app as celery_app
 from listener.probe import probe_connection
 from orvanta_triggers import monitor, netguard, selectors, services
 from orvanta_triggers.admin.display import frame_fingerprint, job_badge, job_duration
+from orvanta_triggers.celeryapp import celery_app
 from orvanta_triggers.models import Job
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class TriggerViewsMixin:
         """Connect as the listener would, then close; one message with the outcome."""
         try:
             result = probe_connection(
-                celery_app=celery_app,
+                celery_app=celery_app(),
                 workspace_id=trigger.workspace_id,
                 url=trigger.url,
                 url_runnable_args=trigger.url_runnable_args,

@@ -1,8 +1,6 @@
 """WebSocket triggers: configuration (secrets redacted for viewers), list columns,
 saves through the services, and the mode and test connection actions."""
 
-import logging
-
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Q
@@ -16,8 +14,6 @@ from orvanta_triggers.admin.display import error_text, pretty_json, trigger_badg
 from orvanta_triggers.admin.forms import WebSocketTriggerForm, runnable_choices, script_choices
 from orvanta_triggers.admin.trigger_views import TriggerViewsMixin
 from orvanta_triggers.models import WebSocketTrigger
-
-logger = logging.getLogger(__name__)
 
 LIST_ERROR_CHARS = 80
 

@@ -1,7 +1,5 @@
 """Workspaces and their memberships (managed by the workspace's admins)."""
 
-import logging
-
 from django import forms
 from django.contrib import admin
 
@@ -10,8 +8,6 @@ from orvanta_triggers.admin import access
 from orvanta_triggers.admin.base import WorkspaceScopedAdmin, changed_fields
 from orvanta_triggers.admin.forms import WorkspaceForm
 from orvanta_triggers.models import Membership, Workspace
-
-logger = logging.getLogger(__name__)
 
 
 class MembershipFormSet(forms.BaseInlineFormSet):

@@ -1,15 +1,12 @@
 """`python -m scripts.chaos` (`make chaos`): runs the scenario, cleans up whatever
 happened, and exits 0 (passed), 1 (an assertion failed) or 2 (the run did not complete)."""
 
-import logging
 import signal
 import sys
 import time
 
 from scripts.chaos.console import T0, step
 from scripts.chaos.scenario import Chaos
-
-logger = logging.getLogger(__name__)
 
 
 def _raise_on_signal(signum, frame):

@@ -1,10 +1,7 @@
 """Progress lines stamped with the wall clock and the time since the start, and the
 exception that ends a run early."""
 
-import logging
 import time
-
-logger = logging.getLogger(__name__)
 
 T0 = time.time()
 

@@ -4,12 +4,9 @@ history replayed from its AOF, the process logs, and percentiles."""
 import base64
 import collections
 import json
-import logging
 from pathlib import Path
 
 from scripts.chaos_runnables.chaos_record import message_key
-
-logger = logging.getLogger(__name__)
 
 
 class ExecLog:

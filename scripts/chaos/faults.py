@@ -2,7 +2,6 @@
 outage, SIGKILL of a busy pool process, SIGKILL of a listener), each timed and
 followed by what its aftermath is judged on."""
 
-import logging
 import os
 import signal
 import time
@@ -15,8 +14,6 @@ from scripts.chaos.knobs import (
     TAKEOVER_LIMIT_SECS,
 )
 from scripts.chaos.processes import children_of, client_ports
-
-logger = logging.getLogger(__name__)
 
 
 class Faults:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import logging
 import threading
 import time
 from collections import defaultdict
@@ -23,8 +22,6 @@ from scripts.chaos.knobs import (
     POISON_FEEDS,
     POISON_KINDS,
 )
-
-logger = logging.getLogger(__name__)
 
 # The WebSocket feeds: one server, one path per trigger, in a thread of its own
 

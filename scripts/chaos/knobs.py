@@ -1,12 +1,9 @@
 """The run's knobs (CHAOS_* environment variables, read once at import) and its fixed settings."""
 
-import logging
 import os
 import sys
 import time
 from pathlib import Path
-
-logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable

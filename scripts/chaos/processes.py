@@ -2,7 +2,6 @@
 redis-server, and the /proc readings (pool children, a process's sockets) that aim
 the kills (Linux)."""
 
-import logging
 import os
 import shutil
 import signal
@@ -13,8 +12,6 @@ from pathlib import Path
 
 from scripts.chaos.console import ChaosFailure, step
 from scripts.chaos.knobs import ROOT, STOP_TIMEOUT_SECS
-
-logger = logging.getLogger(__name__)
 
 
 def free_port():

@@ -2,7 +2,6 @@
 rows and the chaos runnable's execution log, the connections and the process logs
 read, the assertions checked (into Chaos.failures) and the summary printed."""
 
-import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -11,8 +10,6 @@ from scripts.chaos.evidence import ExecLog, broker_trace, grep, percentile
 from scripts.chaos.feeds import digest
 from scripts.chaos.knobs import NEAR_KILL_SECS, POISON_FEEDS, POISON_KINDS, SEED, TAKEOVER_LIMIT_SECS
 from scripts.chaos_runnables.chaos_record import message_key
-
-logger = logging.getLogger(__name__)
 
 # The moments of the timeline the summary lists, in order (Chaos.events).
 TIMELINE_EVENTS = (

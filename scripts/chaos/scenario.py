@@ -42,8 +42,6 @@ from scripts.chaos.report import report_run
 from scripts.chaos_runnables.chaos_record import message_key
 from tests.pgserver import PrivatePostgres
 
-logger = logging.getLogger(__name__)
-
 
 class Chaos(Faults):
     """One run: what it started, the moments of its events (`events`), what it found
