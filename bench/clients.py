@@ -68,7 +68,7 @@ def naive(url, n, spec_path, cap_secs):
 
     app = celery_app()
     from orvanta_triggers import filters
-    from orvanta_triggers.tasks import RUN_TRIGGER_JOB
+    from orvanta_triggers.wire import RUN_TRIGGER_JOB
 
     spec_file = load_spec(spec_path)
     spec, trigger_filters = spec_file["spec"], spec_file["filters"]
@@ -101,7 +101,7 @@ def naive(url, n, spec_path, cap_secs):
 
 def enqueue(n, spec_path, msg=ENQUEUE_MSG):
     app = celery_app()
-    from orvanta_triggers.tasks import RUN_TRIGGER_JOB
+    from orvanta_triggers.wire import RUN_TRIGGER_JOB
 
     spec = load_spec(spec_path)["spec"]
     first = time.monotonic()
@@ -120,7 +120,7 @@ def rtt(rate, secs, warmup, spec_path):
     """The plain Celery round trip's sending half: one run_trigger_job per message at
     `rate`; the bench process receives the results on the trigger's result channel."""
     app = celery_app()
-    from orvanta_triggers.tasks import RUN_TRIGGER_JOB
+    from orvanta_triggers.wire import RUN_TRIGGER_JOB
 
     spec = load_spec(spec_path)["spec"]
     rate, secs, warmup = float(rate), float(secs), float(warmup)

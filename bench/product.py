@@ -1,5 +1,5 @@
 """The product, through its public surface only: the services API, the Job table,
-the job spec of execution.job_spec, and the listener's Prometheus metrics."""
+the job spec of wire.job_spec, and the listener's Prometheus metrics."""
 
 import json
 import tempfile
@@ -86,7 +86,7 @@ def bulk_update_triggers(ws, **fields):
 
 def spec_file(trigger_obj, filters=None):
     """A file holding the trigger's job spec (what a worker needs), for clients."""
-    from orvanta_triggers.execution import job_spec
+    from orvanta_triggers.wire import job_spec
 
     trigger_obj.refresh_from_db()
     handle = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="spec-", dir=LOG_DIR, delete=False)

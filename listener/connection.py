@@ -28,10 +28,9 @@ from listener.backoff import Backoff
 from listener.handshake import SEND_TIMEOUT_SECS, ConnectFailed, open_websocket, resolve_url
 from listener.runnables import RunnableFailed
 from orvanta_triggers import conf, filters, monitor, netguard
-from orvanta_triggers.execution import result_frame
 from orvanta_triggers.models import Job, WebSocketTrigger
-from orvanta_triggers.tasks import NOTIFY_CONNECTION_FAILURE
 from orvanta_triggers.validation import PLACEHOLDER_RE
+from orvanta_triggers.wire import NOTIFY_CONNECTION_FAILURE, result_frame
 
 logger = logging.getLogger(__name__)
 

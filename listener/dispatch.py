@@ -25,8 +25,7 @@ import redis
 
 from listener import metrics
 from listener.backoff import Backoff
-from orvanta_triggers import bus
-from orvanta_triggers.tasks import RUN_TRIGGER_JOBS, message_time_limit
+from orvanta_triggers import bus, conf, wire
 
 logger = logging.getLogger(__name__)
 
@@ -204,17 +203,14 @@ class Dispatcher:
         specs = {}
         jobs = []
         for job_id, job_spec, msg, msg_type, url, _ in batch:
-            specs.setdefault(str(job_spec["trigger_id"]), job_spec)
-            jobs.append([job_id, job_spec["trigger_id"], msg, msg_type, url])
-        kwargs = {"specs": specs, "jobs": jobs}
-        if resent:
-            kwargs["resent"] = True
+            specs.setdefault(job_spec["trigger_id"], job_spec)
+            jobs.append(wire.encode_job(job_id, job_spec["trigger_id"], msg, msg_type, url))
         message_id = new_job_id()
         self._app.send_task(
-            RUN_TRIGGER_JOBS,
-            kwargs=kwargs,
+            wire.RUN_TRIGGER_JOBS,
+            kwargs=wire.batch(specs, jobs, resent=resent),
             task_id=message_id,
-            time_limit=message_time_limit(len(batch)),
+            time_limit=conf.message_time_limit(len(batch)),
             retry=False,
         )
         self._message_sizes.append(len(batch))

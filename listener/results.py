@@ -13,7 +13,7 @@ import redis
 
 from listener import metrics
 from listener.backoff import Backoff
-from orvanta_triggers import bus
+from orvanta_triggers import bus, wire
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class ResultRouter:
 
     def _confirm(self, channel):
         if channel != bus.config_channel():
-            event = self._subscribed.get(int(channel.rsplit(":", 1)[1]))
+            event = self._subscribed.get(wire.trigger_id_of_results_channel(channel))
             if event is not None:
                 event.set()
 
@@ -79,8 +79,8 @@ class ResultRouter:
         if channel == bus.config_channel():
             self._on_config_changed()
             return
-        trigger_id = int(channel.rsplit(":", 1)[1])
-        job_id, frame = bus.decode_result(data)
+        trigger_id = wire.trigger_id_of_results_channel(channel)
+        job_id, frame = wire.decode_result(data)
         connection = self._connections.get(trigger_id)
         if connection is None or not connection.send_result(frame, job_id):
             metrics.RESULTS_UNDELIVERED.inc()

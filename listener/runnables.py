@@ -1,14 +1,11 @@
 """Runs a runnable on a Celery worker for the listener (URL runnables, initial
 messages) and waits for its reply; the listener itself never runs user code."""
 
-import base64
-import json
 import logging
 import time
 import uuid
 
-from orvanta_triggers import bus
-from orvanta_triggers.tasks import RUN_RUNNABLE, RUNNABLE_KILL_AFTER_SECS
+from orvanta_triggers import bus, wire
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +25,7 @@ class RunnableClient:
         job of `kind` (Job.Kind) for the trigger at `trigger_path`."""
         request_id = str(uuid.uuid4())
         self._app.send_task(
-            RUN_RUNNABLE,
+            wire.RUN_RUNNABLE,
             kwargs={
                 "request_id": request_id,
                 "workspace_id": workspace_id,
@@ -41,7 +38,7 @@ class RunnableClient:
             },
             # Not run once nobody waits for it; killed if it ignores its time limit.
             expires=self._timeout,
-            time_limit=self._timeout + RUNNABLE_KILL_AFTER_SECS,
+            time_limit=self._timeout + wire.RUNNABLE_KILL_AFTER_SECS,
             retry=False,
         )
         deadline = time.monotonic() + self._timeout
@@ -52,9 +49,8 @@ class RunnableClient:
                 raise RunnableFailed(f"{path} did not answer within {self._timeout:g}s (is a Celery worker running?)")
             reply = bus.client().blpop([key], timeout=min(1.0, remaining))
             if reply is not None:
-                payload = json.loads(reply[1])
-                if not payload["ok"]:
-                    error = payload["error"]
-                    raise RunnableFailed(f"{path} failed: {error['name']}: {error['message']}")
-                return base64.b64decode(payload["result"]) if payload.get("binary") else payload["result"]
+                ok, outcome = wire.decode_reply(reply[1])
+                if not ok:
+                    raise RunnableFailed(f"{path} failed: {outcome['name']}: {outcome['message']}")
+                return outcome
         raise RunnableFailed(f"{path}: cancelled")

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from orvanta_triggers import execution, filters
+from orvanta_triggers import filters, wire
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class TriggerSpec:
             headers=trigger.headers or {},
             subprotocols=trigger.subprotocols or [],
             edited_at=trigger.edited_at,
-            job_spec=execution.job_spec(trigger),
+            job_spec=wire.job_spec(trigger),
             matches=filters.compile_filters(trigger.filters or [], trigger.filter_logic),
             needs_json=(
                 filters.needs_json(trigger.filters or [])

@@ -1,14 +1,12 @@
 """Redis names and the shared client: result channels, leases, listener nudges and
 runnable replies all live under ORVANTA_REDIS_PREFIX."""
 
-import base64
-import json
 import logging
 import threading
 
 import redis
 
-from orvanta_triggers import conf
+from orvanta_triggers import conf, wire
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +33,7 @@ def reset_client():
 
 
 def results_channel(trigger_id):
-    return f"{conf.redis_prefix()}results:{trigger_id}"
+    return wire.results_channel(conf.redis_prefix(), trigger_id)
 
 
 def config_channel():
@@ -51,21 +49,7 @@ def listeners_key():
 
 
 def reply_key(request_id):
-    return f"{conf.redis_prefix()}reply:{request_id}"
-
-
-def encode_result(job_id, frame):
-    """A result frame as it travels through Redis: text as-is, bytes as base64."""
-    if isinstance(frame, bytes):
-        return json.dumps({"job_id": job_id, "frame": base64.b64encode(frame).decode("ascii"), "binary": True})
-    return json.dumps({"job_id": job_id, "frame": frame})
-
-
-def decode_result(data):
-    """(job id, frame: str for a text frame, bytes for a binary one)."""
-    payload = json.loads(data)
-    frame = base64.b64decode(payload["frame"]) if payload.get("binary") else payload["frame"]
-    return payload["job_id"], frame
+    return wire.reply_key(conf.redis_prefix(), request_id)
 
 
 def publish_results(frames):
@@ -73,7 +57,7 @@ def publish_results(frames):
     the triggers, in one round trip."""
     pipe = client().pipeline(transaction=False)
     for trigger_id, job_id, frame in frames:
-        pipe.publish(results_channel(trigger_id), encode_result(job_id, frame))
+        pipe.publish(results_channel(trigger_id), wire.encode_result(job_id, frame))
     pipe.execute()
 
 

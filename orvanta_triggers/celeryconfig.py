@@ -55,7 +55,7 @@ def celery_settings(
         # Each job stops at ORVANTA_JOB_TIMEOUT_SECS (jobrunner). Celery kills the
         # process of a one-job task whose job ignores that, once a database outage could
         # also have been waited out; batch messages carry their own limit
-        # (tasks.message_time_limit).
+        # (conf.message_time_limit).
         "CELERY_TASK_TIME_LIMIT": job_timeout_secs + database_outage_secs + 30,
         # Messages a worker holds are kept visible by the worker itself (heldmessages);
         # those of a dead worker go back to the queue `worker_lost_secs` after it last

@@ -141,6 +141,13 @@ def job_timeout_secs():
     return float(_setting("ORVANTA_JOB_TIMEOUT_SECS"))
 
 
+def message_time_limit(job_count):
+    """Celery's hard limit for a message of `job_count` jobs: each job has
+    ORVANTA_JOB_TIMEOUT_SECS (enforced per job, see jobrunner), and the message may wait
+    out a database outage; this only kills a process whose job ignored its limit."""
+    return job_count * job_timeout_secs() + database_outage_secs() + 30
+
+
 def database_outage_secs():
     """How long a worker holds its jobs, retrying, while the database is unreachable."""
     return float(_setting("ORVANTA_DATABASE_OUTAGE_SECS"))

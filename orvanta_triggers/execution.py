@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from orvanta_triggers import registry, selectors
 from orvanta_triggers.models import Job
+from orvanta_triggers.wire import encode_job
 
 
 class RunnableError(Exception):
@@ -25,40 +26,12 @@ class JobTimeout(BaseException):
     `except Exception` can't swallow it."""
 
 
-def job_spec(trigger):
-    """What a worker needs to run a job of `trigger`, as plain JSON (tasks never get
-    model instances). Built once per trigger version by the listener. A suspended
-    trigger's jobs are recorded, not run (jobrunner.suspend)."""
-    return {
-        "trigger_id": trigger.id,
-        "trigger_path": trigger.path,
-        "workspace_id": trigger.workspace_id,
-        "workspace": trigger.workspace.slug,
-        "script_path": trigger.script_path,
-        "is_flow": trigger.is_flow,
-        "can_return_message": trigger.can_return_message,
-        "can_return_error_result": trigger.can_return_error_result,
-        "retry": trigger.retry,
-        "error_handler_path": trigger.error_handler_path,
-        "error_handler_args": trigger.error_handler_args or {},
-        "suspended": trigger.mode == trigger.Mode.SUSPENDED,
-    }
-
-
 def error_payload(exc):
     return {
         "name": type(exc).__name__,
         "message": str(exc),
         "stack": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
     }
-
-
-def result_frame(result):
-    """How a result travels on the socket: a string as-is (a text frame), bytes as-is
-    (a binary frame), anything else as JSON text."""
-    if isinstance(result, (str, bytes)):
-        return result
-    return json.dumps(result)
 
 
 def json_checked(value, what):
@@ -184,8 +157,8 @@ class JobRun:
         return (self.spec["workspace_id"], self.spec["script_path"], self.spec["is_flow"])
 
     def wire(self):
-        """The job as a message carries it (see jobrunner.run_jobs)."""
-        return [self.job_id, self.spec["trigger_id"], self.msg, self.msg_type, self.url, self.attempt]
+        """The job as a message carries it (wire.encode_job)."""
+        return encode_job(self.job_id, self.spec["trigger_id"], self.msg, self.msg_type, self.url, self.attempt)
 
     def row(self, status=None):
         """The job's row values: its outcome once it ran, else `status` (queued,

@@ -46,11 +46,11 @@ from orvanta_triggers.execution import (
     error_payload,
     execute,
     json_checked,
-    result_frame,
     run_script,
 )
 from orvanta_triggers.models import Job
 from orvanta_triggers.monitor import MonitorPublisher, shorten
+from orvanta_triggers.wire import decode_job, result_frame
 
 logger = logging.getLogger(__name__)
 
@@ -665,16 +665,25 @@ class Watchdog:
 
 def run_jobs(*, specs, jobs, requeue, hand_off, queue_is_empty, redelivered, batch_id):
     """Run the jobs of one message. `specs` maps trigger id (str) to job spec; `jobs`
-    is [[job id, trigger id, msg, msg_type, url, attempt?], ...] in arrival order;
+    is the encoded jobs (wire.encode_job) in arrival order;
     `hand_off(runs)` publishes some of them as a message of their own, which is worth
     it when `queue_is_empty()` (some process may be idle);
     `redelivered` says the broker (or a listener, after a Redis restart) sent this
     message before, so jobs that already ran or were handed off are skipped.
     Returns {status: count} of the jobs run here."""
-    runs = [
-        JobRun(job_id=j[0], spec=specs[str(j[1])], msg=j[2], msg_type=j[3], url=j[4], attempt=j[5] if len(j) > 5 else 1)
-        for j in jobs
-    ]
+    runs = []
+    for fields in jobs:
+        job = decode_job(fields)
+        runs.append(
+            JobRun(
+                job_id=job.job_id,
+                spec=specs[str(job.trigger_id)],
+                msg=job.msg,
+                msg_type=job.msg_type,
+                url=job.url,
+                attempt=job.attempt,
+            )
+        )
     if redelivered:
         runs = _not_run_yet(runs, batch_id)
     suspended = [run for run in runs if run.spec.get("suspended")]

@@ -14,7 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from orvanta_triggers import bus, conf, monitor, redaction, selectors
+from orvanta_triggers import bus, conf, monitor, redaction, selectors, wire
+from orvanta_triggers.celeryapp import celery_app
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
 
 logger = logging.getLogger(__name__)
@@ -322,19 +323,15 @@ def enqueue_trigger_job(*, trigger: WebSocketTrigger, msg: str, msg_type: str = 
     """Run the trigger's runnable on `msg` as if it had just arrived (a replay from
     the admin or the monitor), even while the trigger is suspended: an operator asked
     for this run. The job id, once the job is queued."""
-    # Imported here: execution and tasks call back into these services.
-    from orvanta_triggers.execution import job_spec
-    from orvanta_triggers.tasks import run_trigger_job
-
     job_id = str(uuid.uuid4())
     kwargs = {
         "job_id": job_id,
-        "spec": {**job_spec(trigger), "suspended": False, "kind": Job.Kind.REPLAY},
+        "spec": {**wire.job_spec(trigger), "suspended": False, "kind": Job.Kind.REPLAY},
         "msg": msg,
         "msg_type": msg_type,
         "url": url if url is not None else trigger.url,
     }
-    transaction.on_commit(lambda: run_trigger_job.apply_async(kwargs=kwargs, task_id=job_id))
+    transaction.on_commit(lambda: celery_app().send_task(wire.RUN_TRIGGER_JOB, kwargs=kwargs, task_id=job_id))
     return job_id
 
 
@@ -363,24 +360,24 @@ def resume_jobs(*, trigger: WebSocketTrigger, job_ids: Iterable[str] | None = No
     with its current configuration (script, retries, error handler, returning
     results). Returns the ids of the jobs resumed. Raises ResumeFailed when the broker
     refuses them: the jobs it did not take are suspended again."""
-    # Imported here: execution and tasks call back into these services.
-    from orvanta_triggers.execution import job_spec
-    from orvanta_triggers.tasks import message_time_limit, run_trigger_jobs
-
     with transaction.atomic():
         suspended = selectors.suspended_jobs(
             workspace_id=trigger.workspace_id, trigger_path=trigger.path, job_ids=job_ids, for_update=True
         )
         resumed = [str(job.id) for job in suspended]
         Job.objects.filter(id__in=resumed).update(status=Job.Status.QUEUED)
-    spec = {**job_spec(trigger), "suspended": False}
-    wire = [[str(job.id), trigger.id, job.args["msg"], job.event["msg_type"], job.event["url"]] for job in suspended]
-    for start in range(0, len(wire), RESUME_MESSAGE_JOBS):
-        jobs = wire[start : start + RESUME_MESSAGE_JOBS]
+    spec = {**wire.job_spec(trigger), "suspended": False}
+    encoded = [
+        wire.encode_job(str(job.id), trigger.id, job.args["msg"], job.event["msg_type"], job.event["url"])
+        for job in suspended
+    ]
+    for start in range(0, len(encoded), RESUME_MESSAGE_JOBS):
+        jobs = encoded[start : start + RESUME_MESSAGE_JOBS]
         try:
-            run_trigger_jobs.apply_async(
-                kwargs={"specs": {str(trigger.id): spec}, "jobs": jobs},
-                time_limit=message_time_limit(len(jobs)),
+            celery_app().send_task(
+                wire.RUN_TRIGGER_JOBS,
+                kwargs=wire.batch({trigger.id: spec}, jobs),
+                time_limit=conf.message_time_limit(len(jobs)),
                 retry=False,
             )
         except (BrokerError, redis.RedisError, OSError) as exc:

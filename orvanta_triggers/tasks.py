@@ -1,8 +1,6 @@
 """Celery entry points. They take ids and plain JSON and delegate to execution."""
 
-import base64
 import functools
-import json
 import logging
 
 import redis
@@ -10,15 +8,13 @@ from celery import current_app, shared_task
 from celery.exceptions import Reject
 from django.utils.dateparse import parse_datetime
 
-from orvanta_triggers import bus, conf, execution, jobrunner
+from orvanta_triggers import bus, conf, execution, jobrunner, wire
 from orvanta_triggers.models import Job
 from orvanta_triggers.wire import NOTIFY_CONNECTION_FAILURE, RUN_RUNNABLE, RUN_TRIGGER_JOB, RUN_TRIGGER_JOBS
 
 logger = logging.getLogger(__name__)
 
 REPLY_TTL_SECS = 300
-# A runnable ignoring its time limit (run_runnable) loses its process this much later.
-RUNNABLE_KILL_AFTER_SECS = 5
 
 
 def _requeue(run, countdown):
@@ -32,19 +28,11 @@ def _requeue(run, countdown):
     )
 
 
-def message_time_limit(job_count):
-    """Celery's hard limit for a message of `job_count` jobs: each job has
-    ORVANTA_JOB_TIMEOUT_SECS (enforced per job, see jobrunner), and the message may wait
-    out a database outage; this only kills a process whose job ignored its limit."""
-    return job_count * conf.job_timeout_secs() + conf.database_outage_secs() + 30
-
-
 def _hand_off(message_id, runs):
     """Publish `runs` (jobs of message `message_id`) as a message of their own."""
-    specs = {str(run.spec["trigger_id"]): run.spec for run in runs}
     run_trigger_jobs.apply_async(
-        kwargs={"specs": specs, "jobs": [run.wire() for run in runs]},
-        time_limit=message_time_limit(len(runs)),
+        kwargs=wire.batch({run.spec["trigger_id"]: run.spec for run in runs}, [run.wire() for run in runs]),
+        time_limit=conf.message_time_limit(len(runs)),
         retry=False,
     )
     try:
@@ -85,7 +73,7 @@ def run_trigger_job(self, job_id, spec, msg, msg_type, url, attempt=1):
     return _run_jobs(
         self,
         specs={str(spec["trigger_id"]): spec},
-        jobs=[[job_id, spec["trigger_id"], msg, msg_type, url, attempt]],
+        jobs=[wire.encode_job(job_id, spec["trigger_id"], msg, msg_type, url, attempt)],
         resent=False,
     )
 
@@ -136,14 +124,12 @@ def run_runnable(request_id, workspace_id, path, is_flow, args, timeout_secs, ki
 def _reply(request_id, run):
     """Push the outcome of `run` to the reply list its caller waits on."""
     if run.status == Job.Status.SUCCESS:
-        reply = {"ok": True, "result": run.result}
-        if isinstance(run.result, bytes):
-            reply = {"ok": True, "result": base64.b64encode(run.result).decode("ascii"), "binary": True}
+        reply = wire.encode_reply(result=run.result)
     else:
-        reply = {"ok": False, "error": run.error}
+        reply = wire.encode_reply(error=run.error)
     key = bus.reply_key(request_id)
     pipe = bus.client().pipeline()
-    pipe.rpush(key, json.dumps(reply))
+    pipe.rpush(key, reply)
     pipe.expire(key, REPLY_TTL_SECS)
     pipe.execute()
 

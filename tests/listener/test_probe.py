@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from orvanta_triggers import conf, services
-from orvanta_triggers.execution import job_spec
 from orvanta_triggers.tasks import run_trigger_job
+from orvanta_triggers.wire import job_spec
 from tests.conftest import api_client_for
 from tests.listener.helpers import make_trigger, wait_jobs
 from tests.processes import start_worker

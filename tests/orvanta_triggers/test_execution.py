@@ -8,7 +8,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from orvanta_triggers import bus, execution, services
+from orvanta_triggers import bus, execution, services, wire
 from orvanta_triggers.models import Job
 from tests.orvanta_triggers.helpers import Requeue, run_jobs
 from tests.runnables import other_error_handler, record_error, record_event
@@ -41,7 +41,7 @@ def clear_recordings():
     yield
 
 
-job_spec = execution.job_spec
+job_spec = wire.job_spec
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from django.db import connection
 from prometheus_client import REGISTRY
 
 from orvanta_triggers import bus, jobrunner, services
-from orvanta_triggers.execution import job_spec
 from orvanta_triggers.models import Job
+from orvanta_triggers.wire import job_spec
 from tests.orvanta_triggers.helpers import run_jobs
 from tests.runnables import sleep_then_echo
 from tests.wsserver import wait_for

@@ -4,7 +4,7 @@ a broker that refuses a resume (tests/listener/test_suspended_mode.py runs them)
 import uuid
 
 import pytest
-from celery.app.task import Task
+from celery import Celery
 from kombu.exceptions import OperationalError as BrokerError
 
 from orvanta_triggers import services
@@ -95,7 +95,7 @@ def test_broker_refusing_a_resume_leaves_the_jobs_suspended(api, workspace, trig
     """When the broker refuses the resumed jobs the answer is 503 and every job is still suspended (none lost)."""
     suspended_job(workspace)
     suspended_job(workspace)
-    fail_once(monkeypatch, Task, "apply_async", BrokerError("connection refused"))
+    fail_once(monkeypatch, Celery, "send_task", BrokerError("connection refused"))
     response = api.post(f"{TRIGGER}/resume_jobs/")
     assert response.status_code == 503 and "2 still suspended" in response.json()["detail"]
     assert statuses() == ["suspended", "suspended"]
