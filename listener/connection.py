@@ -25,9 +25,9 @@ from websocket import ABNF
 
 from listener import metrics
 from listener.backoff import Backoff
-from listener.handshake import SEND_TIMEOUT_SECS, ConnectFailed, open_websocket, resolve_url
-from listener.runnables import RunnableFailed
 from orvanta_triggers import conf, filters, monitor, netguard
+from orvanta_triggers.client.connect import SEND_TIMEOUT_SECS, ConnectFailed, open_websocket, resolve_url
+from orvanta_triggers.client.runnable_calls import RunnableFailed
 from orvanta_triggers.models import Job, WebSocketTrigger
 from orvanta_triggers.validation import PLACEHOLDER_RE
 from orvanta_triggers.wire import NOTIFY_CONNECTION_FAILURE, result_frame

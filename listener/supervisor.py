@@ -23,11 +23,11 @@ from listener.connection import Connection, ListenerServices, Status
 from listener.dispatch import Dispatcher
 from listener.leases import LeaseKeeper, Leases, rendezvous_owner
 from listener.results import ResultRouter
-from listener.runnables import RunnableClient
 from listener.spec import TriggerSpec
 from listener.status import StatusWriter
 from listener.timers import Timers
 from orvanta_triggers import bus, conf, selectors
+from orvanta_triggers.client.runnable_calls import RunnableClient
 from orvanta_triggers.monitor import MonitorPublisher
 
 logger = logging.getLogger(__name__)

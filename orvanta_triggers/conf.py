@@ -174,7 +174,7 @@ def http_proxy():
 
 
 def no_proxy():
-    """Hosts reached without a proxy (NO_PROXY), listener/proxy.py says how it matches."""
+    """Hosts reached without a proxy (NO_PROXY), orvanta_triggers/client/proxy.py says how it matches."""
     return _setting("ORVANTA_NO_PROXY")
 
 

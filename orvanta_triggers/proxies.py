@@ -1,7 +1,7 @@
 """Outbound HTTP proxy rules for trigger connections: which proxy a ws/wss URL goes
 through (HTTP_PROXY, HTTPS_PROXY and NO_PROXY, read by config/settings.py), and what
 the SSRF guard can check of a target that the proxy, not this process, connects to.
-Shared by validation (at save) and the listener's tunnel (listener/proxy.py)."""
+Shared by validation (at save) and the listener's tunnel (orvanta_triggers/client/proxy.py)."""
 
 import base64
 import ipaddress
@@ -14,12 +14,12 @@ from orvanta_triggers import conf, netguard
 logger = logging.getLogger(__name__)
 
 # Refusals of the tunnel that a retry soon may change; the other 4xx (403 by policy,
-# 407 for credentials) are permanent, as for the upgrade (handshake.py).
+# 407 for credentials) are permanent, as for the upgrade (client/connect.py).
 RETRYABLE_CLIENT_STATUSES = {408, 429}
 
 
 class ProxyFailed(Exception):
-    """The tunnel could not be opened; `permanent` as for handshake.ConnectFailed."""
+    """The tunnel could not be opened; `permanent` as for client.connect.ConnectFailed."""
 
     def __init__(self, reason, *, permanent=False):
         super().__init__(reason)

@@ -13,10 +13,10 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.text import Truncator
 
-from listener.probe import probe_connection
 from orvanta_triggers import monitor, netguard, selectors, services
 from orvanta_triggers.admin.display import frame_fingerprint, job_badge, job_duration
 from orvanta_triggers.celeryapp import celery_app
+from orvanta_triggers.client.probe import probe_connection
 from orvanta_triggers.models import Job
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from listener.probe import probe_connection
 from orvanta_triggers import registry, selectors, services
 from orvanta_triggers.api.errors import exception_handler
 from orvanta_triggers.api.pagination import StandardPagination
@@ -30,6 +29,7 @@ from orvanta_triggers.api.serializers import (
     WorkspaceSettingsSerializer,
 )
 from orvanta_triggers.celeryapp import celery_app
+from orvanta_triggers.client.probe import probe_connection
 from orvanta_triggers.models import Job
 
 

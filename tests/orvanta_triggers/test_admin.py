@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from listener.probe import probe_connection
 from orvanta_triggers import bus, monitor, services
 from orvanta_triggers.admin import frame_fingerprint
+from orvanta_triggers.client.probe import probe_connection
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
 from tests.wsserver import wait_for
 

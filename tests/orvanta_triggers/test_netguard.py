@@ -3,8 +3,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from listener.handshake import ConnectFailed, open_websocket
 from orvanta_triggers import netguard, services
+from orvanta_triggers.client.connect import ConnectFailed, open_websocket
 
 
 @pytest.mark.parametrize(

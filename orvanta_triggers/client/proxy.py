@@ -51,7 +51,7 @@ def _connect(proxy, host, port, timeout):
         raise ProxyFailed(
             f"proxy {proxy.shown} is unreachable ({exc.__class__.__name__}: {exc.strerror or exc})"
         ) from exc
-    # As on a direct socket (handshake.py): without it, Nagle holds small frames back.
+    # As on a direct socket (connect.py): without it, Nagle holds small frames back.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         request = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]

@@ -7,9 +7,9 @@ import threading
 
 import websocket
 
-from listener.handshake import ConnectFailed, open_websocket, resolve_url
-from listener.runnables import RunnableClient
 from orvanta_triggers import conf, netguard, validation
+from orvanta_triggers.client.connect import ConnectFailed, open_websocket, resolve_url
+from orvanta_triggers.client.runnable_calls import RunnableClient
 from orvanta_triggers.models import Job
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from listener.boundedsocket import BoundedSocket
+from orvanta_triggers.client.boundedsocket import BoundedSocket
 
 
 def fill_until_timeout(bounded):

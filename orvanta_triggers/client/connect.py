@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 
 import websocket
 
-from listener import proxy
-from listener.boundedsocket import BoundedSocket
-from listener.runnables import RunnableFailed
 from orvanta_triggers import conf, netguard
+from orvanta_triggers.client import proxy
+from orvanta_triggers.client.boundedsocket import BoundedSocket
+from orvanta_triggers.client.runnable_calls import RunnableFailed
 from orvanta_triggers.validation import ws_url_error
 
 # Statuses on the upgrade that say "later", not "never".
@@ -100,7 +100,7 @@ def _connect_direct(host, port, shown, timeout):
 def _open_socket(url, shown, timeout):
     """The BoundedSocket for the URL: TCP to its host, or a CONNECT tunnel through
     the proxy HTTPS_PROXY/HTTP_PROXY/NO_PROXY name (the SSRF guard applies as far as
-    it sees behind a proxy: listener/proxy.py), then TLS end to end for wss."""
+    it sees behind a proxy: orvanta_triggers/client/proxy.py), then TLS end to end for wss."""
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "wss" else 80)
     try:
