@@ -9,6 +9,7 @@ import json
 import re
 from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.core.exceptions import ValidationError
 
 from orvanta_triggers import conf, proxies, registry
@@ -108,9 +109,10 @@ def _script_error(path, label="script"):
 
 def _runnable_error(workspace_id, path, is_flow):
     if is_flow:
-        from orvanta_triggers.models import Flow
-
-        if not isinstance(path, str) or not Flow.objects.filter(workspace_id=workspace_id, path=path).exists():
+        # Through the app registry: models import this module (clean()), so this one
+        # doesn't import them back.
+        flows = apps.get_model("orvanta_triggers", "Flow").objects
+        if not isinstance(path, str) or not flows.filter(workspace_id=workspace_id, path=path).exists():
             return f"no flow '{path}' in this workspace"
         return None
     return _script_error(path)
