@@ -1,4 +1,5 @@
-"""Reads. Views, the admin, tasks and the listener query through these."""
+"""Reads. Views, the admin, tasks and the listener query through these; the admin's
+own changelist querysets (Django's filters, search and scoping) aside."""
 
 from django.db.models import Count, Max, Sum
 
@@ -112,6 +113,28 @@ def suspended_job_counts(*, workspace):
 
 def trigger_by_path(*, workspace_id, path):
     return WebSocketTrigger.objects.filter(workspace_id=workspace_id, path=path).select_related("workspace").first()
+
+
+def stored_trigger(pk):
+    """The trigger as stored (a form may have changed the instance in hand)."""
+    return WebSocketTrigger.objects.select_related("workspace").get(pk=pk)
+
+
+def stored_flow(pk):
+    return Flow.objects.get(pk=pk)
+
+
+def stored_workspace(pk):
+    return Workspace.objects.get(pk=pk)
+
+
+def flow_paths_by_workspace(*, workspaces):
+    """[(flow path, workspace slug)] of the flows of `workspaces`, by path."""
+    return list(
+        Flow.objects.filter(workspace__in=workspaces)
+        .order_by("path", "workspace__slug")
+        .values_list("path", "workspace__slug")
+    )
 
 
 def workspace_flows(*, workspace):

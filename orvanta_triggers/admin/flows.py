@@ -59,7 +59,7 @@ class FlowAdmin(ServiceDeleteMixin, WorkspaceScopedAdmin):
         if not change:
             services.save_new_flow(flow=obj)
             return
-        original = Flow.objects.get(pk=obj.pk)
+        original = selectors.stored_flow(obj.pk)
         fields = changed_fields(original, form, services.FLOW_FIELDS)
         if fields:
             services.update_flow(flow=original, **fields)

@@ -90,8 +90,8 @@ def script_choices(empty_label="---------"):
 def runnable_choices(request):
     """Scripts of the registry, then the flows of the workspaces the user sees."""
     flows = {}
-    visible = Flow.objects.filter(workspace__in=selectors.workspaces_for_user(request.user))
-    for flow_path, slug in visible.order_by("path", "workspace__slug").values_list("path", "workspace__slug"):
+    visible = selectors.flow_paths_by_workspace(workspaces=selectors.workspaces_for_user(request.user))
+    for flow_path, slug in visible:
         flows.setdefault(flow_path, []).append(slug)
     choices = [("", "---------"), ("Scripts", [(p, p) for p in registry.list_scripts()])]
     if flows:

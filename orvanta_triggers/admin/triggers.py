@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils.html import escape, format_html
 from django.utils.text import Truncator
 
-from orvanta_triggers import netguard, redaction, services
+from orvanta_triggers import netguard, redaction, selectors, services
 from orvanta_triggers.admin import access
 from orvanta_triggers.admin.base import ServiceDeleteMixin, WorkspaceScopedAdmin, changed_fields
 from orvanta_triggers.admin.display import error_text, pretty_json, trigger_badge
@@ -277,7 +277,7 @@ class WebSocketTriggerAdmin(TriggerViewsMixin, ServiceDeleteMixin, WorkspaceScop
             return
         # `obj` already carries the form's values; the service compares against the
         # stored ones (enabling checks the plan, toggling resets the status).
-        original = WebSocketTrigger.objects.select_related("workspace").get(pk=obj.pk)
+        original = selectors.stored_trigger(obj.pk)
         fields = changed_fields(original, form, services.TRIGGER_CONFIG_FIELDS)
         if fields:
             saved = services.update_trigger(trigger=original, **fields)

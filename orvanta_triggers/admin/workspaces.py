@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib import admin
 
-from orvanta_triggers import services
+from orvanta_triggers import selectors, services
 from orvanta_triggers.admin import access
 from orvanta_triggers.admin.base import WorkspaceScopedAdmin, changed_fields
 from orvanta_triggers.admin.forms import WorkspaceForm
@@ -76,7 +76,7 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            original = Workspace.objects.get(pk=obj.pk)
+            original = selectors.stored_workspace(obj.pk)
             settings_ = changed_fields(original, form, ("name", "error_handler_path", "error_handler_args"))
             if settings_:
                 services.update_workspace_settings(workspace=original, **settings_)
