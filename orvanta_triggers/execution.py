@@ -1,5 +1,5 @@
 """Running user code on a Celery worker: scripts, flows, their preprocessors, and one
-job's run (orvanta_triggers.jobrunner runs a message's jobs, and error handlers).
+job's run (orvanta_triggers.jobrunner runs a message's jobs, jobanswers answers them and runs error handlers).
 
 Called from orvanta_triggers.tasks with plain JSON; never from the listener.
 """

@@ -8,7 +8,7 @@ from celery import current_app, shared_task
 from celery.exceptions import Reject
 from django.utils.dateparse import parse_datetime
 
-from orvanta_triggers import bus, conf, execution, jobrunner, wire
+from orvanta_triggers import bus, conf, execution, jobanswers, jobrecords, jobrunner, wire
 from orvanta_triggers.models import Job
 from orvanta_triggers.wire import NOTIFY_CONNECTION_FAILURE, RUN_RUNNABLE, RUN_TRIGGER_JOB, RUN_TRIGGER_JOBS
 
@@ -61,7 +61,7 @@ def _run_jobs(task, *, specs, jobs, resent):
             redelivered=redelivered,
             batch_id=message_id,
         )
-    except jobrunner.DatabaseUnavailable as exc:
+    except jobrecords.DatabaseUnavailable as exc:
         logger.error("message %s (%s jobs): %s; giving it back to the broker", message_id, len(jobs), exc)
         raise Reject(str(exc), requeue=True) from exc
     return statuses
@@ -92,7 +92,7 @@ def run_runnable(request_id, workspace_id, path, is_flow, args, timeout_secs, ki
     then record the run as job `request_id` of `kind` (Job.Kind; a message from a
     listener older than kinds has none: a URL runnable, the likeliest). Routed to a
     queue of its own (celeryconfig.celery_queues); runs at most `timeout_secs`, as long as
-    the caller waits (prefork and solo pools: jobrunner.time_limit; the caller's hard
+    the caller waits (prefork and solo pools: workerprocess.time_limit; the caller's hard
     limit kills a runnable that ignores it)."""
     run = execution.JobRun(
         job_id=request_id,
@@ -108,7 +108,7 @@ def run_runnable(request_id, workspace_id, path, is_flow, args, timeout_secs, ki
         kind=kind or Job.Kind.URL_RUNNABLE,
         args=args,
     )
-    jobrunner.run_recorded(
+    jobanswers.run_recorded(
         run,
         lambda: execution.run_runnable(workspace_id=workspace_id, path=path, is_flow=is_flow, args=args),
         timeout_secs=timeout_secs,
@@ -137,7 +137,7 @@ def _reply(request_id, run):
 @shared_task(name=NOTIFY_CONNECTION_FAILURE)
 def notify_connection_failure(spec, reason, started_at, failed_at):
     """A trigger has been failing to connect for a while: tell its error handler."""
-    jobrunner.handle_failure(
+    jobanswers.handle_failure(
         spec=spec,
         error={"name": "ConnectionError", "message": reason, "stack": ""},
         job_id=None,

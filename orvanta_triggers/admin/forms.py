@@ -8,7 +8,7 @@ from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.utils.text import capfirst
 
-from orvanta_triggers import registry, selectors, services, validation
+from orvanta_triggers import fieldchecks, registry, selectors, services
 from orvanta_triggers.models import Flow, WebSocketTrigger, Workspace
 
 
@@ -35,7 +35,7 @@ class PrettyJSONField(forms.JSONField):
                     params={"reason": exc.msg, "line": exc.lineno, "column": exc.colno, "value": value},
                 ) from exc
             except RecursionError as exc:
-                raise ValidationError(f"Invalid JSON: it {validation.TOO_DEEP}.", code="invalid") from exc
+                raise ValidationError(f"Invalid JSON: it {fieldchecks.TOO_DEEP}.", code="invalid") from exc
         return super().to_python(value)
 
     def bound_data(self, data, initial):

@@ -3,7 +3,7 @@
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from orvanta_triggers import validation
+from orvanta_triggers import fieldchecks
 
 
 class JSONParser(parsers.JSONParser):
@@ -12,4 +12,4 @@ class JSONParser(parsers.JSONParser):
             return super().parse(stream, media_type, parser_context)
         except RecursionError as exc:
             # Python's json gives up near 1,000 levels; nothing we store nests that deep.
-            raise ParseError(f"JSON parse error - the body {validation.TOO_DEEP}") from exc
+            raise ParseError(f"JSON parse error - the body {fieldchecks.TOO_DEEP}") from exc

@@ -3,7 +3,7 @@ orvanta_triggers.validation, reached through the services."""
 
 from rest_framework import serializers
 
-from orvanta_triggers import redaction, services, validation, windmill
+from orvanta_triggers import fieldchecks, redaction, services, windmill
 from orvanta_triggers.models import Flow, Job, WebSocketTrigger, Workspace
 
 
@@ -12,7 +12,7 @@ class LenientJSONField(serializers.JSONField):
     checked here, before DRF's own check re-encodes the value recursively."""
 
     def to_internal_value(self, data):
-        message = validation.json_depth_error(data)
+        message = fieldchecks.json_depth_error(data)
         if message:
             raise serializers.ValidationError(message)
         return super().to_internal_value(data)

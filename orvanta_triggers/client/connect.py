@@ -13,7 +13,7 @@ from orvanta_triggers import conf, netguard
 from orvanta_triggers.client import proxy
 from orvanta_triggers.client.boundedsocket import BoundedSocket
 from orvanta_triggers.client.runnable_calls import RunnableFailed
-from orvanta_triggers.validation import ws_url_error
+from orvanta_triggers.triggerfields import ws_url_error
 
 # Statuses on the upgrade that say "later", not "never".
 RETRYABLE_CLIENT_STATUSES = {408, 429}

@@ -7,7 +7,7 @@ import threading
 
 import websocket
 
-from orvanta_triggers import conf, netguard, validation
+from orvanta_triggers import conf, netguard, triggerfields
 from orvanta_triggers.client.connect import ConnectFailed, open_websocket, resolve_url
 from orvanta_triggers.client.runnable_calls import RunnableClient
 from orvanta_triggers.models import Job
@@ -17,9 +17,9 @@ logger = logging.getLogger(__name__)
 
 def probe_connection(*, celery_app, workspace_id, url, url_runnable_args=None, headers=None, subprotocols=None):
     """{"ok": bool, "error": str | None, "subprotocol": str | None}."""
-    problems = validation.url_errors(url, workspace_id, url_runnable_args or {})
-    problems.update(validation.headers_errors(headers or {}))
-    problems.update(validation.subprotocols_errors(subprotocols or []))
+    problems = triggerfields.url_errors(url, workspace_id, url_runnable_args or {})
+    problems.update(triggerfields.headers_errors(headers or {}))
+    problems.update(triggerfields.subprotocols_errors(subprotocols or []))
     if problems:
         return {
             "ok": False,
