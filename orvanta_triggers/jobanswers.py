@@ -41,11 +41,31 @@ def publish_early(run, result):
     outbox().publish([(run.spec["trigger_id"], run.job_id, result_frame(result))])
 
 
+def _result_frame(run):
+    """(trigger id, job id, frame) to send back on the socket for a job that ended, or
+    None: a success's non-null result (unless a flow sent it early), a failure's error
+    with can_return_error_result."""
+    spec = run.spec
+    if not spec["can_return_message"]:
+        return None
+    if run.status == Job.Status.SUCCESS:
+        if run.result is not None and not run.early_result_sent:
+            return (spec["trigger_id"], run.job_id, result_frame(run.result))
+    elif run.status == Job.Status.FAILURE and spec["can_return_error_result"]:
+        return (spec["trigger_id"], run.job_id, result_frame({"error": run.error}))
+    return None
+
+
 def answer(runs, *, requeue):
-    """Everything after jobs ran, error handlers aside: their rows, their results back
-    to the socket, retries scheduled (`requeue(run, countdown)`), metrics, monitor."""
+    """Everything after jobs ran, error handlers aside: their results back to the
+    socket, their rows, retries scheduled (`requeue(run, countdown)`), metrics,
+    monitor. Results go first: the answer on the socket does not wait for the row's
+    write (a frame's round trip is what users wait on), while the message is still
+    acknowledged only once every row is written."""
+    frames = [frame for frame in map(_result_frame, runs) if frame is not None]
+    if frames:
+        outbox().publish(frames)
     record(runs)
-    frames = []
     for run in runs:
         spec = run.spec
         if run.status == Job.Status.QUEUED:
@@ -68,19 +88,13 @@ def answer(runs, *, requeue):
                 run.status, run.retry_in = Job.Status.FAILURE, None
                 run.error = {**run.error, "message": f"{run.error['message']} (retry not scheduled: {exc})"}
                 record([run])
+                frame = _result_frame(run)
+                if frame is not None:
+                    outbox().publish([frame])
             else:
                 metrics.JOBS_FINISHED.labels("retried").inc()
                 continue
         _show(run)
-        if not spec["can_return_message"]:
-            continue
-        if run.status == Job.Status.SUCCESS:
-            if run.result is not None and not run.early_result_sent:
-                frames.append((spec["trigger_id"], run.job_id, result_frame(run.result)))
-        elif spec["can_return_error_result"]:
-            frames.append((spec["trigger_id"], run.job_id, result_frame({"error": run.error})))
-    if frames:
-        outbox().publish(frames)
 
 
 def run_recorded(run, call, *, timeout_secs, limit="ORVANTA_JOB_TIMEOUT_SECS", reply=None):
