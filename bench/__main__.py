@@ -20,8 +20,9 @@ import sys
 import time
 import traceback
 
-from bench import harness
-from bench.harness import RESULTS_DIR, Bench, ScenarioResult, env_float, log
+from bench import harness, readers
+from bench.context import Bench
+from bench.harness import RESULTS_DIR, ScenarioResult, env_float, log
 
 SCENARIOS = ("ingest", "jobs", "io", "latency", "scale", "recovery", "rebalance")
 # Rough worst-case seconds each needs; a scenario is skipped when the budget left is smaller.
@@ -118,7 +119,7 @@ def main(argv):
                 res.error = f"skipped: {left:.0f}s of the {budget:g}s budget left, it needs about {NEEDS[name]}s"
                 log(res.error)
                 continue
-            load = harness.loadavg()
+            load = readers.loadavg()
             res.details["loadavg_at_start"] = load
             log(f"=== {name} === (load average {load:.2f} on {os.cpu_count()} cores)")
             if load > (os.cpu_count() or 1):
@@ -151,7 +152,7 @@ def main(argv):
     total = time.monotonic() - started
 
     print()
-    rev = harness.revision()
+    rev = readers.revision()
     print(
         f"Orvanta bench at {rev['commit']}{' + uncommitted changes' if rev['changed_files'] else ''} "
         f"({os.cpu_count()} cores, Python {platform.python_version()}), {total:.0f}s in all; "

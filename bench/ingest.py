@@ -11,7 +11,8 @@ send_task per matching frame).
 import time
 
 from bench import product
-from bench.harness import BenchError, Row, env_float, env_int, log, read_json_line, wait_for
+from bench.harness import BenchError, Row, env_float, env_int, log, wait_for
+from bench.processes import read_json_line
 from bench.servers import BurstServer, burst
 
 TARGET = 10_000

@@ -14,7 +14,8 @@ import json
 import time
 
 from bench import product
-from bench.harness import Row, env_float, env_int, log, read_json_line, wait_for
+from bench.harness import Row, env_float, env_int, log, wait_for
+from bench.processes import read_json_line
 from bench.servers import BurstServer, encode_server_frames
 
 SCRIPT = "sleep"

@@ -10,7 +10,8 @@ is `success`.
 import time
 
 from bench import product
-from bench.harness import Row, env_float, env_int, log, read_json_line, wait_for
+from bench.harness import Row, env_float, env_int, log, wait_for
+from bench.processes import read_json_line
 from bench.servers import BurstServer, burst
 
 TARGET = 3_000

@@ -20,8 +20,9 @@ import threading
 import time
 
 from bench import product
-from bench.harness import BenchError, Row, env_float, log, percentile, read_json_line, wait_for
-from bench.servers import Hub
+from bench.harness import BenchError, Row, env_float, log, percentile, wait_for
+from bench.hub import Hub
+from bench.processes import read_json_line
 
 RATES = (5, 20, 50, 100, 200, 300)
 BASELINE_RATE = 200

@@ -5,7 +5,8 @@ import json
 import tempfile
 import time
 
-from bench.harness import LOG_DIR, BenchError, log, metric, scrape
+from bench.harness import LOG_DIR, BenchError, log
+from bench.readers import metric, scrape
 
 ECHO = "examples/echo"
 KIND_A = [{"key": "kind", "value": "a"}]

@@ -1,5 +1,5 @@
 """rebalance: listeners coming and going. BENCH_REBALANCE_TRIGGERS triggers (9,000 by
-default) on one server (servers.FeedServer, in the bench process), held by three
+default) on one server (feedserver.FeedServer, in the bench process), held by three
 listeners; a fourth starts, then one of the first three is SIGKILLed. All four run with
 ORVANTA_LEASE_TTL_SECS=BENCH_REBALANCE_LEASE_TTL_SECS (15 s, the product's default).
 
@@ -32,8 +32,9 @@ import statistics
 import time
 
 from bench import product
-from bench.harness import BenchError, Row, ensure_room, env_float, env_int, log, wait_for
-from bench.servers import FeedServer
+from bench.feedserver import FeedServer
+from bench.harness import BenchError, Row, env_float, env_int, log, wait_for
+from bench.readers import ensure_room
 
 DEFAULT_TRIGGERS = 9000
 SPREAD_TARGET_S = 60.0

@@ -18,8 +18,9 @@ import statistics
 import time
 
 from bench import product
-from bench.harness import BenchError, Row, env_float, env_int, log, metric, wait_for
-from bench.servers import Hub
+from bench.harness import BenchError, Row, env_float, env_int, log, wait_for
+from bench.hub import Hub
+from bench.readers import metric
 
 LEASE_TTL = 5.0
 CONFIG_TARGET = 2.0

@@ -50,229 +50,45 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import psycopg
 import websocket
 
+from scripts.conformance_processes import (
+    ConformanceError,
+    FreshDatabase,
+    FuzzingServer,
+    Proc,
+    loadavg,
+    wait_for,
+)
+from scripts.conformance_report import report
+from scripts.conformance_settings import (
+    AGENTS,
+    CASE_END_AFTER_DELETE_SECS,
+    CASE_TIMEOUT_SECS,
+    CASES,
+    CLIENT_AGENT,
+    CONCURRENCY,
+    LARGE_CONCURRENCY,
+    LARGE_MESSAGE_BYTES,
+    LARGE_MESSAGE_GROUP,
+    LATENCY_CASES,
+    LATENCY_CONCURRENCY,
+    LISTENER_AGENT,
+    LOG_DIR,
+    ONCE_DIR,
+    PY,
+    REPORT_DIR,
+    ROOT,
+    RUN_DIR,
+    START_TIMEOUT_SECS,
+    group_of,
+)
 from tests.ports import free_port
 from tests.redisserver import PrivateRedis
 
 logger = logging.getLogger(__name__)
-
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-RUN_DIR = ROOT / ".run" / "conformance"
-REPORT_DIR = RUN_DIR / "reports"
-LOG_DIR = RUN_DIR / "logs"
-ONCE_DIR = RUN_DIR / "once"
-
-LISTENER_AGENT = "orvanta-listener"
-CLIENT_AGENT = "websocket-client"
-AGENTS = (LISTENER_AGENT, CLIENT_AGENT)
-GROUPS = {
-    "1": "Framing",
-    "2": "Pings/Pongs",
-    "3": "Reserved bits",
-    "4": "Opcodes",
-    "5": "Fragmentation",
-    "6": "UTF-8 handling",
-    "7": "Close handling",
-    "9": "Limits/performance",
-}
-# Autobahn's verdicts, best first; "not run" is ours: a case missing from the report.
-VERDICTS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "not run")
-FAILING = {"FAILED", "not run"}
-LARGE_MESSAGE_GROUP = "9"
-LARGE_MESSAGE_BYTES = 32 * 1024 * 1024
-LATENCY_CASES = ("9.7.", "9.8.")
-
-CASES = [c.strip() for c in os.environ.get("CONFORMANCE_CASES", "1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*").split(",")]
-CONCURRENCY = int(os.environ.get("CONFORMANCE_CONCURRENCY", "8"))
-LARGE_CONCURRENCY = int(os.environ.get("CONFORMANCE_LARGE_CONCURRENCY", "2"))
-LATENCY_CONCURRENCY = int(os.environ.get("CONFORMANCE_LATENCY_CONCURRENCY", "2"))
-CASE_TIMEOUT_SECS = float(os.environ.get("CONFORMANCE_CASE_TIMEOUT_SECS", "120"))
-POSTGRES_ADMIN_URL = os.environ.get("CONFORMANCE_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-# After its trigger is deleted, a case ends as soon as the listener closes the socket.
-CASE_END_AFTER_DELETE_SECS = 30
-START_TIMEOUT_SECS = 60
-STOP_TIMEOUT_SECS = 15
-
-
-class ConformanceError(Exception):
-    """The run could not complete."""
-
-
-def wait_for(predicate, *, timeout, what, interval=0.1):
-    """Poll until predicate() is truthy; its value. ConformanceError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise ConformanceError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
-
-def loadavg():
-    """The 1-minute load average: the machine is shared, and a busy one makes cases
-    miss their deadlines."""
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-def group_of(case_id):
-    return case_id.split(".", 1)[0]
-
-
-class Proc:
-    """A subprocess in a process group of its own (so its children stop with it),
-    its output in LOG_DIR/<name>.log."""
-
-    def __init__(self, name, args, env):
-        self.name = name
-        self.log_path = LOG_DIR / f"{name}.log"
-        with open(self.log_path, "ab") as out:
-            self.popen = subprocess.Popen(
-                args,
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    def alive(self):
-        return self.popen.poll() is None
-
-    def check_alive(self):
-        if not self.alive():
-            raise ConformanceError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
-
-    def log_tail(self, lines=20):
-        try:
-            return "".join(self.log_path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self):
-        """SIGTERM and wait, then SIGKILL the whole group (pool children, stragglers)."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(STOP_TIMEOUT_SECS)
-            except subprocess.TimeoutExpired:
-                logger.warning("%s did not stop within %ss: SIGKILL", self.name, STOP_TIMEOUT_SECS)
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.popen.wait(5)
-
-
-class FreshDatabase:
-    """Database orvanta_conformance_<pid> on the machine's PostgreSQL, dropped at the end."""
-
-    def __init__(self):
-        self.name = f"orvanta_conformance_{os.getpid()}"
-        self.url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{self.name}"
-
-    def _admin(self, statement):
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(statement)
-
-    def create(self):
-        self._admin(f'DROP DATABASE IF EXISTS "{self.name}"')
-        self._admin(f'CREATE DATABASE "{self.name}"')
-        return self
-
-    def drop(self):
-        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
-class FuzzingServer:
-    """`wstest -m fuzzingserver` on a free port, serving the CONFORMANCE_CASES."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}"
-        self.proc = None
-        self.cases = {}
-
-    def command(self, wstest):
-        """The command line of the server, its spec written to RUN_DIR."""
-        spec = RUN_DIR / "fuzzingserver.json"
-        spec.write_text(
-            json.dumps(
-                {
-                    "url": self.url,
-                    "outdir": str(REPORT_DIR),
-                    "cases": CASES,
-                    "exclude-cases": [],
-                    "exclude-agent-cases": {},
-                }
-            )
-        )
-        # --webport 0: no embedded web server (it would take port 8080).
-        return [wstest, "-m", "fuzzingserver", "--webport", "0", "-s", str(spec)]
-
-    def wait_ready(self, proc):
-        """Wait until the server started as `proc` answers; learn its cases."""
-        self.proc = proc
-        wait_for(self._answers, timeout=START_TIMEOUT_SECS, what=f"the fuzzing server on port {self.port}")
-        count = self._ask("getCaseCount")
-        # getCaseInfo maps the server's case numbers (runCase?case=<n>) to case ids.
-        with ThreadPoolExecutor(8) as pool:
-            infos = pool.map(lambda n: self._ask(f"getCaseInfo?case={n}"), range(1, count + 1))
-            self.cases = {n: info["id"] for n, info in zip(range(1, count + 1), infos)}
-
-    def _ask(self, path):
-        ws = websocket.create_connection(f"{self.url}/{path}", timeout=10)
-        try:
-            return json.loads(ws.recv())
-        finally:
-            ws.close()
-
-    def _answers(self):
-        self.proc.check_alive()
-        try:
-            return self._ask("getCaseCount") is not None
-        except (OSError, websocket.WebSocketException):
-            return False
-
-    def status_socket(self, number, agent):
-        """A connection that receives the case's verdict once the case is over (the
-        server answers getCaseStatus when the case's connection is gone)."""
-        return websocket.create_connection(
-            f"{self.url}/getCaseStatus?case={number}&agent={agent}", timeout=CASE_TIMEOUT_SECS
-        )
-
-    def verdict(self, number, agent):
-        """The verdict of a case that has ended, or None when it never ran."""
-        status = self.status_socket(number, agent)
-        try:
-            status.settimeout(10)
-            return json.loads(status.recv())["behavior"]
-        except websocket.WebSocketTimeoutException:
-            return None
-        finally:
-            status.close()
-
-    def run_case_url(self, number, agent):
-        return f"{self.url}/runCase?case={number}&agent={agent}"
-
-    def update_reports(self):
-        """Write the report of every agent (the server closes once it is written)."""
-        for agent in AGENTS:
-            ws = websocket.create_connection(f"{self.url}/updateReports?agent={agent}", timeout=300)
-            try:
-                ws.recv_data()
-            finally:
-                ws.shutdown()
 
 
 class Conformance:
@@ -528,88 +344,6 @@ class Conformance:
         self.server.update_reports()
         logger.info("reports written in %.1fs", time.monotonic() - started)
 
-    # results
-
-    def results(self):
-        """{agent: {case id: verdict}} from the report, "not run" for a missing case."""
-        index = json.loads((REPORT_DIR / "index.json").read_text())
-        return {
-            agent: {
-                case_id: index.get(agent, {}).get(case_id, {}).get("behavior", "not run")
-                for case_id in self.server.cases.values()
-            }
-            for agent in AGENTS
-        }
-
-    def reason(self, agent, case_id):
-        """The server's reason for a verdict, from the case's own report file, and
-        whether the harness ended the case (CONFORMANCE_CASE_TIMEOUT_SECS)."""
-        entry = json.loads((REPORT_DIR / "index.json").read_text()).get(agent, {}).get(case_id)
-        parts = ["no result: the case never ended"]
-        if entry is not None:
-            report = json.loads((REPORT_DIR / entry["reportfile"]).read_text())
-            parts = [report.get("result") or ""]
-            if report.get("behaviorClose") not in ("OK", "INFORMATIONAL"):
-                parts.append(f"close: {report.get('resultClose')}")
-        if case_id in self.harness_timeouts[agent]:
-            parts.append(f"ended by the harness after {CASE_TIMEOUT_SECS:g}s")
-        return " / ".join(p for p in parts if p)
-
-    def report(self, total_secs):
-        results = self.results()
-        ids = list(self.server.cases.values())
-        groups = sorted({group_of(c) for c in ids}, key=int)
-        summary = {"cases": len(ids), "timings": self.timings, "total_secs": round(total_secs, 1), "agents": {}}
-        print(f"\nAutobahn|Testsuite fuzzing server, {len(ids)} cases ({', '.join(CASES)})", flush=True)
-        for agent in AGENTS:
-            verdicts = results[agent]
-            limits = "" if agent == CLIENT_AGENT else " (ORVANTA_MAX_MESSAGE_BYTES: default, 32 MiB for group 9)"
-            print(f"\n{agent}{limits}")
-            header = f"{'group':<22}{'cases':>6}" + "".join(f"{v:>15}" for v in VERDICTS)
-            print(header)
-            per_group = {}
-            for group in [*groups, "all"]:
-                in_group = [c for c in ids if group == "all" or group_of(c) == group]
-                counts = Counter(verdicts[c] for c in in_group)
-                per_group[group] = {v: counts.get(v, 0) for v in VERDICTS}
-                label = "all" if group == "all" else f"{group} {GROUPS.get(group, '')}"
-                print(f"{label:<22}{len(in_group):>6}" + "".join(f"{counts.get(v, 0):>15}" for v in VERDICTS))
-            failed = [c for c in ids if verdicts[c] in FAILING]
-            print(f"FAILED or not run ({len(failed)}): {', '.join(failed) or 'none'}")
-            for case_id in failed:
-                print(f"  {case_id:<8} {verdicts[case_id]:<14} {self.reason(agent, case_id)[:200]}")
-            retried = self.retried[agent]
-            print(
-                f"run again alone after FAILED ({len(retried)}): "
-                + (", ".join(f"{c} {first} -> {again}" for c, (first, again) in retried.items()) or "none")
-            )
-            summary["agents"][agent] = {
-                "groups": per_group,
-                "failed": {c: verdicts[c] for c in failed},
-                "non_strict": [c for c in ids if verdicts[c] == "NON-STRICT"],
-                "ended_by_harness": self.harness_timeouts[agent],
-                "run_again": {c: {"first": first, "again": again} for c, (first, again) in retried.items()},
-            }
-        listener, client = results[LISTENER_AGENT], results[CLIENT_AGENT]
-        small_failed = [c for c in ids if group_of(c) != LARGE_MESSAGE_GROUP and listener[c] in FAILING]
-        listener_only = [c for c in ids if listener[c] in FAILING and client[c] not in FAILING]
-        client_only = [c for c in ids if client[c] in FAILING and listener[c] not in FAILING]
-        print(f"\nFAILED by the listener only: {', '.join(listener_only) or 'none'}")
-        print(f"FAILED by the plain client only: {', '.join(client_only) or 'none'}")
-        met = not small_failed and not listener_only
-        print(
-            f"target (no listener case failed in groups 1-7, none failed that the plain client passes): "
-            f"{'met' if met else 'MISSED'}"
-        )
-        print(f"report: {REPORT_DIR / 'index.html'}; logs: {LOG_DIR}")
-        print("time: " + ", ".join(f"{phase} {secs:g}s" for phase, secs in self.timings.items()))
-        load = (self.load_at_start, loadavg())
-        print(f"load average (1 min, 2 shared cores): {load[0]:g} at the start, {load[1]:g} at the end")
-        print(f"total time {total_secs:.0f}s", flush=True)
-        summary.update(listener_only=listener_only, client_only=client_only, target_met=met, load_average=load)
-        (RUN_DIR / "summary.json").write_text(json.dumps(summary, indent=2))
-        return met
-
 
 def _raise_on_signal(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
@@ -626,7 +360,7 @@ def main():
     try:
         run.setup()
         run.run()
-        met = run.report(time.monotonic() - started)
+        met = report(run, time.monotonic() - started)
     except BaseException as exc:  # noqa: BLE001 - any failure: clean up, exit status 2
         # A traceback only where it helps: not for our own errors or an interrupt.
         expected = isinstance(exc, (ConformanceError, KeyboardInterrupt))
