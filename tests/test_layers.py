@@ -8,7 +8,14 @@ from pathlib import Path
 from django.conf import settings
 
 PACKAGES = ("orvanta_triggers", "listener")
-WORKER_SIDE = {"orvanta_triggers.tasks", "orvanta_triggers.jobrunner", "orvanta_triggers.execution"}
+WORKER_SIDE = {
+    "orvanta_triggers.tasks",
+    "orvanta_triggers.jobrunner",
+    "orvanta_triggers.jobanswers",
+    "orvanta_triggers.jobrecords",
+    "orvanta_triggers.workerprocess",
+    "orvanta_triggers.execution",
+}
 
 
 def module_files():

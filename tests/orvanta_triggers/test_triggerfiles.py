@@ -1,4 +1,4 @@
-"""Triggers as code (orvanta_triggers/triggerfiles.py): the document a workspace
+"""Triggers as code (orvanta_triggers/triggerfiles/): the document a workspace
 exports, reading files, and the one-transaction import service."""
 
 import datetime
