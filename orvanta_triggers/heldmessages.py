@@ -19,6 +19,7 @@ import redis
 from kombu.exceptions import OperationalError as BrokerError
 
 from orvanta_triggers import conf
+from orvanta_triggers.periodic import PeriodicThread
 
 logger = logging.getLogger(__name__)
 
@@ -43,30 +44,21 @@ def held_delivery_tags():
     return [request.message.delivery_tag for request in requests if not request.acknowledged]
 
 
-class HeldMessagesKeeper:
+class HeldMessagesKeeper(PeriodicThread):
     """A thread of the worker's main process renewing its held messages' times."""
 
     def __init__(self, app):
+        super().__init__(name="held-messages-keeper", interval_secs=conf.worker_lost_secs() / 4)
         self._app = app
-        self._stop = threading.Event()
-        self._interval = conf.worker_lost_secs() / 4
-        self._thread = threading.Thread(target=self._run, name="held-messages-keeper", daemon=True)
 
-    def start(self):
-        self._thread.start()
-        return self
+    def session(self):
+        return self._app.connection_for_write()
 
-    def stop(self):
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self):
-        with self._app.connection_for_write() as connection:
-            while not self._stop.wait(self._interval):
-                try:
-                    self.renew(connection.default_channel)
-                except (redis.RedisError, BrokerError, OSError) as exc:
-                    logger.warning("could not renew the messages this worker holds: %s", exc)
+    def tick(self, connection):
+        try:
+            self.renew(connection.default_channel)
+        except (redis.RedisError, BrokerError, OSError) as exc:
+            logger.warning("could not renew the messages this worker holds: %s", exc)
 
     @staticmethod
     def renew(channel):

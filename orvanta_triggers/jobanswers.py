@@ -23,8 +23,10 @@ logger = logging.getLogger(__name__)
 
 
 def _show(run):
+    """Count a job that ended (or was suspended) and show it on the live monitor."""
     metrics.JOBS_FINISHED.labels(run.status).inc()
-    metrics.JOB_DURATION.observe(run.duration)
+    if run.duration is not None:
+        metrics.JOB_DURATION.observe(run.duration)
     worker_monitor().event(
         run.spec["workspace"],
         {
@@ -198,14 +200,4 @@ def suspend(runs):
         run.status = Job.Status.SUSPENDED
     record(runs, overwrite=False)
     for run in runs:
-        metrics.JOBS_FINISHED.labels(run.status).inc()
-        worker_monitor().event(
-            run.spec["workspace"],
-            {
-                "type": "job",
-                "trigger_path": run.spec["trigger_path"],
-                "job_id": run.job_id,
-                "status": run.status,
-                "error": None,
-            },
-        )
+        _show(run)

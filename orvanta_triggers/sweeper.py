@@ -6,13 +6,13 @@ idempotent UPDATE a minute), so there is no extra process, such as celery beat, 
 deploy and keep alive."""
 
 import logging
-import threading
 from datetime import timedelta
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from orvanta_triggers import conf, services
+from orvanta_triggers.periodic import PeriodicThread
 
 logger = logging.getLogger(__name__)
 
@@ -29,28 +29,17 @@ def sweep_abandoned_jobs():
     return swept
 
 
-class AbandonedJobSweeper:
+class AbandonedJobSweeper(PeriodicThread):
     """The thread that runs sweep_abandoned_jobs every SWEEP_INTERVAL_SECS."""
 
     def __init__(self, interval_secs=SWEEP_INTERVAL_SECS):
-        self._interval = interval_secs
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="abandoned-job-sweeper", daemon=True)
+        super().__init__(name="abandoned-job-sweeper", interval_secs=interval_secs)
 
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self):
-        while not self._stop.wait(self._interval):
-            try:
-                sweep_abandoned_jobs()
-            except DatabaseError as exc:
-                logger.warning("could not sweep abandoned jobs: %s", exc)
-            finally:
-                # This thread's own connection: not kept open between sweeps.
-                connection.close()
+    def tick(self, session):
+        try:
+            sweep_abandoned_jobs()
+        except DatabaseError as exc:
+            logger.warning("could not sweep abandoned jobs: %s", exc)
+        finally:
+            # This thread's own connection: not kept open between sweeps.
+            connection.close()

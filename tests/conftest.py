@@ -165,6 +165,12 @@ ROLES = Membership.Role
 
 
 @pytest.fixture
+def owner_api(e2e_workspace):
+    """A token-authenticated API client of the e2e workspace's owner."""
+    return api_client_for(e2e_workspace.memberships.get().user)
+
+
+@pytest.fixture
 def private_redis():
     """A redis-server of the test's own, which it may stop and start."""
     if shutil.which("redis-server") is None:

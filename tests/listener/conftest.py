@@ -1,6 +1,14 @@
 import pytest
 
+from orvanta_triggers import bus
 from tests.rawservers import RawServer
+from tests.runnables import error_sink
+
+
+@pytest.fixture(autouse=True)
+def empty_error_sink():
+    """Each test starts with the error handler of tests/runnables/error_sink.py uncalled."""
+    bus.client().delete(error_sink.key())
 
 
 @pytest.fixture

@@ -2,26 +2,13 @@
 error handlers (with their parent), URL runnables, initial-message runnables, test
 connections and replays, each recorded with its kind, args and outcome."""
 
-import pytest
-
-from orvanta_triggers import bus, services
+from orvanta_triggers import services
 from orvanta_triggers.models import Job
 from tests.conftest import ROLES, api_client_for
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
-from tests.runnables import error_sink
 
 
-@pytest.fixture(autouse=True)
-def empty_error_sink():
-    bus.client().delete(error_sink.key())
-
-
-@pytest.fixture
-def api(e2e_workspace):
-    return api_client_for(e2e_workspace.memberships.get().user)
-
-
-def test_error_handler_run_is_a_job_with_its_parent(e2e_workspace, ws_server, celery_worker, listener, api):
+def test_error_handler_run_is_a_job_with_its_parent(e2e_workspace, ws_server, celery_worker, listener, owner_api):
     """A final failure's error handler shows as a job of kind error_handler, parent the failed job, args visible."""
     make_trigger(e2e_workspace, ws_server, script_path="examples/fail", error_handler_path="error_sink")
     wait_connected(ws_server)
@@ -34,7 +21,7 @@ def test_error_handler_run_is_a_job_with_its_parent(e2e_workspace, ws_server, ce
         "f/test/feed",
     )
     assert handler.args["job_id"] == str(failed.id) and handler.args["error"]["name"] == "RuntimeError"
-    listed = api.get("/api/w/e2e/jobs/", {"kind": "error_handler"}).json()["results"]
+    listed = owner_api.get("/api/w/e2e/jobs/", {"kind": "error_handler"}).json()["results"]
     assert [(job["id"], job["parent_job_id"]) for job in listed] == [(str(handler.id), str(failed.id))]
 
 
@@ -89,9 +76,9 @@ def test_initial_message_runnable_run_is_a_job(e2e_workspace, ws_server, celery_
     assert job.trigger_path == "f/test/feed" and job.result == {"op": "auth", "token": "t0k", "subscribe": "ticks"}
 
 
-def test_test_connection_runnable_run_is_a_job(e2e_workspace, ws_server, celery_worker, api):
+def test_test_connection_runnable_run_is_a_job(e2e_workspace, ws_server, celery_worker, owner_api):
     """The URL runnable a test connection runs is a test_connection job, of no trigger."""
-    body = api.post(
+    body = owner_api.post(
         "/api/w/e2e/test_websocket_connection/",
         {"url": "$script:examples/ws_url", "url_runnable_args": {"base_url": ws_server.url}},
         format="json",

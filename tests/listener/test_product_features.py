@@ -8,16 +8,11 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from orvanta_triggers import bus, services
+from orvanta_triggers import services
 from orvanta_triggers.models import Job
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs, wait_status
 from tests.runnables import error_sink
 from tests.wsserver import wait_for
-
-
-@pytest.fixture(autouse=True)
-def empty_error_sink():
-    bus.client().delete(error_sink.key())
 
 
 def reconnects():

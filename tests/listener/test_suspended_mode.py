@@ -5,27 +5,14 @@ discard drops them."""
 
 import itertools
 
-import pytest
-
-from orvanta_triggers import bus, services
+from orvanta_triggers import services
 from orvanta_triggers.models import Job, WebSocketTrigger
-from tests.conftest import api_client_for
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
 from tests.runnables import error_sink
 from tests.wsserver import wait_for
 
 TICK_FILTER = [{"key": "type", "value": "tick"}]
 BASE = "/api/w/e2e/websocket_triggers/f/test/feed"
-
-
-@pytest.fixture(autouse=True)
-def empty_error_sink():
-    bus.client().delete(error_sink.key())
-
-
-@pytest.fixture
-def api(e2e_workspace):
-    return api_client_for(e2e_workspace.memberships.get().user)
 
 
 def tick(n):
@@ -50,7 +37,7 @@ def test_suspended_trigger_records_matching_frames_and_runs_nothing(e2e_workspac
 
 
 def test_resume_runs_suspended_jobs_oldest_first_and_sends_their_results(
-    e2e_workspace, ws_server, celery_worker, listener, api
+    e2e_workspace, ws_server, celery_worker, listener, owner_api
 ):
     """resume_jobs/ runs every suspended job, oldest first; the live connection gets each result."""
     make_trigger(e2e_workspace, ws_server, mode="suspended", can_return_message=True)
@@ -59,7 +46,7 @@ def test_resume_runs_suspended_jobs_oldest_first_and_sends_their_results(
     for message in messages:
         ws_server.send_all(message)
     ids = [str(job.id) for job in suspended_jobs(5)]
-    response = api.post(f"{BASE}/resume_jobs/")
+    response = owner_api.post(f"{BASE}/resume_jobs/")
     assert response.status_code == 200 and response.json() == {"resumed": ids}
     # One message carries them in that order; a worker runs them in it while they are
     # quick, but may spread a slow message's jobs over idle processes (jobrunner).
@@ -69,36 +56,36 @@ def test_resume_runs_suspended_jobs_oldest_first_and_sends_their_results(
     assert sorted(ws_server.received_snapshot()) == messages
 
 
-def test_resume_one_job_runs_only_that_one(e2e_workspace, ws_server, celery_worker, listener, api):
+def test_resume_one_job_runs_only_that_one(e2e_workspace, ws_server, celery_worker, listener, owner_api):
     """jobs/<id>/resume/ runs that suspended job alone; the others stay suspended."""
     make_trigger(e2e_workspace, ws_server, mode="suspended")
     wait_connected(ws_server)
     for message in ("a", "b", "c"):
         ws_server.send_all(message)
     first, second, third = suspended_jobs(3)
-    response = api.post(f"/api/w/e2e/jobs/{second.id}/resume/")
+    response = owner_api.post(f"/api/w/e2e/jobs/{second.id}/resume/")
     assert response.status_code == 200 and response.json()["status"] in ("queued", "running", "success")
     [done] = wait_jobs(count=1, status=Job.Status.SUCCESS)
     assert done.id == second.id and done.result == "b"
     assert set(Job.objects.filter(status=Job.Status.SUSPENDED).values_list("id", flat=True)) == {first.id, third.id}
 
 
-def test_discard_drops_suspended_jobs_unrun(e2e_workspace, ws_server, celery_worker, listener, api):
+def test_discard_drops_suspended_jobs_unrun(e2e_workspace, ws_server, celery_worker, listener, owner_api):
     """discard_jobs/ ends every suspended job `discarded`; a discarded job can be neither resumed nor discarded again."""
     make_trigger(e2e_workspace, ws_server, mode="suspended")
     wait_connected(ws_server)
     for message in ("a", "b"):
         ws_server.send_all(message)
     jobs = suspended_jobs(2)
-    assert api.post(f"{BASE}/discard_jobs/").json() == {"discarded": 2}
+    assert owner_api.post(f"{BASE}/discard_jobs/").json() == {"discarded": 2}
     assert set(Job.objects.values_list("status", flat=True)) == {"discarded"}
     assert all(job.finished_at for job in Job.objects.all())
-    assert api.post(f"/api/w/e2e/jobs/{jobs[0].id}/resume/").status_code == 409
-    assert api.post(f"/api/w/e2e/jobs/{jobs[0].id}/discard/").status_code == 409
+    assert owner_api.post(f"/api/w/e2e/jobs/{jobs[0].id}/resume/").status_code == 409
+    assert owner_api.post(f"/api/w/e2e/jobs/{jobs[0].id}/discard/").status_code == 409
 
 
 def test_resumed_job_gets_the_current_configuration_retries_and_error_handler(
-    e2e_workspace, ws_server, celery_worker, listener, api
+    e2e_workspace, ws_server, celery_worker, listener, owner_api
 ):
     """A resumed job runs the trigger's script as it is now, with its retries and error handler."""
     trigger = make_trigger(e2e_workspace, ws_server, mode="suspended", script_path="examples/echo")
@@ -111,7 +98,7 @@ def test_resumed_job_gets_the_current_configuration_retries_and_error_handler(
         retry={"max_attempts": 2, "delay_secs": 0.1, "multiplier": 1},
         error_handler_path="error_sink",
     )
-    assert api.post(f"/api/w/e2e/jobs/{job.id}/resume/").status_code == 200
+    assert owner_api.post(f"/api/w/e2e/jobs/{job.id}/resume/").status_code == 200
     [failed] = wait_jobs(count=1, status=Job.Status.FAILURE, kind=Job.Kind.TRIGGER)
     assert (failed.id, failed.script_path, failed.attempt) == (job.id, "examples/fail", 2)
     [call] = wait_for(error_sink.calls, timeout=10, message="the error handler")
@@ -119,15 +106,15 @@ def test_resumed_job_gets_the_current_configuration_retries_and_error_handler(
 
 
 def test_switching_between_enabled_and_suspended_keeps_the_connection(
-    e2e_workspace, ws_server, celery_worker, listener, api
+    e2e_workspace, ws_server, celery_worker, listener, owner_api
 ):
     """setmode/ between enabled and suspended applies to the next frames on the same connection."""
     make_trigger(e2e_workspace, ws_server)
     wait_connected(ws_server)
     probes = itertools.count()
-    assert api.post(f"{BASE}/setmode/", {"mode": "suspended"}, format="json").status_code == 200
+    assert owner_api.post(f"{BASE}/setmode/", {"mode": "suspended"}, format="json").status_code == 200
     wait_for(lambda: probe(ws_server, probes) == "suspended", timeout=10, message="a frame to be suspended")
-    assert api.post(f"{BASE}/setmode/", {"mode": "enabled"}, format="json").status_code == 200
+    assert owner_api.post(f"{BASE}/setmode/", {"mode": "enabled"}, format="json").status_code == 200
     wait_for(lambda: probe(ws_server, probes) == "success", timeout=10, message="a frame to run")
     assert (ws_server.connects, ws_server.open_connections) == (1, 1)
 

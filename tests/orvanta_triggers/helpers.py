@@ -1,9 +1,12 @@
 """Running a message's jobs as a worker would, without the broker (unit tests of the
-task bodies)."""
+task bodies), and job rows as workers write them."""
 
 import uuid
 
-from orvanta_triggers import jobrunner
+from django.utils import timezone
+
+from orvanta_triggers import jobrunner, services
+from orvanta_triggers.models import Job
 
 
 class Requeue:
@@ -32,3 +35,25 @@ def run_jobs(specs, jobs, *, requeue=None, redelivered=False, hand_off=refuse_ha
         redelivered=redelivered,
         batch_id=str(uuid.uuid4()),
     )
+
+
+def record_job(workspace, *, msg="hi", status=Job.Status.SUCCESS, **fields):
+    """A job row written the way workers write them (services.record_jobs): a
+    finished run of examples/echo for trigger f/test/feed on `msg`, unless `fields`
+    say otherwise."""
+    job_id = str(uuid.uuid4())
+    values = dict(
+        workspace_id=workspace.id,
+        trigger_path="f/test/feed",
+        script_path="examples/echo",
+        is_flow=False,
+        args={"msg": msg},
+        attempt=1,
+        status=status,
+        started_at=timezone.now(),
+        finished_at=None if status in (Job.Status.RUNNING, Job.Status.SUSPENDED) else timezone.now(),
+    )
+    if status == Job.Status.SUSPENDED:
+        values.update(started_at=None, event={"msg_type": "text", "url": "ws://example.org/feed"})
+    services.record_jobs(jobs={job_id: {**values, **fields}})
+    return Job.objects.get(pk=job_id)

@@ -3,7 +3,6 @@ scoped to the user's workspaces."""
 
 import json
 import re
-import uuid
 from unittest import mock
 
 import pytest
@@ -12,13 +11,13 @@ from django.contrib.auth.models import Permission
 from django.contrib.messages import constants, get_messages
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
 
 from config.celery import app as celery_app
 from orvanta_triggers import bus, monitor, services
 from orvanta_triggers.admin import frame_fingerprint
 from orvanta_triggers.client.probe import probe_connection
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
+from tests.orvanta_triggers.helpers import record_job
 from tests.wsserver import wait_for
 
 TRIGGER_LIST = "admin:orvanta_triggers_websockettrigger_changelist"
@@ -33,28 +32,6 @@ def trigger_url(name, trigger):
 def make_trigger(workspace, **fields):
     config = {"path": "f/test/feed", "url": "ws://example.org/feed", "script_path": "examples/echo", **fields}
     return services.create_trigger(workspace=workspace, **config)
-
-
-def make_job(workspace, *, trigger_path="f/test/feed", status=Job.Status.SUCCESS, result=None, error=None, args=None):
-    job_id = str(uuid.uuid4())
-    services.record_jobs(
-        jobs={
-            job_id: dict(
-                workspace_id=workspace.id,
-                trigger_path=trigger_path,
-                script_path="examples/echo",
-                is_flow=False,
-                args=args or {"msg": "hi"},
-                attempt=1,
-                status=status,
-                result=result,
-                error=error,
-                started_at=timezone.now(),
-                finished_at=timezone.now(),
-            )
-        }
-    )
-    return Job.objects.get(pk=job_id)
 
 
 def messages_of(response):
@@ -355,8 +332,8 @@ def test_test_connection_button_probes_and_returns_to_the_form(admin_client, wor
 def test_change_form_shows_recent_jobs_and_frames(admin_client, workspace, push_frame):
     """The change form lists the trigger's jobs (linked, coloured) and its frames, escaped, with Replay."""
     trigger = make_trigger(workspace)
-    job = make_job(workspace, result="hi")
-    make_job(workspace, trigger_path="f/other/feed")
+    job = record_job(workspace, result="hi")
+    record_job(workspace, trigger_path="f/other/feed")
     push_frame(trigger, "<b>tick</b>", url="ws://example.org/feed?token=s3cret")
     response = admin_client.get(trigger_url("change", trigger))
     content = response.content.decode()
@@ -411,7 +388,7 @@ def test_replay_of_a_frame_no_longer_kept_is_an_error(admin_client, workspace):
 def test_job_admin_shows_the_error_readably(admin_client, workspace):
     """A failed job's page shows the error's name, message and stack (in a <pre>) and pretty args."""
     stack = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom <3'
-    job = make_job(
+    job = record_job(
         workspace, status=Job.Status.FAILURE, error={"name": "ValueError", "message": "boom", "stack": stack}
     )
     content = admin_client.get(reverse("admin:orvanta_triggers_job_change", args=[job.pk])).content.decode()
@@ -422,7 +399,7 @@ def test_job_admin_shows_the_error_readably(admin_client, workspace):
 
 def test_job_admin_is_read_only(admin_client, workspace):
     """Jobs can't be added, changed or deleted from the admin."""
-    job = make_job(workspace)
+    job = record_job(workspace)
     assert admin_client.get(reverse("admin:orvanta_triggers_job_add")).status_code == 403
     page = admin_client.get(reverse("admin:orvanta_triggers_job_change", args=[job.pk])).content.decode()
     assert 'name="_save"' not in page
@@ -434,8 +411,8 @@ def test_job_admin_is_read_only(admin_client, workspace):
 
 def test_job_list_filters_by_status_and_finds_by_id(admin_client, workspace):
     """The job list filters by status and a search for a job id finds it."""
-    ok = make_job(workspace)
-    failed = make_job(workspace, status=Job.Status.FAILURE, error={"name": "E", "message": "m", "stack": ""})
+    ok = record_job(workspace)
+    failed = record_job(workspace, status=Job.Status.FAILURE, error={"name": "E", "message": "m", "stack": ""})
     url = reverse("admin:orvanta_triggers_job_changelist")
     assert [j.pk for j in admin_client.get(url, {"status__exact": "failure"}).context["cl"].result_list] == [failed.pk]
     assert [j.pk for j in admin_client.get(url, {"q": str(ok.pk)}).context["cl"].result_list] == [ok.pk]
@@ -450,12 +427,6 @@ def run_job_action(client, action, *jobs):
     return client.post(reverse(JOB_LIST), {"action": action, "_selected_action": [j.pk for j in jobs]})
 
 
-def suspended_job(workspace, msg="m"):
-    job = make_job(workspace, status=Job.Status.SUSPENDED, args={"msg": msg})
-    Job.objects.filter(pk=job.pk).update(event={"msg_type": "text", "url": "ws://example.org/feed"})
-    return job
-
-
 def test_suspend_action_suspends_through_services(admin_client, workspace):
     """The suspend action sets the mode of the selected triggers to suspended."""
     trigger = make_trigger(workspace)
@@ -466,9 +437,9 @@ def test_suspend_action_suspends_through_services(admin_client, workspace):
 def test_change_form_links_to_the_triggers_suspended_jobs(admin_client, workspace):
     """A trigger with suspended jobs links to them: "Suspended jobs (N)", a jobs list filtered to them."""
     trigger = make_trigger(workspace, mode="suspended")
-    suspended_job(workspace)
-    suspended_job(workspace)
-    make_job(workspace)
+    record_job(workspace, status=Job.Status.SUSPENDED)
+    record_job(workspace, status=Job.Status.SUSPENDED)
+    record_job(workspace)
     response = admin_client.get(trigger_url("change", trigger))
     link = re.search(
         r'<a href="([^"]+)" class="orvanta-suspended-jobs"[^>]*>Suspended jobs \(2\)</a>', response.content.decode()
@@ -480,9 +451,9 @@ def test_change_form_links_to_the_triggers_suspended_jobs(admin_client, workspac
 def test_change_form_links_to_the_error_handler_runs(admin_client, workspace):
     """The trigger's page links to the jobs list filtered to its error-handler runs."""
     trigger = make_trigger(workspace)
-    handler = make_job(workspace)
+    handler = record_job(workspace)
     Job.objects.filter(pk=handler.pk).update(kind=Job.Kind.ERROR_HANDLER)
-    make_job(workspace)
+    record_job(workspace)
     response = admin_client.get(trigger_url("change", trigger))
     link = re.search(r'<a href="([^"]+)" class="orvanta-error-handler-runs"', response.content.decode())
     listed = admin_client.get(link.group(1).replace("&amp;", "&")).context["cl"].result_list
@@ -492,7 +463,7 @@ def test_change_form_links_to_the_error_handler_runs(admin_client, workspace):
 def test_discard_action_discards_suspended_jobs_only(admin_client, workspace):
     """The discard action ends the selected suspended jobs `discarded` and leaves a finished one alone."""
     make_trigger(workspace, mode="suspended")
-    held, done = suspended_job(workspace), make_job(workspace)
+    held, done = record_job(workspace, status=Job.Status.SUSPENDED), record_job(workspace)
     response = run_job_action(admin_client, "discard_selected", held, done)
     assert Job.objects.get(pk=held.pk).status == "discarded" and Job.objects.get(pk=done.pk).status == "success"
     assert (constants.SUCCESS, "Discarded 1 job(s).") in messages_of(response)
@@ -501,7 +472,7 @@ def test_discard_action_discards_suspended_jobs_only(admin_client, workspace):
 def test_viewer_cannot_resume_or_discard_from_the_admin(staff_client, user, workspace):
     """A viewer's resume or discard action leaves the jobs suspended."""
     make_trigger(workspace, mode="suspended")
-    held = suspended_job(workspace)
+    held = record_job(workspace, status=Job.Status.SUSPENDED)
     services.set_membership(workspace=workspace, user=user, role=Membership.Role.VIEWER)
     for action in ("resume_selected", "discard_selected"):
         run_job_action(staff_client, action, held)
@@ -512,7 +483,7 @@ def test_resume_action_runs_suspended_jobs(client, django_user_model, e2e_worksp
     """The resume action runs the selected suspended jobs on a real worker."""
     client.force_login(django_user_model.objects.create_superuser(username="root", password="pw", email=""))
     make_trigger(e2e_workspace, mode="suspended")
-    held = suspended_job(e2e_workspace, msg="later")
+    held = record_job(e2e_workspace, status=Job.Status.SUSPENDED, msg="later")
     response = run_job_action(client, "resume_selected", held)
     assert (constants.SUCCESS, "Resumed 1 job(s).") in messages_of(response)
     job = wait_for(lambda: Job.objects.filter(pk=held.pk, status="success").first(), timeout=10, message="the run")
@@ -521,9 +492,9 @@ def test_resume_action_runs_suspended_jobs(client, django_user_model, e2e_worksp
 
 def test_job_list_filters_by_kind(admin_client, workspace):
     """The job list filters by kind."""
-    handler = make_job(workspace)
+    handler = record_job(workspace)
     Job.objects.filter(pk=handler.pk).update(kind=Job.Kind.ERROR_HANDLER)
-    make_job(workspace)
+    record_job(workspace)
     listed = admin_client.get(reverse(JOB_LIST), {"kind__exact": "error_handler"}).context["cl"].result_list
     assert [job.pk for job in listed] == [handler.pk]
 
@@ -690,7 +661,7 @@ def test_staff_cannot_open_another_workspaces_objects(staff_client, other_worksp
     """Another workspace's trigger, job, flow or the workspace itself is a 404 for a staff member."""
     objects = {
         "websockettrigger": lambda: make_trigger(other_workspace),
-        "job": lambda: make_job(other_workspace),
+        "job": lambda: record_job(other_workspace),
         "flow": lambda: services.create_flow(workspace=other_workspace, path="f/x", steps=FLOW_STEPS),
         "workspace": lambda: other_workspace,
     }
@@ -757,7 +728,7 @@ def test_viewer_cannot_search_urls(staff_client, user, workspace):
 
 def test_viewer_sees_urls_in_job_args_redacted(staff_client, user, workspace):
     """A viewer's job page shows the query values of URLs in the args as ***; a writer's shows them."""
-    job = make_job(workspace, args={"url": "wss://feed.example.org/ws?token=s3cret"})
+    job = record_job(workspace, args={"url": "wss://feed.example.org/ws?token=s3cret"})
     job_page = reverse("admin:orvanta_triggers_job_change", args=[job.pk])
     assert "token=s3cret" in staff_client.get(job_page).content.decode()
     services.set_membership(workspace=workspace, user=user, role=Membership.Role.VIEWER)

@@ -3,11 +3,11 @@
 import uuid
 
 import pytest
-from django.utils import timezone
 
 from orvanta_triggers import services
 from orvanta_triggers.models import Job
 from tests.conftest import ROLES, api_client_for
+from tests.orvanta_triggers.helpers import record_job
 
 JOBS = "/api/w/acme/jobs/"
 
@@ -28,38 +28,6 @@ JOB_JSON_KEYS = {
     "started_at",
     "finished_at",
 }
-
-
-def record_job(
-    workspace,
-    *,
-    trigger_path="f/a/feed",
-    script_path="examples/echo",
-    status=Job.Status.SUCCESS,
-    msg="hi",
-    result=None,
-    error=None,
-):
-    """A job written the way workers write them (services.record_jobs)."""
-    job_id = str(uuid.uuid4())
-    services.record_jobs(
-        jobs={
-            job_id: dict(
-                workspace_id=workspace.id,
-                trigger_path=trigger_path,
-                script_path=script_path,
-                is_flow=False,
-                args={"msg": msg},
-                attempt=1,
-                status=status,
-                result=result,
-                error=error,
-                started_at=timezone.now(),
-                finished_at=None if status == Job.Status.RUNNING else timezone.now(),
-            )
-        }
-    )
-    return Job.objects.get(pk=job_id)
 
 
 def test_list_newest_first(api, workspace):

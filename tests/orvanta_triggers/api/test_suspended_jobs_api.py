@@ -1,8 +1,6 @@
 """Suspended jobs through the API, where no worker is needed: discard, refusals, and
 a broker that refuses a resume (tests/listener/test_suspended_mode.py runs them)."""
 
-import uuid
-
 import pytest
 from celery import Celery
 from kombu.exceptions import OperationalError as BrokerError
@@ -11,6 +9,7 @@ from orvanta_triggers import services
 from orvanta_triggers.models import Job
 from tests.conftest import ROLES
 from tests.listener.helpers import fail_once
+from tests.orvanta_triggers.helpers import record_job
 
 PATH = "f/demo/ticks"
 TRIGGER = f"/api/w/acme/websocket_triggers/{PATH}"
@@ -24,23 +23,8 @@ def trigger(workspace):
     )
 
 
-def suspended_job(workspace, msg="m", trigger_path=PATH):
-    """A suspended job as a worker records it."""
-    job_id = str(uuid.uuid4())
-    services.record_jobs(
-        jobs={
-            job_id: dict(
-                workspace_id=workspace.id,
-                trigger_path=trigger_path,
-                script_path="examples/echo",
-                is_flow=False,
-                status=Job.Status.SUSPENDED,
-                args={"msg": msg},
-                event={"msg_type": "text", "url": "ws://example.org/feed"},
-            )
-        }
-    )
-    return Job.objects.get(pk=job_id)
+def suspended_job(workspace, trigger_path=PATH):
+    return record_job(workspace, status=Job.Status.SUSPENDED, trigger_path=trigger_path)
 
 
 def statuses():
