@@ -1,4 +1,4 @@
-"""A trigger's mode through the API: setmode/, `mode` and its alias `enabled`."""
+"""A trigger's mode through the API: setmode/ and setenabled/, `mode` and its alias `enabled`."""
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -11,6 +11,7 @@ LIST = "/api/w/acme/websocket_triggers/"
 PATH = "f/demo/ticks"
 DETAIL = f"{LIST}{PATH}/"
 SETMODE = f"{DETAIL}setmode/"
+SETENABLED = f"{DETAIL}setenabled/"
 BODY = {"path": PATH, "url": "ws://example.org/feed", "script_path": "examples/echo"}
 
 
@@ -106,3 +107,89 @@ def test_enabled_and_mode_cannot_disagree_in_the_database(workspace):
     make_trigger(workspace, mode="suspended")
     with pytest.raises(IntegrityError), transaction.atomic():
         WebSocketTrigger.objects.filter(path=PATH).update(enabled=False)
+
+
+# setenabled
+
+
+def test_setenabled_false_disables(api, workspace):
+    """POST setenabled {"enabled": false} disables the trigger and reports status "disabled"."""
+    make_trigger(workspace)
+    response = api.post(SETENABLED, {"enabled": False}, format="json")
+    assert response.status_code == 200
+    assert response.json()["enabled"] is False and response.json()["status"] == "disabled"
+    assert WebSocketTrigger.objects.get(path=PATH).enabled is False
+
+
+def test_setenabled_true_enables(api, workspace):
+    """POST setenabled {"enabled": true} enables a disabled trigger (status "connecting")."""
+    make_trigger(workspace, enabled=False)
+    body = api.post(SETENABLED, {"enabled": True}, format="json").json()
+    assert body["enabled"] is True and body["status"] == "connecting"
+
+
+def test_setenabled_requires_boolean(api, workspace):
+    """setenabled without a boolean "enabled" answers 400 keyed on enabled."""
+    make_trigger(workspace)
+    response = api.post(SETENABLED, {}, format="json")
+    assert response.status_code == 400 and set(response.json()) == {"enabled"}
+
+
+def test_setenabled_on_downgraded_workspace_403(api, workspace):
+    """Enabling a trigger of a workspace moved to the free plan answers 403."""
+    make_trigger(workspace, enabled=False)
+    Workspace.objects.filter(pk=workspace.pk).update(plan=Workspace.Plan.FREE)
+    response = api.post(SETENABLED, {"enabled": True}, format="json")
+    assert response.status_code == 403 and "Free" in response.json()["detail"]
+    assert WebSocketTrigger.objects.get(path=PATH).enabled is False
+
+
+REFUSED_NOW = "ws://127.0.0.1:9/feed"
+
+
+@pytest.fixture
+def url_refused_since(workspace, settings):
+    """A trigger saved while its URL was allowed, whose host is refused now (as one
+    that resolves to a private address since)."""
+    trigger = make_trigger(workspace, url=REFUSED_NOW)
+    settings.ORVANTA_ALLOW_PRIVATE_URLS = False
+    return trigger
+
+
+def test_setenabled_false_does_not_depend_on_the_url(api, url_refused_since):
+    """A trigger whose URL is refused now can still be disabled (it answered 400 with the URL error)."""
+    response = api.post(SETENABLED, {"enabled": False}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "disabled"
+    assert WebSocketTrigger.objects.get(path=PATH).enabled is False
+
+
+def test_patch_disabling_does_not_depend_on_the_url(api, url_refused_since):
+    """PATCH {"enabled": false}, with other changes too, disables a trigger whose URL is refused now."""
+    response = api.patch(DETAIL, {"enabled": False, "filter_logic": "or"}, format="json")
+    assert response.status_code == 200
+    assert WebSocketTrigger.objects.values_list("enabled", "filter_logic", "url").get() == (False, "or", REFUSED_NOW)
+
+
+def test_enabling_checks_the_url_again(api, url_refused_since):
+    """Once disabled, enabling it again is refused with the URL's reason."""
+    api.post(SETENABLED, {"enabled": False}, format="json")
+    response = api.post(SETENABLED, {"enabled": True}, format="json")
+    assert response.status_code == 400 and "private or internal address" in " ".join(response.json()["url"])
+    assert WebSocketTrigger.objects.get(path=PATH).enabled is False
+
+
+def test_a_disabled_triggers_new_url_is_checked(api, url_refused_since):
+    """A disabled trigger keeps its stored URL unchecked, not a new one."""
+    api.post(SETENABLED, {"enabled": False}, format="json")
+    response = api.patch(DETAIL, {"url": "ws://10.0.0.1/feed"}, format="json")
+    assert response.status_code == 400 and "private or internal address" in " ".join(response.json()["url"])
+
+
+def test_delete_does_not_depend_on_the_url(api, url_refused_since):
+    """A trigger whose URL is refused now can be deleted."""
+    assert api.delete(DETAIL).status_code == 204 and not WebSocketTrigger.objects.exists()
+
+
+def test_setenabled_unknown_path_404(api):
+    """setenabled of a path with no trigger answers 404."""
+    assert api.post(f"{LIST}f/no/such/setenabled/", {"enabled": True}, format="json").status_code == 404
