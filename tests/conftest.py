@@ -5,6 +5,7 @@ import threading
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+from celery.worker import state as worker_state
 from django.conf import settings
 from django.test.utils import override_settings
 from rest_framework.authtoken.models import Token
@@ -124,6 +125,10 @@ def celery_worker(transactional_db):
         queues=[settings.CELERY_TASK_DEFAULT_QUEUE, settings.ORVANTA_RUNNABLES_QUEUE],
     ) as worker:
         yield worker
+        # What start_worker's exit does, and a wake-up for the worker's event loop, which
+        # would otherwise notice only at its next poll (up to the BRPOP timeout).
+        worker_state.should_terminate = 0
+        worker.hub.call_soon(lambda: None)
 
 
 @pytest.fixture
