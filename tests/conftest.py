@@ -7,6 +7,7 @@ import redis
 from celery.contrib.testing.worker import start_worker
 from celery.worker import state as worker_state
 from django.conf import settings
+from django.db import connection
 from django.test.utils import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -34,6 +35,21 @@ def clean_redis():
     bus.reset_client()
     yield
     _delete_own_keys()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_database_sessions(django_db_setup, django_db_blocker):
+    """At the end, sessions that threads of this process left open on the PostgreSQL test
+    database (a worker's pool threads, listeners) end: otherwise dropping it waits 5 s
+    for them and fails, leaving the database behind."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
