@@ -53,6 +53,27 @@ def no_stray_database_sessions(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def flush_postgresql_by_delete():
+    """Transactional tests empty the PostgreSQL test database with DELETE, not TRUNCATE:
+    the same end state (sequences are not reset either way; foreign keys are checked at
+    the flush's commit), and ~0.01 s instead of ~0.1 s per test on tables this small."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    operations = type(connection.ops)
+    truncate = operations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        if reset_sequences or allow_cascade:
+            return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return [f"{style.SQL_KEYWORD('DELETE FROM')} {style.SQL_FIELD(self.quote_name(table))};" for table in tables]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(operations, "sql_flush", sql_flush)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def no_machine_proxies():
     """The machine's proxy variables never reach a test: none are in force here (a test
     sets the settings it needs), and processes a test starts get only the test's own
