@@ -5,7 +5,9 @@ import threading
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+from celery.worker import state as worker_state
 from django.conf import settings
+from django.db import connection
 from django.test.utils import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -33,6 +35,42 @@ def clean_redis():
     bus.reset_client()
     yield
     _delete_own_keys()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_database_sessions(django_db_setup, django_db_blocker):
+    """At the end, sessions that threads of this process left open on the PostgreSQL test
+    database (a worker's pool threads, listeners) end: otherwise dropping it waits 5 s
+    for them and fails, leaving the database behind."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flush_postgresql_by_delete():
+    """Transactional tests empty the PostgreSQL test database with DELETE, not TRUNCATE:
+    the same end state (sequences are not reset either way; foreign keys are checked at
+    the flush's commit), and ~0.01 s instead of ~0.1 s per test on tables this small."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    operations = type(connection.ops)
+    truncate = operations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        if reset_sequences or allow_cascade:
+            return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return [f"{style.SQL_KEYWORD('DELETE FROM')} {style.SQL_FIELD(self.quote_name(table))};" for table in tables]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(operations, "sql_flush", sql_flush)
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -124,6 +162,10 @@ def celery_worker(transactional_db):
         queues=[settings.CELERY_TASK_DEFAULT_QUEUE, settings.ORVANTA_RUNNABLES_QUEUE],
     ) as worker:
         yield worker
+        # What start_worker's exit does, and a wake-up for the worker's event loop, which
+        # would otherwise notice only at its next poll (up to the BRPOP timeout).
+        worker_state.should_terminate = 0
+        worker.hub.call_soon(lambda: None)
 
 
 @pytest.fixture

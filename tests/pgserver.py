@@ -78,10 +78,13 @@ class PrivatePostgres:
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def create_database(self, name):
-        """Create database `name`; its URL."""
+    def create_database(self, name, template=None):
+        """Create database `name` (a copy of database `template`, if given); its URL."""
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with psycopg.connect(self.url(), autocommit=True, connect_timeout=5) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            admin.execute(statement)
         return self.url(name)
 
     def _init_cluster(self):

@@ -45,6 +45,7 @@ class Process:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._terminated = False
 
     @property
     def pid(self):
@@ -58,10 +59,16 @@ class Process:
         self.popen.kill()
         self.popen.wait(5)
 
-    def stop(self, timeout=10):
-        """SIGTERM and wait; the process's output."""
-        if self.popen.poll() is None:
+    def terminate(self):
+        """SIGTERM, once, without waiting (stop() waits): processes stopping side by side."""
+        if self.popen.poll() is None and not self._terminated:
             self.popen.send_signal(signal.SIGTERM)
+            self._terminated = True
+
+    def stop(self, timeout=10):
+        """SIGTERM (unless terminate() sent it) and wait; the process's output."""
+        if self.popen.poll() is None:
+            self.terminate()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -12,8 +12,10 @@ def empty_error_sink():
 
 
 @pytest.fixture
-def raw_server():
-    """Make misbehaving servers (tests/rawservers.py); all closed at the end."""
+def raw_server(listener_factory):
+    """Make misbehaving servers (tests/rawservers.py); all closed at the end, before the
+    listener stops: a server that never answers the listener's close frame would keep
+    the listener waiting out its close timeout (2 s) on every such test."""
     servers = []
 
     def make(behaviour):

@@ -48,12 +48,11 @@ def manage(*args, env):
 class Product:
     """The database, a listener and workers, and what they recorded."""
 
-    def __init__(self, postgres, server, **env):
+    def __init__(self, postgres, template, server, **env):
         self.postgres = postgres
         self.server = server
-        self.database_url = postgres.create_database(f"faults_{uuid.uuid4().hex[:8]}")
+        self.database_url = postgres.create_database(f"faults_{uuid.uuid4().hex[:8]}", template=template)
         self.env = process_env(**{"DATABASE_URL": self.database_url, "ORVANTA_WORKER_LOST_SECS": "6", **env})
-        manage("migrate", "--noinput", env=self.env)
         manage("shell", "-c", SEED.format(url=server.url), env=self.env)
         self.processes = []
 
@@ -95,18 +94,29 @@ class Product:
         return found
 
     def stop(self):
-        """Stop every process; their logs go to the test's output (shown on failure)."""
+        """Stop every process, side by side; their logs go to the test's output (shown on failure)."""
+        for process in self.processes:
+            process.terminate()
         for process in self.processes:
             print(f"---- {' '.join(process.popen.args[2:5])}\n{process.stop()[-20000:]}")
 
 
+@pytest.fixture(scope="module")
+def migrated_template(private_postgres):
+    """The name of a database migrated once, which each test's database copies: migrating
+    each one took about 2 s."""
+    url = private_postgres.create_database("faults_template")
+    manage("migrate", "--noinput", env=process_env(DATABASE_URL=url))
+    return "faults_template"
+
+
 @pytest.fixture
-def product_factory(private_postgres, ws_server):
+def product_factory(private_postgres, migrated_template, ws_server):
     """product_factory(**env) -> a fresh database with one trigger running sleep_then_echo."""
     made = []
 
     def make(**env):
-        made.append(Product(private_postgres, ws_server, **env))
+        made.append(Product(private_postgres, migrated_template, ws_server, **env))
         return made[-1]
 
     yield make
