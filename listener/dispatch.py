@@ -131,10 +131,7 @@ class Dispatcher:
                 self.dropped,
             )
 
-    def backlog(self):
-        return len(self._buffer)
-
-    def redis_restarted(self):
+    def redis_was_away(self):
         """Redis went away or restarted: what was published in the last
         RESEND_WINDOW_SECS is sent again once it answers."""
         self._resend_due.set()

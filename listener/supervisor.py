@@ -266,7 +266,7 @@ class Supervisor:
         self._redis_ok_since = None
         # Leases may be gone with it: take them back now, not a third of a TTL later.
         self._lease_keeper.renew_soon()
-        self._dispatcher.redis_restarted()
+        self._dispatcher.redis_was_away()
 
     def _may_claim(self):
         """Claim unheld triggers only once Redis has answered for two reconcile

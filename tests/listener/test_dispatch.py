@@ -21,19 +21,23 @@ def dropped():
     return REGISTRY.get_sample_value("orvanta_listener_frames_dropped_total", {"reason": "buffer_full"}) or 0
 
 
+def backlog():
+    return REGISTRY.get_sample_value("orvanta_listener_dispatch_backlog")
+
+
 def test_backpressure_holds_frames_until_workers_catch_up(e2e_workspace, ws_server, listener_factory, settings):
     """With back-pressure, a flood fills the bounded buffer, then waits; nothing is lost."""
     settings.ORVANTA_OVERFLOW_POLICY = "backpressure"
     settings.ORVANTA_DISPATCH_BUFFER_SIZE = 5
     settings.ORVANTA_MAX_QUEUED_JOBS = 10
-    supervisor = listener_factory()
+    listener_factory()
     make_trigger(e2e_workspace, ws_server)
     wait_connected(ws_server)
     drops_before, dispatched_before = dropped(), dispatched()
     for n in range(40):
         ws_server.send_all(f"m{n}")
     wait_for(
-        lambda: dispatched() - dispatched_before == 10 and supervisor._dispatcher.backlog() == 5,
+        lambda: dispatched() - dispatched_before == 10 and backlog() == 5,
         timeout=10,
         message="ten jobs published and the buffer full",
     )
