@@ -27,7 +27,7 @@ from scripts.conformance_settings import (
     START_TIMEOUT_SECS,
     STOP_TIMEOUT_SECS,
 )
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 logger = logging.getLogger(__name__)
 

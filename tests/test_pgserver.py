@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from tests.pgserver import PrivatePostgres
-from tests.processes import process_env
+from tests.support.pgserver import PrivatePostgres
+from tests.support.processes import process_env
 
 
 def connect(url):

@@ -40,7 +40,7 @@ from scripts.chaos.knobs import (
 from scripts.chaos.processes import PrivateRedis, Processes
 from scripts.chaos.report import report_run
 from scripts.chaos_runnables.chaos_record import message_key
-from tests.pgserver import PrivatePostgres
+from tests.support.pgserver import PrivatePostgres
 
 
 class Chaos(Faults):

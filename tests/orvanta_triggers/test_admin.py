@@ -19,7 +19,7 @@ from orvanta_triggers import bus, monitor, services
 from orvanta_triggers.admin import frame_fingerprint
 from orvanta_triggers.client.probe import probe_connection
 from orvanta_triggers.models import Flow, Job, Membership, WebSocketTrigger, Workspace
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 TRIGGER_LIST = "admin:orvanta_triggers_websockettrigger_changelist"
 TRIGGER_ADD = "admin:orvanta_triggers_websockettrigger_add"

@@ -5,8 +5,8 @@ import tempfile
 
 import redis
 
-from tests.ports import free_port
-from tests.wsserver import wait_for
+from tests.support.ports import free_port
+from tests.support.wsserver import wait_for
 
 
 class PrivateRedis:
