@@ -7,9 +7,10 @@ import subprocess
 import sys
 import time
 
-from bench.harness import LOG_DIR, PY, ROOT, BenchError, free_port, log, wait_for
+from bench.harness import LOG_DIR, PY, ROOT, BenchError, log, wait_for
 from bench.processes import FreshDatabase, PrivateRedis, Proc
 from bench.readers import metric
+from tests.support.ports import free_port
 
 
 class Bench:

@@ -13,7 +13,8 @@ import tempfile
 import threading
 import time
 
-from bench.harness import LOG_DIR, ROOT, BenchError, free_port, log, wait_for
+from bench.harness import LOG_DIR, ROOT, BenchError, log, wait_for
+from tests.support.ports import free_port
 
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 

@@ -5,20 +5,13 @@ the kills (Linux)."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from scripts.chaos.console import ChaosFailure, step
 from scripts.chaos.knobs import ROOT, STOP_TIMEOUT_SECS
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from tests.support.ports import free_port
 
 # /proc helpers (Linux)
 
