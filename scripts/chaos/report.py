@@ -401,7 +401,7 @@ def print_summary(run, m, x, closes, logs, lost_trace):
     print("  logs:")
     for name, path in run.procs.logs.items():
         print(f"    {name:<4} {path}")
-    print(f"    redis {run.redis.log}")
+    print(f"    redis {run.redis.log_path}")
     print(f"    postgres {Path(run.log_dir) / 'postgres.log'} (copied at cleanup)")
     print(f"    executions {run.exec_log_path}")
     print("=" * 78, flush=True)
