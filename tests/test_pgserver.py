@@ -1,4 +1,4 @@
-"""The private PostgreSQL server (tests/pgserver.py): it answers on its own port,
+"""The private PostgreSQL server (tests/support/pgserver.py): it answers on its own port,
 its URL works as the product's DATABASE_URL, a restart drops open connections, a
 stop/start keeps the data, and destroy() leaves nothing behind."""
 
