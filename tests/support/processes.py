@@ -61,9 +61,9 @@ class Process:
             stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             start_new_session=True,
         )
+        self._terminated = False
         self.output = None
         self.killed_at_stop = False
-        self._terminated = False
         self.lines = queue.Queue()
         if stdout_pipe:
             threading.Thread(target=self._read_lines, name=f"{self.name}-stdout", daemon=True).start()
@@ -88,19 +88,16 @@ class Process:
     def signal(self, signum):
         self.popen.send_signal(signum)
 
-    def terminate(self):
-        """SIGTERM, once (a second one may mean "hurry" to some programs)."""
-        if self.popen.poll() is None and not self._terminated:
-            self._terminated = True
-            try:
-                self.popen.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
     def kill(self):
         """SIGKILL, as a crash would (the process alone: its pool children live on)."""
         self.popen.kill()
         self.popen.wait(5)
+
+    def terminate(self):
+        """SIGTERM, once, without waiting (stop() waits): processes stopping side by side."""
+        if self.popen.poll() is None and not self._terminated:
+            self.popen.send_signal(signal.SIGTERM)
+            self._terminated = True
 
     def kill_group(self):
         """SIGKILL to the whole process group: pool children and stragglers too."""
