@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tests.support.wsserver import wait_for as support_wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -42,14 +44,7 @@ def env_float(name, default):
 
 def wait_for(predicate, *, timeout, what, interval=0.05):
     """Poll until predicate() is truthy; its value. BenchError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+    return support_wait_for(predicate, timeout=timeout, message=what, interval=interval, error=BenchError)
 
 
 # Results

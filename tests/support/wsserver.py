@@ -168,13 +168,13 @@ class WsServer(ServerOnThread):
             return list(self.received)
 
 
-def wait_for(predicate, *, timeout, message="condition", interval=0.02):
-    """Wait until predicate() is truthy; its value, or AssertionError at the deadline."""
+def wait_for(predicate, *, timeout, message="condition", interval=0.02, error=AssertionError):
+    """Wait until predicate() is truthy; its value, or `error` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+            raise error(f"timed out after {timeout:g}s waiting for {message}")
         time.sleep(interval)
