@@ -107,9 +107,9 @@ def main(argv):
     fatal = None
     try:
         bench.setup()
-        from bench.servers import Loop
+        from tests.support.wsserver import LoopThread
 
-        loop = Loop()
+        loop = LoopThread("bench-servers")
         for name in wanted:
             res = ScenarioResult(name)
             results.append(res)

@@ -7,9 +7,12 @@ import subprocess
 import sys
 import time
 
-from bench.harness import LOG_DIR, PY, ROOT, BenchError, free_port, log, wait_for
-from bench.processes import FreshDatabase, PrivateRedis, Proc
+from bench.harness import LOG_DIR, PY, ROOT, BenchError, log, wait_for
+from bench.processes import FreshDatabase
 from bench.readers import metric
+from tests.support.ports import free_port
+from tests.support.processes import Process
+from tests.support.redisserver import PrivateRedis
 
 
 class Bench:
@@ -29,7 +32,7 @@ class Bench:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         for old in [*LOG_DIR.glob("*.log"), *LOG_DIR.glob("spec-*.json")]:
             old.unlink()
-        self.redis = PrivateRedis().start()
+        self.redis = PrivateRedis(log_path=LOG_DIR / "redis.log").start()
         log(f"private redis-server on port {self.redis.port}")
         self.db = FreshDatabase().create()
         log(f"PostgreSQL database {self.db.name}")
@@ -89,7 +92,7 @@ class Bench:
             except Exception as exc:
                 log(f"could not drop database {self.db.name}: {exc!r}")
         if self.redis is not None:
-            self.redis.stop()
+            self.redis.destroy()
 
     def reset(self):
         """Between scenarios: nothing running, earlier triggers retired, Redis empty."""
@@ -102,12 +105,13 @@ class Bench:
     # processes
 
     def start(self, name, args, *, env=None, **kwargs):
-        proc = Proc(name, args, {**self.env, **(env or {})}, **kwargs)
+        env = {**self.env, **(env or {})}
+        proc = Process(args, env, ROOT, name=name, log_path=LOG_DIR / f"{name}.log", **kwargs)
         self.procs.append(proc)
         return proc
 
     def stop(self, proc, timeout=8.0):
-        proc.stop(timeout)
+        self._stop(proc, timeout)
         if proc in self.procs:
             self.procs.remove(proc)
 
@@ -120,10 +124,16 @@ class Bench:
         deadline = time.monotonic() + timeout
         for proc in procs:
             try:
-                proc.stop(max(deadline - time.monotonic(), 0.1))
+                self._stop(proc, max(deadline - time.monotonic(), 0.1))
             except Exception as exc:
                 log(f"stopping {proc.name}: {exc!r}")
         self.procs.clear()
+
+    @staticmethod
+    def _stop(proc, timeout):
+        proc.stop(timeout)
+        if proc.killed_at_stop:
+            log(f"{proc.name} (pid {proc.pid}) did not stop within {timeout:g}s: SIGKILL")
 
     def start_listener(self, name, *, env=None):
         """`manage.py runlisteners` with its metrics on a free port; returns

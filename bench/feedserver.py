@@ -1,27 +1,17 @@
 """`FeedServer`, the server of scale and rebalance: raw asyncio for thousands of mostly
-idle connections, on the bench's loop (servers.Loop).
+idle connections, on the bench's loop (tests/support/wsserver.py's LoopThread).
 """
 
 import asyncio
-import base64
 import bisect
-import hashlib
-import struct
 import time
 
-from bench.servers import CALL_TIMEOUT, WS_GUID
+from bench.servers import CALL_TIMEOUT
+from tests.support.frames import frame, read_frame, read_upgrade
 
 # The listen backlog: the kernel caps it at net.core.somaxconn (4096 here). Thousands of
 # clients connect at once; a full queue drops SYNs and adds 1 s retransmits to the figures.
 FEED_BACKLOG = 4096
-
-
-def _unmask(payload, mask):
-    if not payload:
-        return payload
-    n = len(payload)
-    key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
-    return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
 
 
 class FeedConn:
@@ -55,58 +45,28 @@ class _FeedProtocol(asyncio.Protocol):
         now = time.monotonic()
         self.buffer += data
         if self.conn is None:
-            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
-            if not sep:
+            upgrade = read_upgrade(self.buffer)
+            if upgrade is None:
                 return
-            lines = head.decode("latin-1").split("\r\n")
-            key = b""
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "sec-websocket-key":
-                    key = value.strip().encode()
-            accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
-            self.transport.write(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                + f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode()
-            )
-            self.conn = self.server._opened(lines[0].split(" ")[1], self.transport, now)
+            path, answer, rest = upgrade
+            self.transport.write(answer)
+            self.conn = self.server._opened(path, self.transport, now)
             self.buffer = rest
         self._frames(now)
 
     def _frames(self, now):
         buf = self.buffer
-        while len(buf) >= 2:
-            opcode = buf[0] & 0x0F
-            length = buf[1] & 0x7F
-            offset = 2
-            if length == 126:
-                if len(buf) < 4:
-                    break
-                length = struct.unpack("!H", buf[2:4])[0]
-                offset = 4
-            elif length == 127:
-                if len(buf) < 10:
-                    break
-                length = struct.unpack("!Q", buf[2:10])[0]
-                offset = 10
-            mask = b""
-            if buf[1] & 0x80:
-                mask = buf[offset : offset + 4]
-                offset += 4
-            if len(buf) < offset + length:
-                break
-            payload = buf[offset : offset + length]
-            buf = buf[offset + length :]
+        while (found := read_frame(buf)) is not None:
+            opcode, payload, used = found
+            buf = buf[used:]
             if opcode in (0x1, 0x2):
                 self.conn.beats.append(now)
             elif opcode == 0x9:
-                payload = _unmask(payload, mask)
-                self.transport.write(bytes((0x8A, len(payload))) + payload)
+                self.transport.write(frame(0xA, payload))
             elif opcode == 0x8:
                 # The client closes first: answer with its code and hang up.
                 self.conn.clean = True
-                code = _unmask(payload, mask)[:2]
-                self.transport.write(bytes((0x88, len(code))) + code)
+                self.transport.write(frame(0x8, payload[:2]))
                 self.transport.close()
                 buf = b""
                 break

@@ -1,5 +1,5 @@
 """What every scenario needs: where results and logs go, knobs from the environment,
-waiting, percentiles, the table's rows, and the scenarios' errors. Beside it:
+waiting, the table's rows, and the scenarios' errors. Beside it:
 `processes` (a private Redis, a fresh PostgreSQL database, subprocesses in process
 groups of their own), `readers` (/proc and the listener's Prometheus metrics) and
 `context` (the Bench the scenarios share).
@@ -10,11 +10,12 @@ here.
 """
 
 import os
-import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from tests.support.wsserver import wait_for as support_wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -41,31 +42,9 @@ def env_float(name, default):
     return float(value) if value not in (None, "") else default
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for(predicate, *, timeout, what, interval=0.05):
     """Poll until predicate() is truthy; its value. BenchError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
-
-def percentile(values, p):
-    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(int(round(p / 100.0 * len(ordered) + 0.5)) - 1, 0)
-    return ordered[min(rank, len(ordered) - 1)]
+    return support_wait_for(predicate, timeout=timeout, message=what, interval=interval, error=BenchError)
 
 
 # Results

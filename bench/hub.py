@@ -1,10 +1,13 @@
 """`Hub`: a `websockets` server routing by path, recording every connection (opened
 and closed times) and every message received (arrival time), with an optional
 per-connection coroutine (the latency sender). Stoppable and restartable on the same
-port. It runs on the bench's loop (servers.Loop).
+port. It runs on the bench's loop (tests/support/wsserver.py's LoopThread), which
+ServerOnThread starts and stops it on.
 """
 
 import time
+
+from tests.support.wsserver import ServerOnThread
 
 
 class Conn:
@@ -20,40 +23,24 @@ class Conn:
         self.close_code = None
 
 
-class Hub:
+class Hub(ServerOnThread):
     def __init__(self, loop, *, record_messages=True):
-        self._loop = loop
+        super().__init__(loop_thread=loop)
         self.record_messages = record_messages
-        self._server = None
-        self.port = None
         self.conns = []
         self.live = {}  # path -> set of Conn
         self._next = 0
 
-    def start(self, port=None):
-        async def start():
-            from websockets.asyncio.server import serve
+    def serve_options(self):
+        return {"compression": None, "max_size": None, "max_queue": None, "backlog": 2048, "close_timeout": 2}
 
-            self._server = await serve(
-                self._handle,
-                "127.0.0.1",
-                port or self.port or 0,
-                ping_interval=None,
-                compression=None,
-                max_size=None,
-                max_queue=None,
-                backlog=2048,
-                close_timeout=2,
-            )
-            self.port = self._server.sockets[0].getsockname()[1]
-
-        self._loop.run(start())
-        return self
+    def start(self):
+        return super().start(timeout=30)
 
     def url(self, path):
         return f"ws://127.0.0.1:{self.port}{path}"
 
-    async def _handle(self, ws):
+    async def handle(self, ws):
         conn = Conn(self._next, ws.request.path, ws)
         self._next += 1
         self.conns.append(conn)
@@ -75,13 +62,13 @@ class Hub:
     # read from the bench thread (list/set snapshots are taken on the loop)
 
     def snapshot(self):
-        return self._loop.call(lambda: list(self.conns))
+        return self._call(lambda: list(self.conns))
 
     def live_paths(self):
-        return self._loop.call(lambda: {p for p, s in self.live.items() if s})
+        return self._call(lambda: {p for p, s in self.live.items() if s})
 
     def live_count(self):
-        return self._loop.call(lambda: sum(len(s) for s in self.live.values()))
+        return self._call(lambda: sum(len(s) for s in self.live.values()))
 
     def opened_after(self, path, t):
         """The first connection on `path` opened after monotonic time `t`, or None."""
@@ -90,29 +77,17 @@ class Hub:
             found = [c for c in self.conns if c.path == path and c.opened > t]
             return min(found, key=lambda c: c.opened) if found else None
 
-        return self._loop.call(find)
+        return self._call(find)
 
     def live_conn(self, path):
-        return self._loop.call(lambda: next(iter(self.live.get(path) or ()), None))
+        return self._call(lambda: next(iter(self.live.get(path) or ()), None))
 
     def send(self, conn, text):
         async def send():
             if conn.ws is not None:
                 await conn.ws.send(text)
 
-        self._loop.run(send())
+        self._run(send(), timeout=30)
 
-    def stop(self):
-        """Stop listening and close every connection (1001, going away)."""
-
-        async def stop():
-            self._server.close()
-            await self._server.wait_closed()
-
-        self._loop.run(stop(), timeout=15)
-
-    def shutdown(self):
-        try:
-            self.stop()
-        except Exception:
-            pass
+    def stop(self, timeout=15):
+        super().stop(timeout)

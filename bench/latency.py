@@ -20,9 +20,10 @@ import threading
 import time
 
 from bench import product
-from bench.harness import BenchError, Row, env_float, log, percentile, wait_for
+from bench.harness import BenchError, Row, env_float, log, wait_for
 from bench.hub import Hub
 from bench.processes import read_json_line
+from tests.support.percentiles import percentile
 
 RATES = (5, 20, 50, 100, 200, 300)
 BASELINE_RATE = 200

@@ -242,7 +242,7 @@ def run(bench, loop, result):
         victim = FIRST[0]
         victim_held = state["held"][victim] or 0
         t_kill = phases["kill"] = time.monotonic()
-        procs[victim].sigkill()
+        procs[victim].kill_group()
         survivors = [name for name in four if name != victim]
 
         def dropped():

@@ -114,7 +114,7 @@ def run(bench, loop, result):
         # Listener SIGKILL -> triggers reconnected elsewhere.
         before = {c.path: c for c in feed.snapshot() if c.closed is None}
         killed_at = time.monotonic()
-        l1.sigkill()
+        l1.kill_group()
         time.sleep(1.0)
         lost = sorted(path for path, conn in before.items() if conn.closed is not None and conn.closed >= killed_at)
         if not lost:

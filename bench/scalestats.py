@@ -5,7 +5,8 @@ phase (connect, heartbeats, one edit, SIGTERM), and the limits of those phases.
 import math
 import time
 
-from bench.harness import BenchError, log, percentile, wait_for
+from bench.harness import BenchError, log, wait_for
+from tests.support.percentiles import percentile
 
 EDIT_CAP_SECS = 10.0
 # How long after the edit took effect other connections are watched for a reconnect

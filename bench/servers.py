@@ -1,5 +1,6 @@
 """The WebSocket servers the listener connects to, all in the bench process on one
-background asyncio loop (`Loop`, its lateness measured by `LagProbe`):
+background asyncio loop (tests/support/wsserver.py's `LoopThread`, its lateness
+measured by `LagProbe`):
 
 - `BurstServer`: raw asyncio, no library. It answers the upgrade, then writes a
   pre-encoded burst of frames in one go, so the sender is never what is measured.
@@ -9,42 +10,15 @@ background asyncio loop (`Loop`, its lateness measured by `LagProbe`):
 """
 
 import asyncio
-import base64
-import hashlib
-import struct
-import threading
 import time
 
 from bench.harness import BenchError, wait_for
+from tests.support.frames import frame, read_frame, read_upgrade
 
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 FRAME_BYTES = 100
 # How long a read of the feed server's records may wait for its loop: on a machine
 # overloaded by thousands of threads the loop may answer late, and late is a figure.
 CALL_TIMEOUT = 60
-
-
-class Loop:
-    """An asyncio loop on a daemon thread."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="bench-servers", daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine, timeout=30):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def call(self, fn, *args, timeout=10):
-        async def wrapper():
-            return fn(*args)
-
-        return self.run(wrapper(), timeout)
-
-    def close(self):
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class LagProbe:
@@ -98,18 +72,7 @@ def burst_payloads(n, *, size=FRAME_BYTES):
 
 def encode_server_frames(texts):
     """Unmasked text frames, concatenated."""
-    out = bytearray()
-    for text in texts:
-        data = text.encode()
-        length = len(data)
-        if length < 126:
-            out += bytes((0x81, length))
-        elif length < 65536:
-            out += bytes((0x81, 126)) + struct.pack("!H", length)
-        else:
-            out += bytes((0x81, 127)) + struct.pack("!Q", length)
-        out += data
-    return bytes(out)
+    return b"".join(frame(0x1, text.encode()) for text in texts)
 
 
 def burst(n):
@@ -134,21 +97,11 @@ class _BurstProtocol(asyncio.Protocol):
     def data_received(self, data):
         self.buffer += data
         if not self.upgraded:
-            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
-            if not sep:
+            upgrade = read_upgrade(self.buffer)
+            if upgrade is None:
                 return
-            lines = head.decode("latin-1").split("\r\n")
-            self.path = lines[0].split(" ")[1]
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            key = headers.get("sec-websocket-key", "").encode()
-            accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
-            self.transport.write(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                + f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode()
-            )
+            self.path, answer, rest = upgrade
+            self.transport.write(answer)
             self.upgraded = True
             self.buffer = rest
             self.server._upgraded(self)
@@ -156,39 +109,17 @@ class _BurstProtocol(asyncio.Protocol):
 
     def _parse_client_frames(self):
         buf = self.buffer
-        while len(buf) >= 2:
-            opcode = buf[0] & 0x0F
-            masked = buf[1] & 0x80
-            length = buf[1] & 0x7F
-            offset = 2
-            if length == 126:
-                if len(buf) < 4:
-                    break
-                length = struct.unpack("!H", buf[2:4])[0]
-                offset = 4
-            elif length == 127:
-                if len(buf) < 10:
-                    break
-                length = struct.unpack("!Q", buf[2:10])[0]
-                offset = 10
-            mask = b""
-            if masked:
-                mask = buf[offset : offset + 4]
-                offset += 4
-            if len(buf) < offset + length:
-                break
-            payload = buf[offset : offset + length]
-            if masked:
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            buf = buf[offset + length :]
+        while (found := read_frame(buf)) is not None:
+            opcode, payload, used = found
+            buf = buf[used:]
             if opcode == 0x8:
                 # Answer the close and hang up.
-                self.transport.write(bytes((0x88, len(payload[:2]))) + payload[:2])
+                self.transport.write(frame(0x8, payload[:2]))
                 self.transport.close()
                 buf = b""
                 break
             if opcode == 0x9:
-                self.transport.write(bytes((0x8A, len(payload))) + payload)
+                self.transport.write(frame(0xA, payload))
         self.buffer = buf
 
     def connection_lost(self, exc):

@@ -85,8 +85,8 @@ from scripts.conformance_settings import (
     START_TIMEOUT_SECS,
     group_of,
 )
-from tests.ports import free_port
-from tests.redisserver import PrivateRedis
+from tests.support.ports import free_port
+from tests.support.redisserver import PrivateRedis
 
 logger = logging.getLogger(__name__)
 

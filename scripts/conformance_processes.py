@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -27,7 +26,8 @@ from scripts.conformance_settings import (
     START_TIMEOUT_SECS,
     STOP_TIMEOUT_SECS,
 )
-from tests.ports import free_port
+from tests.support.ports import free_port
+from tests.support.wsserver import wait_for as support_wait_for
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +38,7 @@ class ConformanceError(Exception):
 
 def wait_for(predicate, *, timeout, what, interval=0.1):
     """Poll until predicate() is truthy; its value. ConformanceError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise ConformanceError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+    return support_wait_for(predicate, timeout=timeout, message=what, interval=interval, error=ConformanceError)
 
 
 def loadavg():

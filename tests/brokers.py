@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 logger = logging.getLogger(__name__)
 

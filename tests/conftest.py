@@ -16,10 +16,10 @@ from config.celery import app as celery_app
 from orvanta_triggers import bus, services
 from orvanta_triggers.models import Membership
 from tests import brokers
-from tests.pgserver import PrivatePostgres
-from tests.redisserver import PrivateRedis
+from tests.support.pgserver import PrivatePostgres
+from tests.support.redisserver import PrivateRedis
+from tests.support.wsserver import WsServer
 from tests.tlscerts import CertificateAuthority
-from tests.wsserver import WsServer
 
 
 def _delete_own_keys():

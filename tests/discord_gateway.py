@@ -1,5 +1,5 @@
 """A Discord-Gateway-style WebSocket server for heartbeat tests, on a free port in a
-background thread (the `websockets` asyncio library, like tests/wsserver.py).
+background thread (tests/support/wsserver.py's ServerOnThread).
 
 Per connection it:
 - sends hello: {"op": 10, "d": {"heartbeat_interval": <ms>}} (no "s": the client's
@@ -23,8 +23,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
+
+from tests.support.wsserver import ServerOnThread
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _canonical(value):
     return json.dumps(value, sort_keys=True)
 
 
-class DiscordGateway:
+class DiscordGateway(ServerOnThread):
     def __init__(
         self,
         *,
@@ -64,7 +65,7 @@ class DiscordGateway:
         late_tolerance=0.6,
         host="127.0.0.1",
     ):
-        self.host = host
+        super().__init__(host=host)
         self.interval = heartbeat_interval_ms / 1000
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.dispatch_every = dispatch_every
@@ -78,59 +79,17 @@ class DiscordGateway:
         self.failures = []  # (connection number, close code, reason)
         self.client_close_codes = []
         self._pending = collections.deque()  # (t, d) events queued by dispatch()
-        self._clients = set()
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server = None
-        self.port = None
 
     @property
     def url(self):
         return f"ws://{self.host}:{self.port}/gateway"
-
-    @property
-    def open_connections(self):
-        return len(self._clients)
-
-    # Lifecycle (same shape as WsServer)
-
-    def start(self):
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(5)
-        return self
-
-    async def _start(self):
-        self._server = await serve(self._handle, self.host, 0, ping_interval=None)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def _run(self, coroutine, timeout=5):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
-    def shutdown(self):
-        async def stop():
-            self._server.close()
-            await self._server.wait_closed()
-
-        try:
-            self._run(stop(), timeout=10)
-        except Exception:
-            pass
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     # Test-thread API
 
     def dispatch(self, t, d):
         """Queue one event of type `t`; sent (with the next "s") at the next dispatch slot."""
         self._pending.append((t, d))
-
-    def close_all(self, code=1000, reason=""):
-        async def close():
-            for client in list(self._clients):
-                await client.close(code, reason)
-
-        self._run(close())
 
     def heartbeats(self, connection=None):
         with self._lock:
@@ -151,7 +110,7 @@ class DiscordGateway:
 
     # The server side
 
-    async def _handle(self, websocket):
+    async def handle(self, websocket):
         with self._lock:
             self.connects += 1
             session = Session(number=self.connects)

@@ -8,8 +8,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.ports import free_port
-from tests.wsserver import wait_for
+from tests.support.ports import free_port
+from tests.support.wsserver import wait_for
 
 CONNECT_LINE_RE = re.compile(r"Request \(file descriptor \d+\): CONNECT (\S+) HTTP/")
 

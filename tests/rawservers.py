@@ -2,26 +2,11 @@
 exactly what a real library would refuse to do (answer the upgrade with an error,
 never answer, ignore pings, send invalid frames or close codes)."""
 
-import base64
-import hashlib
 import socket
 import struct
 import threading
 
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def frame(opcode, payload, fin=True):
-    """An unmasked server frame."""
-    head = bytes([(0x80 if fin else 0) | opcode])
-    size = len(payload)
-    if size < 126:
-        head += bytes([size])
-    elif size < 65536:
-        head += bytes([126]) + struct.pack("!H", size)
-    else:
-        head += bytes([127]) + struct.pack("!Q", size)
-    return head + payload
+from tests.support.frames import read_frame, read_upgrade
 
 
 def _read_request(conn):
@@ -31,15 +16,7 @@ def _read_request(conn):
         if not chunk:
             return None
         data += chunk
-    return data.decode("latin-1")
-
-
-def _accept_key(request):
-    for line in request.split("\r\n"):
-        if line.lower().startswith("sec-websocket-key:"):
-            key = line.split(":", 1)[1].strip()
-            return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-    return ""
+    return data
 
 
 class RawServer:
@@ -92,17 +69,10 @@ class RawServer:
     def client_frames(self):
         """(opcode, unmasked payload) of every frame the client sent so far."""
         data, frames = b"".join(self.received), []
-        while len(data) >= 2:
-            opcode, size, offset = data[0] & 0x0F, data[1] & 0x7F, 2
-            if size == 126:
-                size, offset = struct.unpack("!H", data[2:4])[0], 4
-            elif size == 127:
-                size, offset = struct.unpack("!Q", data[2:10])[0], 10
-            mask, payload = data[offset : offset + 4], data[offset + 4 : offset + 4 + size]
-            if len(payload) < size:
-                break
-            frames.append((opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))))
-            data = data[offset + 4 + size :]
+        while (found := read_frame(data)) is not None:
+            opcode, payload, used = found
+            frames.append((opcode, payload))
+            data = data[used:]
         return frames
 
     def close_codes(self):
@@ -139,12 +109,7 @@ def upgrade_then(*frames):
         request = _read_request(conn)
         if request is None:
             return
-        conn.sendall(
-            (
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Accept: {_accept_key(request)}\r\n\r\n"
-            ).encode()
-        )
+        conn.sendall(read_upgrade(request)[1])
         for data in frames:
             conn.sendall(data)
         server.hold(conn)

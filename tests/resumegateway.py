@@ -1,6 +1,6 @@
 """A gateway that resumes sessions, Discord-style, for session-resume tests: a real
-WebSocket server (the `websockets` asyncio library) on a free port in a background
-thread.
+WebSocket server on a free port in a background thread (tests/support/wsserver.py's
+ServerOnThread).
 
 - On connect it sends hello {"op": 10}.
 - IDENTIFY {"op": 2} opens a session: READY {"op": 0, "t": "READY", "s": 1,
@@ -16,61 +16,37 @@ thread.
   `forget_sessions()` makes the next RESUME invalid.
 """
 
-import asyncio
 import http
 import json
 import threading
 import uuid
 
-from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+from tests.support.wsserver import ServerOnThread
 
-class ResumeGateway:
+
+class ResumeGateway(ServerOnThread):
     def __init__(self, host="127.0.0.1"):
-        self.host = host
-        self.port = None
+        super().__init__(host=host)
         self.refusing = threading.Event()
         self.connections = []  # per connection: the client's messages, parsed
         self.session_ids = []  # of every session opened by an IDENTIFY, in order
         self._sessions = {}  # session id -> list of events
         self._client = None
         self._session_id = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server = None
 
     @property
     def url(self):
         return f"ws://{self.host}:{self.port}/gateway"
 
-    def start(self):
-        self._thread.start()
-        self._run(self._start())
-        return self
-
-    async def _start(self):
-        self._server = await serve(
-            self._handle, self.host, 0, ping_interval=None, process_request=self._process_request
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+    def serve_options(self):
+        return {"process_request": self._process_request}
 
     def _process_request(self, connection, request):
         if self.refusing.is_set():
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "not now\n")
         return None
-
-    def _run(self, coroutine, timeout=5):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
-    def shutdown(self):
-        async def stop():
-            self._server.close()
-            await self._server.wait_closed()
-
-        self._run(stop(), timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     # What tests do
 
@@ -109,7 +85,7 @@ class ResumeGateway:
 
     # The protocol
 
-    async def _handle(self, websocket):
+    async def handle(self, websocket):
         received = []
         self.connections.append(received)
         self._client = websocket

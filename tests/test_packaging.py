@@ -15,8 +15,8 @@ import pytest
 from django.conf import settings
 
 from orvanta_triggers import bus
-from tests.processes import Process
-from tests.wsserver import wait_for
+from tests.support.processes import Process
+from tests.support.wsserver import wait_for
 
 PREFIX = f"orvanta-host-{os.getpid()}:"
 

@@ -1,4 +1,4 @@
-"""The private PostgreSQL server (tests/pgserver.py): it answers on its own port,
+"""The private PostgreSQL server (tests/support/pgserver.py): it answers on its own port,
 its URL works as the product's DATABASE_URL, a restart drops open connections, a
 stop/start keeps the data, and destroy() leaves nothing behind."""
 
@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from tests.pgserver import PrivatePostgres
-from tests.processes import process_env
+from tests.support.pgserver import PrivatePostgres
+from tests.support.processes import process_env
 
 
 def connect(url):

@@ -43,9 +43,9 @@ CHAOS_DRAIN_TIMEOUT_SECS (150), CHAOS_SEED, CHAOS_KEEP_WORK_DIR (1: keep the wor
 e.g. the broker's AOF). On failure the broker's AOF is copied next to the logs
 (redis-aof/).
 
-The private PostgreSQL server is tests/pgserver.py's PrivatePostgres (its own
-cluster on a free port, run as the postgres OS user when run as root), shared with
-the suite's database-fault tests rather than copied.
+The private PostgreSQL server, the private redis-server, the processes' wrapper, the
+feeds' server machinery, free ports and percentiles come from the support kit the
+suite and bench share (tests/support/).
 
 Modules: knobs (the settings above), feeds (the WebSocket servers), processes (what it
 starts and kills), faults (the failures of the timeline), scenario (the run, from

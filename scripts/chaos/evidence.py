@@ -1,5 +1,5 @@
 """What the run reads back afterwards: the chaos runnable's execution log, the broker's
-history replayed from its AOF, the process logs, and percentiles."""
+history replayed from its AOF, and the process logs."""
 
 import base64
 import collections
@@ -128,13 +128,6 @@ def grep(path, needles, limit=5):
     except OSError:
         pass
     return hits[:limit], len(hits)
-
-
-def percentile(values, p):
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(int(len(values) * p), len(values) - 1)]
 
 
 # The run

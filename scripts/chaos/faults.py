@@ -22,9 +22,9 @@ class Faults:
     the takeover times)."""
 
     def restart_redis(self):
-        step(f"Redis: graceful shutdown (redis-cli -p {self.redis.port} shutdown)")
+        step(f"Redis on port {self.redis.port}: graceful SHUTDOWN")
         self.events["redis_down"] = time.time()
-        self.redis.shutdown()
+        self.redis.stop()
         step(f"Redis is down; restarting in {REDIS_DOWN_SECS:g}s on the same port and dir")
         time.sleep(REDIS_DOWN_SECS)
         self.redis.start()
@@ -110,7 +110,7 @@ class Faults:
         ports = client_ports(l1.pid, self.feeds.port)
         os.kill(l1.pid, signal.SIGKILL)
         after = time.time()
-        l1.wait(5)
+        l1.popen.wait(5)
         self.events["L1_killed"] = at
         with self.feeds.lock:
             self.l1_conns = {

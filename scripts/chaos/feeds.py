@@ -22,6 +22,7 @@ from scripts.chaos.knobs import (
     POISON_FEEDS,
     POISON_KINDS,
 )
+from tests.support.wsserver import ServerOnThread
 
 # The WebSocket feeds: one server, one path per trigger, in a thread of its own
 
@@ -45,8 +46,9 @@ def digest(msg):
     return hashlib.sha256(msg.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class Feeds:
+class Feeds(ServerOnThread):
     def __init__(self, n_triggers, rate, rng):
+        super().__init__(thread_name="feeds")
         self.n = n_triggers
         self.rate = rate
         self.rng = rng
@@ -64,18 +66,12 @@ class Feeds:
         self._next_id = 0
         self._seq = defaultdict(int)
         self._poisons_sent = defaultdict(int)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="feeds", daemon=True)
-        self._server = None
         self._tickers = []
-        self.port = None
 
     # called from the main thread
 
     def start(self):
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
+        return super().start(timeout=10)
 
     def url(self, index):
         return f"ws://127.0.0.1:{self.port}/t/{index}"
@@ -85,29 +81,26 @@ class Feeds:
 
     def stop_sending(self):
         self.sending = False
-        asyncio.run_coroutine_threadsafe(self._join_tickers(), self._loop).result(10)
+        self._run(self._join_tickers(), timeout=10)
 
     def live_counts(self):
         with self.lock:
             return {i: len(self.live[i]) for i in range(self.n)}
 
-    def shutdown(self):
-        if not self._thread.is_alive():
-            return
+    def stop(self, timeout=10):
+        """Stop the tickers and droppers, then the server."""
         try:
-            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+            self._run(self._stop(), timeout)
         except Exception as exc:
             print(f"feeds: unclean stop: {exc!r}", flush=True)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     # on the loop
 
-    async def _start(self):
-        from websockets.asyncio.server import serve
+    def serve_options(self):
+        return {"compression": None, "close_timeout": 5}
 
-        self._server = await serve(self._handle, "127.0.0.1", 0, ping_interval=None, compression=None, close_timeout=5)
-        self.port = self._server.sockets[0].getsockname()[1]
+    async def _start(self):
+        await super()._start()
         self._tickers = [asyncio.ensure_future(self._ticker(i)) for i in range(self.n)]
 
     async def _join_tickers(self):
@@ -121,7 +114,7 @@ class Feeds:
         self._server.close()
         await asyncio.wait_for(self._server.wait_closed(), 8)
 
-    async def _handle(self, ws):
+    async def handle(self, ws):
         path = ws.request.path
         try:
             index = int(path.rsplit("/", 1)[1])
@@ -186,16 +179,16 @@ class Feeds:
 
     async def _ticker(self, index):
         period = 1.0 / self.rate
-        next_at = self._loop.time() + self.rng.uniform(0, period)
-        poison_at = self._loop.time() + self.rng.uniform(0, POISON_EVERY_SECS)
+        next_at = self.loop.time() + self.rng.uniform(0, period)
+        poison_at = self.loop.time() + self.rng.uniform(0, POISON_EVERY_SECS)
         while self.sending:
-            await asyncio.sleep(max(next_at - self._loop.time(), 0))
+            await asyncio.sleep(max(next_at - self.loop.time(), 0))
             next_at += period
             if not self.sending:
                 break
             key = json.dumps({"trigger": index, "seq": self._next_seq(index)})
             await self._send(index, key, key)
-            if index < POISON_FEEDS and self._loop.time() >= poison_at:
+            if index < POISON_FEEDS and self.loop.time() >= poison_at:
                 poison_at += POISON_EVERY_SECS
                 kind = POISON_KINDS[self._poisons_sent[index] % len(POISON_KINDS)]
                 self._poisons_sent[index] += 1

@@ -1,24 +1,13 @@
-"""What the run starts and kills: the listener and worker processes, the private
-redis-server, and the /proc readings (pool children, a process's sockets) that aim
-the kills (Linux)."""
+"""What the run starts and kills: the listener and worker processes, and the /proc
+readings (pool children, a process's sockets) that aim the kills (Linux)."""
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 from pathlib import Path
 
-from scripts.chaos.console import ChaosFailure, step
+from scripts.chaos.console import step
 from scripts.chaos.knobs import ROOT, STOP_TIMEOUT_SECS
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from tests.support.processes import Process
 
 # /proc helpers (Linux)
 
@@ -73,6 +62,9 @@ def client_ports(pid, server_port):
 
 
 class Processes:
+    """The run's processes by name (tests/support/processes.py's Process), their output
+    in log_dir/<name>.log."""
+
     def __init__(self, env, log_dir):
         self.env = env
         self.log_dir = Path(log_dir)
@@ -81,133 +73,24 @@ class Processes:
 
     def start(self, name, args):
         log = self.log_dir / f"{name}.log"
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                args,
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.procs[name] = proc
+        self.procs[name] = Process(args, self.env, ROOT, name=name, log_path=log)
         self.logs[name] = log
-        return proc
+        return self.procs[name]
 
     def alive(self, name):
-        return self.procs[name].poll() is None
+        return self.procs[name].alive()
 
     def stop(self, names, timeout=STOP_TIMEOUT_SECS):
-        """SIGTERM, wait, then SIGKILL what is left, and the leftovers of their
-        process groups (pool children)."""
-        names = [n for n in names if n in self.procs]
-        for name in names:
-            proc = self.procs[name]
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        """SIGTERM to all at once, wait within one deadline, then SIGKILL what is left,
+        and the leftovers of their process groups (pool children)."""
+        procs = [self.procs[n] for n in names if n in self.procs]
+        for proc in procs:
+            proc.terminate()
         deadline = time.monotonic() + timeout
-        for name in names:
-            proc = self.procs[name]
-            try:
-                proc.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                step(f"{name} did not stop within {timeout:g}s: SIGKILL")
-                proc.kill()
-                proc.wait(5)
-            self._kill_group(proc)
-
-    @staticmethod
-    def _kill_group(proc):
-        # Started with start_new_session: its pgid is its pid. Kill stragglers only.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        for proc in procs:
+            proc.stop(max(deadline - time.monotonic(), 0.1))
+            if proc.killed_at_stop:
+                step(f"{proc.name} did not stop within {timeout:g}s: SIGKILL")
 
     def stop_all(self):
         self.stop(list(self.procs))
-
-
-class PrivateRedis:
-    def __init__(self, data_dir, log_dir):
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.log = Path(log_dir) / "redis.log"
-        self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.cli = shutil.which("redis-cli")
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self):
-        import redis
-
-        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.data_dir),
-                "--save",
-                "",
-                # Never rewritten: broker_trace replays the whole history from the AOF.
-                "--auto-aof-rewrite-percentage",
-                "0",
-                "--logfile",
-                str(self.log),
-                "--protected-mode",
-                "no",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ChaosFailure(f"redis-server exited with {self.proc.returncode}; see {self.log}")
-            try:
-                if self.client().ping():
-                    return
-            except Exception:
-                time.sleep(0.05)
-        raise ChaosFailure(f"redis-server on port {self.port} did not answer within 10s")
-
-    def shutdown(self):
-        """Graceful: SHUTDOWN (the AOF is fsynced on every write anyway)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if self.cli:
-            subprocess.run([self.cli, "-p", str(self.port), "shutdown"], capture_output=True, timeout=15)
-        else:
-            try:
-                self.client().shutdown()
-            except Exception:
-                pass
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)

@@ -6,10 +6,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from scripts.chaos.console import T0, clock
-from scripts.chaos.evidence import ExecLog, broker_trace, grep, percentile
+from scripts.chaos.evidence import ExecLog, broker_trace, grep
 from scripts.chaos.feeds import digest
 from scripts.chaos.knobs import NEAR_KILL_SECS, POISON_FEEDS, POISON_KINDS, SEED, TAKEOVER_LIMIT_SECS
 from scripts.chaos_runnables.chaos_record import message_key
+from tests.support.percentiles import percentile
 
 # The moments of the timeline the summary lists, in order (Chaos.events).
 TIMELINE_EVENTS = (
@@ -310,6 +311,11 @@ def trace_lost_messages(run, m):
 # The summary
 
 
+def secs(value):
+    """Seconds as the summary shows them ("n/a" when nothing was measured)."""
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def summary_table(run, m, x, closes, logs):
     """[(label, value)] of the summary, in order."""
     takeover_done = [d for d in run.takeover.values() if d is not None]
@@ -361,12 +367,12 @@ def summary_table(run, m, x, closes, logs):
         ("  listener 'reconcile failed' (logs)", logs.reconcile_failed),
         (
             "  latency of messages written meanwhile p50/max (s)",
-            f"{percentile(pg_lat, 0.5):.2f} / {max(pg_lat) if pg_lat else float('nan'):.2f}",
+            f"{secs(percentile(pg_lat, 50))} / {secs(max(pg_lat, default=None))}",
         ),
         ("listener sockets closed during an outage (FAIL if > 0)", len(closes.in_outage)),
         (
             "latency write->job finished p50/p99/max (s)",
-            f"{percentile(lat, 0.5):.2f} / {percentile(lat, 0.99):.2f} / {max(lat) if lat else float('nan'):.2f}",
+            f"{secs(percentile(lat, 50))} / {secs(percentile(lat, 99))} / {secs(max(lat, default=None))}",
         ),
         (
             "broker at end (queued / unacked)",
@@ -395,7 +401,7 @@ def print_summary(run, m, x, closes, logs, lost_trace):
     print("  logs:")
     for name, path in run.procs.logs.items():
         print(f"    {name:<4} {path}")
-    print(f"    redis {run.redis.log}")
+    print(f"    redis {run.redis.log_path}")
     print(f"    postgres {Path(run.log_dir) / 'postgres.log'} (copied at cleanup)")
     print(f"    executions {run.exec_log_path}")
     print("=" * 78, flush=True)

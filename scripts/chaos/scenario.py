@@ -37,10 +37,11 @@ from scripts.chaos.knobs import (
     SETTLE_TIMEOUT_SECS,
     SLEEP_MS,
 )
-from scripts.chaos.processes import PrivateRedis, Processes
+from scripts.chaos.processes import Processes
 from scripts.chaos.report import report_run
 from scripts.chaos_runnables.chaos_record import message_key
-from tests.pgserver import PrivatePostgres
+from tests.support.pgserver import PrivatePostgres
+from tests.support.redisserver import PrivateRedis
 
 
 class Chaos(Faults):
@@ -91,7 +92,12 @@ class Chaos(Faults):
     def start_stores(self):
         """The private Redis and PostgreSQL; the environment of every process (this one's
         included) pointing at them."""
-        self.redis = PrivateRedis(self.work_dir, self.log_dir)
+        self.redis = PrivateRedis(
+            dir=self.work_dir,
+            log_path=Path(self.log_dir) / "redis.log",
+            # Never rewritten: broker_trace replays the whole history from the AOF.
+            options=["--appendonly", "yes", "--appendfsync", "always", "--auto-aof-rewrite-percentage", "0"],
+        )
         self.redis.start()
         step(f"private redis-server on port {self.redis.port} (appendonly, appendfsync always)")
         self.postgres = PrivatePostgres()
@@ -247,7 +253,7 @@ class Chaos(Faults):
                 )
                 raise ChaosFailure(
                     f"{name} (pid {self.procs.procs[name].pid}) exited unexpectedly with code "
-                    f"{self.procs.procs[name].returncode} ({label}); see {self.procs.logs[name]}; "
+                    f"{self.procs.procs[name].popen.returncode} ({label}); see {self.procs.logs[name]}; "
                     f"its log says: {lines}"
                 )
 
@@ -349,7 +355,7 @@ class Chaos(Faults):
             self.feeds.shutdown()
         if self.redis is not None:
             try:
-                self.redis.shutdown()
+                self.redis.stop()
             except Exception:
                 self.redis.kill()
         if self.django_ready:

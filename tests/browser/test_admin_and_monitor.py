@@ -14,9 +14,9 @@ from django.conf import settings
 
 from orvanta_triggers import services
 from orvanta_triggers.models import Job
-from tests.ports import free_port
-from tests.processes import Process, process_env
-from tests.wsserver import wait_for
+from tests.support.ports import free_port
+from tests.support.processes import Process, process_env
+from tests.support.wsserver import wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(settings.BASE_DIR) / "tests" / "artifacts"

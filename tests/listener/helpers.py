@@ -1,6 +1,6 @@
 from orvanta_triggers import services
 from orvanta_triggers.models import Job, WebSocketTrigger
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 
 def make_trigger(workspace, server, **fields):

@@ -5,7 +5,7 @@ import base64
 
 from orvanta_triggers.models import Job
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 MQTT_CONNECT = bytes.fromhex("101000044d5154540402003c0004746573")
 

@@ -25,7 +25,7 @@ from tests.brokers import (
 )
 from tests.discord_gateway import DiscordGateway
 from tests.listener.helpers import make_trigger, wait_jobs
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 # The brokers live for the whole session: every test has topics, queues and client ids of its own.
 _names = itertools.count(1)

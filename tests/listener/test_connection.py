@@ -6,7 +6,7 @@ from prometheus_client import REGISTRY
 
 from orvanta_triggers.models import Job
 from tests.listener.helpers import fail_once, make_trigger, wait_connected, wait_jobs, wait_status
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 
 def test_text_frame_becomes_success_job_and_result_goes_back(e2e_workspace, ws_server, celery_worker, listener):

@@ -6,8 +6,9 @@ import time
 
 from orvanta_triggers.models import WebSocketTrigger
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs, wait_status
-from tests.rawservers import frame, http_status, silent, upgrade_then
-from tests.wsserver import wait_for
+from tests.rawservers import http_status, silent, upgrade_then
+from tests.support.frames import frame
+from tests.support.wsserver import wait_for
 
 
 def trigger_error(trigger):

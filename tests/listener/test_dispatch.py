@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from config.celery import app as celery_app
 from orvanta_triggers.models import Job
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 
 def dispatched():

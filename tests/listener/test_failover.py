@@ -6,8 +6,8 @@ import time
 import pytest
 
 from tests.listener.helpers import make_trigger
-from tests.processes import start_listener
-from tests.wsserver import wait_for
+from tests.support.processes import start_listener
+from tests.support.wsserver import wait_for
 
 TRIGGERS = 8
 

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 from orvanta_triggers.filters import MAX_JSON_DEPTH
 from orvanta_triggers.models import Job
 from tests.listener.helpers import make_trigger, wait_status
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 MAX_BYTES = django_settings.ORVANTA_MAX_MESSAGE_BYTES
 JOB_TIMEOUT_SECS = 30

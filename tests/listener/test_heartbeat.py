@@ -9,7 +9,7 @@ import pytest
 from orvanta_triggers.models import Job
 from tests.discord_gateway import DiscordGateway
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 IDENTIFY = '{"op": 2, "d": {"token": "t"}}'
 DISCORD_HEARTBEAT = {"interval_secs": 1, "message": '{"op": 1, "d": {{state}}}', "state_field": "s"}

@@ -12,7 +12,7 @@ from orvanta_triggers import services
 from orvanta_triggers.models import Job
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs, wait_status
 from tests.runnables import error_sink
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 
 def reconnects():

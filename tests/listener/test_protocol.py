@@ -5,8 +5,9 @@ import struct
 
 from orvanta_triggers.models import WebSocketTrigger
 from tests.listener.helpers import make_trigger, wait_jobs
-from tests.rawservers import frame, upgrade_then
-from tests.wsserver import wait_for
+from tests.rawservers import upgrade_then
+from tests.support.frames import frame
+from tests.support.wsserver import wait_for
 
 
 def trigger_error(trigger):

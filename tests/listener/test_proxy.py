@@ -8,10 +8,10 @@ import pytest
 
 from orvanta_triggers.models import Job
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs, wait_status
-from tests.ports import free_port
-from tests.processes import start_listener
 from tests.proxyserver import Tinyproxy
 from tests.rawservers import RawServer, silent
+from tests.support.ports import free_port
+from tests.support.processes import start_listener
 
 TEST_CONNECTION = "/api/w/acme/test_websocket_connection/"
 

@@ -5,9 +5,9 @@ import urllib.request
 
 from orvanta_triggers.models import Job
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
-from tests.ports import free_port
-from tests.processes import start_listener, start_worker
-from tests.wsserver import wait_for
+from tests.support.ports import free_port
+from tests.support.processes import start_listener, start_worker
+from tests.support.wsserver import wait_for
 
 
 def backlog(metrics_port):

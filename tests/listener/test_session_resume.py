@@ -9,7 +9,7 @@ import pytest
 from orvanta_triggers.models import Job
 from tests.listener.helpers import make_trigger, wait_jobs
 from tests.resumegateway import ResumeGateway
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 IDENTIFY = '{"op": 2, "d": {"token": "bot-token"}}'
 RESUME = {

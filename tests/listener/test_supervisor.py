@@ -5,7 +5,7 @@ import time
 from orvanta_triggers import services
 from orvanta_triggers.models import Job, WebSocketTrigger
 from tests.listener.helpers import fail_once, make_trigger, wait_connected
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 
 def test_created_trigger_connects_within_2s(e2e_workspace, ws_server, listener):

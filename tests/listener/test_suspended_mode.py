@@ -9,7 +9,7 @@ from orvanta_triggers import services
 from orvanta_triggers.models import Job, WebSocketTrigger
 from tests.listener.helpers import make_trigger, wait_connected, wait_jobs
 from tests.runnables import error_sink
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 TICK_FILTER = [{"key": "type", "value": "tick"}]
 BASE = "/api/w/e2e/websocket_triggers/f/test/feed"

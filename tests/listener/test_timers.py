@@ -7,7 +7,7 @@ import time
 import pytest
 
 from listener.timers import Timers
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 
 @pytest.fixture

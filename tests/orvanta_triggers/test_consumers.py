@@ -295,7 +295,7 @@ def test_suspended_jobs_show_in_the_snapshot_and_live(e2e_workspace, owner, ws_s
 def test_last_frames_are_kept_bounded(e2e_workspace, ws_server, listener):
     """Each trigger keeps its last 50 frames, newest first, for the monitor and the admin."""
     from orvanta_triggers.monitor import recent_frames
-    from tests.wsserver import wait_for
+    from tests.support.wsserver import wait_for
 
     trigger = make_trigger(e2e_workspace, ws_server)
     wait_connected(ws_server)

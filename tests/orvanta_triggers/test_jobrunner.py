@@ -15,7 +15,7 @@ from orvanta_triggers.models import Job
 from orvanta_triggers.wire import job_spec
 from tests.orvanta_triggers.helpers import run_jobs
 from tests.runnables import sleep_then_echo
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 URL = "ws://example.org/feed"
 # The batch watchdog writes rows from its own thread (its own database connection),

@@ -10,7 +10,7 @@ from django.utils import timezone
 from orvanta_triggers import services
 from orvanta_triggers.models import Job
 from orvanta_triggers.sweeper import AbandonedJobSweeper, sweep_abandoned_jobs
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 # The sweeper thread has its own database connection: what tests create is committed.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db import connection
 
 from orvanta_triggers.fields import from_storable
-from tests.processes import process_env, start_listener, start_worker
 from tests.runnables import sleep_then_echo
-from tests.wsserver import wait_for
+from tests.support.processes import process_env, start_listener, start_worker
+from tests.support.wsserver import wait_for
 
 pytestmark = [
     pytest.mark.skipif(connection.vendor != "postgresql", reason="run in the suite's PostgreSQL pass"),

@@ -16,7 +16,7 @@ from tests.orvanta_triggers.admin.helpers import (
     trigger_url,
 )
 from tests.orvanta_triggers.helpers import record_job
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 # Jobs
 

@@ -12,7 +12,7 @@ from orvanta_triggers.admin import frame_fingerprint
 from orvanta_triggers.models import Job
 from tests.orvanta_triggers.admin.helpers import make_trigger, messages_of, trigger_url
 from tests.orvanta_triggers.helpers import record_job
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 # Recent jobs and frames, replay
 

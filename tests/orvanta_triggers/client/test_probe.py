@@ -11,9 +11,9 @@ from orvanta_triggers.tasks import run_trigger_job
 from orvanta_triggers.wire import job_spec
 from tests.conftest import api_client_for
 from tests.listener.helpers import make_trigger, wait_jobs
-from tests.processes import start_worker
 from tests.runnables import sleep_then_echo
-from tests.wsserver import wait_for
+from tests.support.processes import start_worker
+from tests.support.wsserver import wait_for
 
 
 def probe(client, url, *, slug="acme", **args):

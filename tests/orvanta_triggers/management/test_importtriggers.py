@@ -13,7 +13,7 @@ from orvanta_triggers import services
 from orvanta_triggers.models import Flow, Job, WebSocketTrigger
 from tests.listener.helpers import wait_connected, wait_jobs
 from tests.orvanta_triggers.test_triggerfiles import FULL_TRIGGER, STEPS
-from tests.wsserver import wait_for
+from tests.support.wsserver import wait_for
 
 # A Windmill WebSocket trigger as `wmill sync pull` writes it to
 # f/feeds/ticks.websocket_trigger.yaml: no path (the file name is the path), Windmill's

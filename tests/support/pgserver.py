@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 PG_CTL_TIMEOUT_SECS = 30
 OS_USER = "postgres"
