@@ -11,7 +11,7 @@ from bench.harness import LOG_DIR, PY, ROOT, BenchError, log, wait_for
 from bench.processes import FreshDatabase
 from bench.readers import metric
 from tests.support.ports import free_port
-from tests.support.processes import Process
+from tests.support.processes import Process, worker_command
 from tests.support.redisserver import PrivateRedis
 
 
@@ -155,25 +155,12 @@ class Bench:
         """One `celery -A config worker` (prefork), returned once it says ready."""
         proc = self.start(
             name,
-            [
-                PY,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(concurrency),
-                "-n",
-                f"{name}-{os.getpid()}@%h",
-                "--loglevel",
-                os.environ.get("BENCH_WORKER_LOGLEVEL", "INFO"),
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
+            worker_command(
+                f"{name}-{os.getpid()}",
+                concurrency=concurrency,
+                loglevel=os.environ.get("BENCH_WORKER_LOGLEVEL", "INFO"),
+                quiet_cluster=True,
+            ),
             env=env,
         )
 

@@ -86,6 +86,7 @@ from scripts.conformance_settings import (
     group_of,
 )
 from tests.support.ports import free_port
+from tests.support.processes import worker_command
 from tests.support.redisserver import PrivateRedis
 
 logger = logging.getLogger(__name__)
@@ -189,25 +190,7 @@ class Conformance:
     def start_worker(self):
         worker = self.start(
             "worker",
-            [
-                PY,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                "2",
-                "-n",
-                f"conformance-{os.getpid()}@%h",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
+            worker_command(f"conformance-{os.getpid()}", concurrency=2, quiet_cluster=True),
         )
 
         def ready():

@@ -41,6 +41,7 @@ from scripts.chaos.processes import Processes
 from scripts.chaos.report import report_run
 from scripts.chaos_runnables.chaos_record import message_key
 from tests.support.pgserver import PrivatePostgres
+from tests.support.processes import worker_command
 from tests.support.redisserver import PrivateRedis
 
 
@@ -170,25 +171,7 @@ class Chaos(Faults):
 
     def start_listeners_and_workers(self):
         for name in ("w1", "w2"):
-            self.procs.start(
-                name,
-                [
-                    PY,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "--pool",
-                    "prefork",
-                    "--concurrency",
-                    "2",
-                    "-n",
-                    f"{name}@%h",
-                    "--loglevel",
-                    "INFO",
-                ],
-            )
+            self.procs.start(name, worker_command(name, concurrency=2))
         for name in ("L1", "L2"):
             self.procs.start(name, [PY, "manage.py", "runlisteners", "--listener-id", name])
         step(

@@ -149,25 +149,33 @@ def start_listener(listener_id, *, metrics_port=None, **env):
     return Process(args, process_env(**env))
 
 
+def worker_command(name, *, concurrency=2, queues=None, loglevel="INFO", quiet_cluster=False):
+    """The command line of this project's Celery worker (prefork) named `name`, on
+    `queues` (default: every queue the settings declare); `quiet_cluster` turns off
+    the gossip, mingle and heartbeat chatter between workers."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-n",
+        f"{name}@%h",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        loglevel,
+    ]
+    if queues:
+        command += ["-Q", ",".join(queues)]
+    if quiet_cluster:
+        command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return command
+
+
 def start_worker(name, *, concurrency=1, **env):
-    return Process(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-n",
-            f"{name}@%h",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            str(concurrency),
-            "-Q",
-            f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.ORVANTA_RUNNABLES_QUEUE}",
-            "--loglevel",
-            "INFO",
-        ],
-        process_env(**env),
-    )
+    queues = [settings.CELERY_TASK_DEFAULT_QUEUE, settings.ORVANTA_RUNNABLES_QUEUE]
+    return Process(worker_command(name, concurrency=concurrency, queues=queues), process_env(**env))
