@@ -1,8 +1,19 @@
 import pytest
 
 from orvanta_triggers import bus
+from tests.listener.helpers import make_trigger
 from tests.rawservers import RawServer
 from tests.runnables import error_sink
+
+
+@pytest.fixture
+def trigger_failing_to_connect(e2e_workspace, ws_server, settings):
+    """A trigger whose server is down, error_sink its error handler, told of the failure
+    after 0.5 s (ORVANTA_CONNECTION_ERROR_NOTIFY_SECS) while retrying every 0.3 s at most."""
+    settings.ORVANTA_CONNECTION_ERROR_NOTIFY_SECS = 0.5
+    settings.ORVANTA_BACKOFF_MAX_SECS = 0.3
+    ws_server.stop()
+    return make_trigger(e2e_workspace, ws_server, error_handler_path="error_sink")
 
 
 @pytest.fixture(autouse=True)

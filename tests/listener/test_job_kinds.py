@@ -34,14 +34,8 @@ def test_failing_error_handler_is_a_failed_job(e2e_workspace, ws_server, celery_
     assert handler.error["name"] == "TypeError" and "unexpected keyword" in handler.error["message"]
 
 
-def test_connection_failure_handler_is_a_job_without_parent(
-    e2e_workspace, ws_server, celery_worker, listener, settings
-):
+def test_connection_failure_handler_is_a_job_without_parent(celery_worker, listener, trigger_failing_to_connect):
     """The error handler told of a lasting connection failure is an error_handler job with no parent."""
-    settings.ORVANTA_CONNECTION_ERROR_NOTIFY_SECS = 0.5
-    settings.ORVANTA_BACKOFF_MAX_SECS = 0.3
-    ws_server.stop()
-    make_trigger(e2e_workspace, ws_server, error_handler_path="error_sink")
     [handler] = wait_jobs(count=1, status=Job.Status.SUCCESS, kind=Job.Kind.ERROR_HANDLER)
     assert handler.parent_job_id is None and handler.args["error"]["name"] == "ConnectionError"
 

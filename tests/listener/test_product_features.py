@@ -230,13 +230,9 @@ def test_retry_succeeds_without_calling_the_error_handler(e2e_workspace, ws_serv
 
 
 def test_lasting_connection_failure_notifies_the_error_handler_once(
-    e2e_workspace, ws_server, celery_worker, listener, settings
+    celery_worker, listener, trigger_failing_to_connect
 ):
     """A trigger failing to connect for longer than the threshold notifies its handler once."""
-    settings.ORVANTA_CONNECTION_ERROR_NOTIFY_SECS = 0.5
-    settings.ORVANTA_BACKOFF_MAX_SECS = 0.3
-    ws_server.stop()
-    make_trigger(e2e_workspace, ws_server, error_handler_path="error_sink")
     [call] = wait_for(error_sink.calls, timeout=10, message="the notification")
     assert call["job_id"] is None and call["error"]["name"] == "ConnectionError"
     assert "refused" in call["error"]["message"].lower()
