@@ -117,14 +117,17 @@ class Session:
 
 
 class Connection:
-    def __init__(self, spec, services, *, results_subscribed):
+    def __init__(self, spec, services, *, results_subscribed, on_ended_unasked):
         self.spec = spec
         self._services = services
         self._results_subscribed = results_subscribed
+        # Told from the thread's last frame, so the supervisor need not poll every
+        # thread of every connection for liveness.
+        self._on_ended_unasked = on_ended_unasked
         self._closing = threading.Event()
         self._session = None
         self._url = None
-        self._thread = threading.Thread(target=self._run, name=f"ws:{spec.path}", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=f"ws:{spec.path}", daemon=True)
         # Settings read once per connection rather than per frame.
         self._max_message_bytes = conf.max_message_bytes()
         self._ping_interval = conf.ping_interval_secs()
@@ -154,10 +157,6 @@ class Connection:
                 session.ws.send_close(websocket.STATUS_NORMAL, b"")
             except (OSError, websocket.WebSocketException):
                 session.abort(reason)
-
-    def ended_unasked(self):
-        """Whether the thread has ended although nobody asked it to close."""
-        return self._thread.ident is not None and not self._thread.is_alive() and not self._closing.is_set()
 
     def join(self, timeout):
         self._thread.join(timeout)
@@ -231,6 +230,14 @@ class Connection:
                 self.spec.path,
                 RESULTS_SUBSCRIBE_TIMEOUT_SECS,
             )
+
+    def _main(self):
+        try:
+            self._run()
+        finally:
+            # Whatever ended the thread (SystemExit included), unless asked to.
+            if not self._closing.is_set():
+                self._on_ended_unasked(self)
 
     def _run(self):
         self._wait_for_results_channel()

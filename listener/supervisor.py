@@ -54,6 +54,9 @@ class Supervisor:
         # Ids whose lease another listener took, reported by the keeper's thread.
         self._lost = set()
         self._lost_lock = threading.Lock()
+        # Connections whose thread ended unasked, reported by that thread.
+        self._ended = []
+        self._ended_lock = threading.Lock()
         self._status = StatusWriter(touch_interval=conf.status_write_interval_secs())
         self._dispatcher = Dispatcher(
             celery_app=celery_app,
@@ -171,7 +174,9 @@ class Supervisor:
         if wanted_changed:
             gone = [tid for tid in self._connections if tid not in wanted]
             self._stop_connections(gone, reason="disabled or deleted", release=live is not None)
-        ended = [tid for tid, c in self._connections.items() if c.ended_unasked()]
+        with self._ended_lock:
+            reported, self._ended = self._ended, []
+        ended = [c.spec.id for c in reported if self._connections.get(c.spec.id) is c]
         for trigger_id in ended:
             logger.error(
                 "trigger %s: connection thread ended unexpectedly; starting it again",
@@ -204,6 +209,12 @@ class Supervisor:
                 connection.close("lease lost")
         with self._lost_lock:
             self._lost.update(trigger_ids)
+        self._wake.set()
+
+    def _connection_ended(self, connection):
+        """On the ended connection's thread: started again at the next tick."""
+        with self._ended_lock:
+            self._ended.append(connection)
         self._wake.set()
 
     def _hand_over_some(self):
@@ -298,7 +309,10 @@ class Supervisor:
                 continue
             results_subscribed = threading.Event()
             connection = Connection(
-                TriggerSpec.from_trigger(trigger), self._services, results_subscribed=results_subscribed
+                TriggerSpec.from_trigger(trigger),
+                self._services,
+                results_subscribed=results_subscribed,
+                on_ended_unasked=self._connection_ended,
             )
             self._connections[trigger_id] = connection
             self._router.attach(connection, results_subscribed)
