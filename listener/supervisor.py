@@ -302,10 +302,10 @@ class Supervisor:
         if not trigger_ids:
             return
         triggers = selectors.triggers_by_id(trigger_ids)
+        self._leases.release_many([tid for tid in trigger_ids if tid not in triggers or not triggers[tid].enabled])
         for trigger_id in trigger_ids:
             trigger = triggers.get(trigger_id)
             if trigger is None or not trigger.enabled:
-                self._leases.release(trigger_id)
                 continue
             results_subscribed = threading.Event()
             connection = Connection(
@@ -331,7 +331,8 @@ class Supervisor:
             self._router.detach(trigger_id, connection)
             if release:
                 self._status.forget(trigger_id)
-                self._leases.release(trigger_id)
+        if release:
+            self._leases.release_many([trigger_id for trigger_id, _ in connections])
 
     # Shutdown
 
