@@ -49,9 +49,17 @@ class ListenerServices:
     runnables: object
     monitor: object
     timers: object
+    # Bounds the connections opening a socket at once (see CONNECT_CONCURRENCY).
+    connect_slots: threading.BoundedSemaphore
 
 
 RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
+# Sockets a listener opens at once. Thousands of connection threads handshaking
+# together all wait for the GIL, and CPython wakes every waiter every switch interval:
+# at 10,000 the machine spent itself on those wake-ups and connections trickled in.
+# Threads waiting for a slot sleep without taking part; 200 keeps remote servers'
+# round trips overlapping.
+CONNECT_CONCURRENCY = 200
 # How soon a heartbeat or ping that found the socket full looks again.
 UNWRITABLE_RETRY_SECS = 0.05
 
@@ -157,6 +165,11 @@ class Connection:
                 session.ws.send_close(websocket.STATUS_NORMAL, b"")
             except (OSError, websocket.WebSocketException):
                 session.abort(reason)
+
+    def wait(self, timeout):
+        """Wait up to `timeout` for the thread to end; whether it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def join(self, timeout):
         self._thread.join(timeout)
@@ -297,7 +310,11 @@ class Connection:
             runnables=self._services.runnables,
             cancelled=self._closing,
         )
-        ws = open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
+        with self._services.connect_slots:
+            if self._closing.is_set():
+                # Asked to close while waiting for a slot: no socket to open just to close it.
+                raise ConnectFailed("closed while connecting")
+            ws = open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
         self._url = url
         try:
             self._send_opening(ws)
