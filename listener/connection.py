@@ -48,9 +48,17 @@ class ListenerServices:
     runnables: object
     monitor: object
     timers: object
+    # Bounds the connections opening a socket at once (see CONNECT_CONCURRENCY).
+    connect_slots: threading.BoundedSemaphore
 
 
 RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
+# Sockets a listener opens at once. Thousands of connection threads handshaking
+# together all wait for the GIL, and CPython wakes every waiter every switch interval:
+# at 10,000 the machine spent itself on those wake-ups and connections trickled in.
+# Threads waiting for a slot sleep without taking part; 200 keeps remote servers'
+# round trips overlapping.
+CONNECT_CONCURRENCY = 200
 # How soon a heartbeat or ping that found the socket full looks again.
 UNWRITABLE_RETRY_SECS = 0.05
 
@@ -116,14 +124,17 @@ class Session:
 
 
 class Connection:
-    def __init__(self, spec, services, *, results_subscribed):
+    def __init__(self, spec, services, *, results_subscribed, on_ended_unasked):
         self.spec = spec
         self._services = services
         self._results_subscribed = results_subscribed
+        # Told from the thread's last frame, so the supervisor need not poll every
+        # thread of every connection for liveness.
+        self._on_ended_unasked = on_ended_unasked
         self._closing = threading.Event()
         self._session = None
         self._url = None
-        self._thread = threading.Thread(target=self._run, name=f"ws:{spec.path}", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=f"ws:{spec.path}", daemon=True)
         # Settings read once per connection rather than per frame.
         self._max_message_bytes = conf.max_message_bytes()
         self._ping_interval = conf.ping_interval_secs()
@@ -154,9 +165,10 @@ class Connection:
             except (OSError, websocket.WebSocketException):
                 session.abort(reason)
 
-    def ended_unasked(self):
-        """Whether the thread has ended although nobody asked it to close."""
-        return self._thread.ident is not None and not self._thread.is_alive() and not self._closing.is_set()
+    def wait(self, timeout):
+        """Wait up to `timeout` for the thread to end; whether it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def join(self, timeout):
         self._thread.join(timeout)
@@ -231,6 +243,14 @@ class Connection:
                 RESULTS_SUBSCRIBE_TIMEOUT_SECS,
             )
 
+    def _main(self):
+        try:
+            self._run()
+        finally:
+            # Whatever ended the thread (SystemExit included), unless asked to.
+            if not self._closing.is_set():
+                self._on_ended_unasked(self)
+
     def _run(self):
         self._wait_for_results_channel()
         backoff = Backoff(base=conf.backoff_min_secs(), cap=conf.backoff_max_secs())
@@ -291,7 +311,11 @@ class Connection:
             kind=Job.Kind.URL_RUNNABLE,
             trigger_path=self.spec.path,
         )
-        ws = open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
+        with self._services.connect_slots:
+            if self._closing.is_set():
+                # Asked to close while waiting for a slot: no socket to open just to close it.
+                raise ConnectFailed("closed while connecting")
+            ws = open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
         self._url = url
         try:
             self._send_opening(ws)

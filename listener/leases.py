@@ -32,9 +32,14 @@ end
 return lost
 """
 RELEASE_SCRIPT = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
+local released = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[1] then released = released + redis.call('del', key) end
+end
+return released
 """
+# Leases per release script: one call holds Redis for a few milliseconds at most.
+RELEASE_BATCH = 1000
 
 
 def rendezvous_owner(trigger_id, listener_ids):
@@ -103,14 +108,21 @@ class Leases:
         return lost
 
     def release(self, trigger_id):
+        self.release_many([trigger_id])
+
+    def release_many(self, trigger_ids):
+        """Release the leases this listener owns among `trigger_ids`, RELEASE_BATCH a
+        round trip (a listener stopping with thousands must not take one each)."""
+        ids = list(trigger_ids)
         with self._lock:
-            self._held.discard(trigger_id)
-            self._release(keys=[bus.lease_key(trigger_id)], args=[self.listener_id])
+            self._held.difference_update(ids)
+            for start in range(0, len(ids), RELEASE_BATCH):
+                keys = [bus.lease_key(t) for t in ids[start : start + RELEASE_BATCH]]
+                self._release(keys=keys, args=[self.listener_id])
 
     def leave(self):
         """Release everything and drop out of the live set (clean shutdown)."""
-        for trigger_id in self.held():
-            self.release(trigger_id)
+        self.release_many(self.held())
         bus.client().zrem(bus.listeners_key(), self.listener_id)
 
 

@@ -58,16 +58,26 @@ class ResultRouter:
             self._changes.get_nowait()
 
     def _apply_changes(self, pubsub):
+        """Apply the queued (un)subscriptions, the latest of each trigger, in one
+        command of each kind: thousands of connections starting or stopping at once
+        cost two round trips, not thousands."""
+        latest = {}
         while True:
             try:
                 action, trigger_id = self._changes.get_nowait()
             except queue.Empty:
-                return
-            channel = bus.results_channel(trigger_id)
-            if action == "subscribe":
-                pubsub.subscribe(channel)
-            elif trigger_id not in self._connections:
-                pubsub.unsubscribe(channel)
+                break
+            latest[trigger_id] = action
+        subscribe = [bus.results_channel(tid) for tid, action in latest.items() if action == "subscribe"]
+        unsubscribe = [
+            bus.results_channel(tid)
+            for tid, action in latest.items()
+            if action == "unsubscribe" and tid not in self._connections
+        ]
+        if subscribe:
+            pubsub.subscribe(*subscribe)
+        if unsubscribe:
+            pubsub.unsubscribe(*unsubscribe)
 
     def _confirm(self, channel):
         if channel != bus.config_channel():

@@ -6,6 +6,7 @@ One stop event drives it; `run()` returns within seconds of it being set, after
 closing every socket, handing its leases back and flushing buffered frames.
 """
 
+import collections
 import functools
 import logging
 import os
@@ -19,7 +20,7 @@ from django.db import close_old_connections
 from django.db import connection as db_connection
 
 from listener import metrics
-from listener.connection import Connection, ListenerServices, Status
+from listener.connection import CONNECT_CONCURRENCY, Connection, ListenerServices, Status
 from listener.dispatch import Dispatcher
 from listener.leases import LeaseKeeper, Leases, rendezvous_owner
 from listener.results import ResultRouter
@@ -33,6 +34,13 @@ from orvanta_triggers.monitor import MonitorPublisher
 logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_SECS = 2.0
+# Connections closing at once: each one's thread wakes for the server's answer, and
+# thousands of threads waiting for the GIL together collapse (CPython wakes every
+# waiter every switch interval; closing 10,000 at once took minutes on a busy machine).
+CLOSE_WINDOW = 200
+# How long the oldest closing connection may keep its place in the window; a server
+# slower than that to answer does not hold the others up (it is waited for at the end).
+CLOSE_GRACE_SECS = 0.2
 # However still the fingerprint, the whole trigger set is read this often (a safety
 # net for writes the fingerprint can't see, such as an edited_at moved backwards).
 FULL_READ_INTERVAL_SECS = 60.0
@@ -54,6 +62,9 @@ class Supervisor:
         # Ids whose lease another listener took, reported by the keeper's thread.
         self._lost = set()
         self._lost_lock = threading.Lock()
+        # Connections whose thread ended unasked, reported by that thread.
+        self._ended = []
+        self._ended_lock = threading.Lock()
         self._status = StatusWriter(touch_interval=conf.status_write_interval_secs())
         self._dispatcher = Dispatcher(
             celery_app=celery_app,
@@ -72,6 +83,7 @@ class Supervisor:
             runnables=RunnableClient(celery_app=celery_app, timeout_secs=conf.runnable_timeout_secs()),
             monitor=self._monitor,
             timers=self._timers,
+            connect_slots=threading.BoundedSemaphore(CONNECT_CONCURRENCY),
         )
         self._connections = {}
         self._redis_ok_since = None
@@ -171,7 +183,9 @@ class Supervisor:
         if wanted_changed:
             gone = [tid for tid in self._connections if tid not in wanted]
             self._stop_connections(gone, reason="disabled or deleted", release=live is not None)
-        ended = [tid for tid, c in self._connections.items() if c.ended_unasked()]
+        with self._ended_lock:
+            reported, self._ended = self._ended, []
+        ended = [c.spec.id for c in reported if self._connections.get(c.spec.id) is c]
         for trigger_id in ended:
             logger.error(
                 "trigger %s: connection thread ended unexpectedly; starting it again",
@@ -221,6 +235,12 @@ class Supervisor:
                 connection.close("lease lost")
         with self._lost_lock:
             self._lost.update(trigger_ids)
+        self._wake.set()
+
+    def _connection_ended(self, connection):
+        """On the ended connection's thread: started again at the next tick."""
+        with self._ended_lock:
+            self._ended.append(connection)
         self._wake.set()
 
     def _hand_over_some(self):
@@ -308,14 +328,17 @@ class Supervisor:
         if not trigger_ids:
             return
         triggers = selectors.triggers_by_id(trigger_ids)
+        self._leases.release_many([tid for tid in trigger_ids if tid not in triggers or not triggers[tid].enabled])
         for trigger_id in trigger_ids:
             trigger = triggers.get(trigger_id)
             if trigger is None or not trigger.enabled:
-                self._leases.release(trigger_id)
                 continue
             results_subscribed = threading.Event()
             connection = Connection(
-                TriggerSpec.from_trigger(trigger), self._services, results_subscribed=results_subscribed
+                TriggerSpec.from_trigger(trigger),
+                self._services,
+                results_subscribed=results_subscribed,
+                on_ended_unasked=self._connection_ended,
             )
             self._connections[trigger_id] = connection
             self._router.attach(connection, results_subscribed)
@@ -323,18 +346,27 @@ class Supervisor:
             logger.info("trigger %s: held by listener %s", trigger.path, self.listener_id)
 
     def _stop_connections(self, trigger_ids, *, reason, release=True):
-        """Close connections in parallel, wait for them, then (optionally) release
-        their leases: a lease is free only once its socket is closed."""
+        """Close connections, CLOSE_WINDOW at a time, wait for them, then (optionally)
+        release their leases: a lease is free only once its socket is closed."""
         connections = [(tid, self._connections.pop(tid)) for tid in trigger_ids if tid in self._connections]
+        closing = collections.deque()
+        slow = []
         for _, connection in connections:
             connection.close(reason)
+            closing.append((connection, time.monotonic() + CLOSE_GRACE_SECS))
+            while len(closing) >= CLOSE_WINDOW:
+                oldest, grace_end = closing.popleft()
+                if not oldest.wait(max(grace_end - time.monotonic(), 0)):
+                    slow.append(oldest)
         deadline = time.monotonic() + CLOSE_TIMEOUT_SECS
-        for trigger_id, connection in connections:
+        for connection in [c for c, _ in closing] + slow:
             connection.join(max(deadline - time.monotonic(), 0.05))
+        for trigger_id, connection in connections:
             self._router.detach(trigger_id, connection)
             if release:
                 self._status.forget(trigger_id)
-                self._leases.release(trigger_id)
+        if release:
+            self._leases.release_many([trigger_id for trigger_id, _ in connections])
 
     # Shutdown
 

@@ -1,5 +1,6 @@
 """Every write to the database goes through here; callers pass keyword arguments."""
 
+import collections
 import logging
 import uuid
 from collections.abc import Iterable
@@ -10,7 +11,8 @@ import redis
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -213,16 +215,56 @@ def delete_trigger(*, trigger: WebSocketTrigger) -> None:
 
 
 def record_trigger_status(*, trigger_id: int, **status_fields: Any) -> int:
-    """Status written by the listener that holds the trigger. Only status fields, and
-    never over a disabled trigger's state (the disable may have raced the write)."""
-    _unknown_fields(status_fields, WebSocketTrigger.STATUS_FIELDS)
-    # A status is for reading: a NUL a server put in its close reason is shown as U+FFFD
-    # (PostgreSQL text can't hold it) rather than failing the write.
-    status_fields = {
-        name: value.replace("\x00", "\ufffd") if isinstance(value, str) else value
-        for name, value in status_fields.items()
-    }
-    return WebSocketTrigger.objects.filter(pk=trigger_id, enabled=True).update(**status_fields)
+    """Status written by the listener that holds the trigger (one trigger of
+    record_trigger_statuses)."""
+    return record_trigger_statuses({trigger_id: status_fields})
+
+
+# Triggers per status UPDATE: each field whose value differs between them is a CASE
+# with a branch per trigger.
+STATUS_BATCH = 500
+
+
+def record_trigger_statuses(statuses: dict[int, dict[str, Any]]) -> int:
+    """Status written by the listener that holds the triggers, {trigger id: status
+    fields}: one UPDATE per STATUS_BATCH triggers writing the same fields, not one per
+    trigger (a listener starting or stopping thousands writes them all at once). Only
+    status fields, and never over a disabled trigger's state (the disable may have
+    raced the write). Returns how many rows were updated."""
+    groups = collections.defaultdict(list)
+    for trigger_id, fields in statuses.items():
+        _unknown_fields(fields, WebSocketTrigger.STATUS_FIELDS)
+        # A status is for reading: a NUL a server put in its close reason is shown as
+        # U+FFFD (PostgreSQL text can't hold it) rather than failing the write.
+        clean = {
+            name: value.replace("\x00", "\ufffd") if isinstance(value, str) else value for name, value in fields.items()
+        }
+        groups[tuple(sorted(clean))].append((trigger_id, clean))
+    updated = 0
+    for names, rows in groups.items():
+        if not names:
+            continue
+        # SQLite bounds the parameters of one query: per row, its id in the IN list,
+        # and an id and a value in each CASE.
+        size = min(STATUS_BATCH, connection.ops.bulk_batch_size(["pk"] * (1 + 2 * len(names)), rows))
+        for start in range(0, len(rows), size):
+            batch = rows[start : start + size]
+            updated += WebSocketTrigger.objects.filter(pk__in=[tid for tid, _ in batch], enabled=True).update(
+                **{name: _status_column(name, batch) for name in names}
+            )
+    return updated
+
+
+def _status_column(name, rows):
+    """The value of field `name` for every row: itself when they all share it, else a
+    CASE on the id."""
+    first = rows[0][1][name]
+    if all(fields[name] == first for _, fields in rows):
+        return first
+    field = WebSocketTrigger._meta.get_field(name)
+    return Case(
+        *[When(pk=tid, then=Value(fields[name], output_field=field)) for tid, fields in rows], output_field=field
+    )
 
 
 # Flows

@@ -68,6 +68,17 @@ def test_release_only_deletes_ones_own_lease(leases):
     assert bus.client().get(bus.lease_key(1005)) == b"b"
 
 
+def test_release_many_frees_ones_own_leases_only(leases):
+    """Releasing many leases at once deletes those held and leaves another's alone."""
+    a = leases("a")
+    for trigger_id in (1006, 1007, 1008):
+        a.acquire(trigger_id)
+    bus.client().set(bus.lease_key(1008), "b")
+    a.release_many([1006, 1007, 1008])
+    assert a.owners([1006, 1007, 1008]) == {1006: None, 1007: None, 1008: "b"}
+    assert a.held() == set()
+
+
 def test_heartbeat_lists_live_listeners_and_leave_removes(leases):
     """Listeners announce themselves; one that leaves is no longer live."""
     a, b = leases("a"), leases("b")

@@ -2,6 +2,7 @@
 
 import time
 
+from listener import supervisor as supervisor_module
 from orvanta_triggers import services
 from orvanta_triggers.models import Job, WebSocketTrigger
 from tests.listener.helpers import fail_once, make_trigger, wait_connected
@@ -108,3 +109,32 @@ def test_a_connection_thread_that_ended_is_started_again(e2e_workspace, ws_serve
     fail_once(monkeypatch, Connection, "_connect_and_serve", SystemExit("injected: the thread ends"))
     make_trigger(e2e_workspace, ws_server)
     wait_connected(ws_server, timeout=5)
+
+
+def test_connections_beyond_the_connect_slots_all_connect(
+    e2e_workspace, ws_server_factory, listener_factory, monkeypatch
+):
+    """With one connect slot, triggers still all connect, one socket opening at a time."""
+    monkeypatch.setattr(supervisor_module, "CONNECT_CONCURRENCY", 1)
+    servers = [ws_server_factory() for _ in range(3)]
+    for index, server in enumerate(servers):
+        make_trigger(e2e_workspace, server, path=f"f/test/t{index}")
+    listener_factory()
+    for server in servers:
+        wait_connected(server)
+
+
+def test_stop_beyond_the_close_window_closes_every_socket(
+    e2e_workspace, ws_server_factory, listener_factory, monkeypatch
+):
+    """Stopping more connections than the close window holds closes them all, a window at a time."""
+    monkeypatch.setattr(supervisor_module, "CLOSE_WINDOW", 2)
+    servers = [ws_server_factory() for _ in range(5)]
+    for index, server in enumerate(servers):
+        make_trigger(e2e_workspace, server, path=f"f/test/t{index}")
+    listener = listener_factory()
+    for server in servers:
+        wait_connected(server)
+    WebSocketTrigger.objects.update(enabled=False)
+    wait_for(lambda: all(s.open_connections == 0 for s in servers), timeout=5, message="every close")
+    assert listener.connections() == {}

@@ -108,3 +108,39 @@ def test_writable_says_no_once_the_peer_stops_reading():
     finally:
         ours.close()
         theirs.close()
+
+
+class RecordingSocket:
+    """A real socket that records the buffer size of every recv."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.sizes = []
+
+    def recv(self, size):
+        self.sizes.append(size)
+        return self.sock.recv(size)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def test_reads_grow_while_data_waits_and_shrink_once_it_is_drained():
+    """Reads double while each fills its buffer, then size to what came, down to 2 KiB when quiet."""
+    ours, theirs = socket.socketpair()
+    recording = RecordingSocket(ours)
+    bounded = BoundedSocket(recording, max_message_bytes=1 << 20, send_timeout=1.0)
+    try:
+        theirs.sendall(b"x" * 20000)
+        received = 0
+        while received < 20000:
+            received += len(bounded.recv(65536))
+        assert recording.sizes == [2048, 4096, 8192, 16384]
+        theirs.sendall(b"y")
+        bounded.recv(65536)
+        theirs.sendall(b"z")
+        bounded.recv(65536)
+        assert recording.sizes[4:] == [20000 - 14336, 2048]
+    finally:
+        ours.close()
+        theirs.close()
