@@ -135,6 +135,6 @@ def test_stop_beyond_the_close_window_closes_every_socket(
     listener = listener_factory()
     for server in servers:
         wait_connected(server)
-    WebSocketTrigger.objects.update(enabled=False)
+    WebSocketTrigger.objects.update(mode="disabled", enabled=False)
     wait_for(lambda: all(s.open_connections == 0 for s in servers), timeout=5, message="every close")
     assert listener.connections() == {}

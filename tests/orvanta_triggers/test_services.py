@@ -35,7 +35,7 @@ def test_statuses_of_many_triggers_take_one_update(workspace, django_assert_num_
 def test_statuses_leave_disabled_triggers_alone(workspace):
     """A status written in a batch never lands on a trigger disabled meanwhile."""
     on, off = make_triggers(workspace, 2)
-    WebSocketTrigger.objects.filter(pk=off.pk).update(enabled=False, status="disabled")
+    WebSocketTrigger.objects.filter(pk=off.pk).update(mode="disabled", enabled=False, status="disabled")
     assert services.record_trigger_statuses({on.id: {"status": "connected"}, off.id: {"status": "connected"}}) == 1
     assert WebSocketTrigger.objects.get(pk=off.pk).status == "disabled"
 
