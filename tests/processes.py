@@ -89,6 +89,8 @@ def start_listener(listener_id, *, metrics_port=None, **env):
 
 
 def start_worker(name, *, concurrency=1, **env):
+    # The queues tests/settings.py names after the process's ORVANTA_REDIS_PREFIX.
+    prefix = env.get("ORVANTA_REDIS_PREFIX", settings.ORVANTA_REDIS_PREFIX)
     return Process(
         [
             sys.executable,
@@ -104,7 +106,7 @@ def start_worker(name, *, concurrency=1, **env):
             "--concurrency",
             str(concurrency),
             "-Q",
-            f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.ORVANTA_RUNNABLES_QUEUE}",
+            f"{prefix}jobs,{prefix}runnables",
             "--loglevel",
             "INFO",
         ],
