@@ -27,6 +27,8 @@ def fleet(e2e_workspace, ws_server_factory):
 
     yield servers, start
     for process in processes:
+        process.terminate()
+    for process in processes:
         process.stop()
 
 

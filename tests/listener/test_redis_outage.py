@@ -42,5 +42,7 @@ def test_frames_received_during_a_redis_outage_become_jobs_in_order(e2e_workspac
         assert in_order == ["before", *messages]
         assert ws_server.connects == 1 and ws_server.open_connections == 1
     finally:
+        for process in processes:
+            process.terminate()
         outputs = [p.stop() for p in processes]
     assert "broker unavailable" in outputs[0] and "Redis restarted: sent again" in outputs[0]

@@ -51,8 +51,19 @@ class Product:
     def __init__(self, postgres, template, server, **env):
         self.postgres = postgres
         self.server = server
-        self.database_url = postgres.create_database(f"faults_{uuid.uuid4().hex[:8]}", template=template)
-        self.env = process_env(**{"DATABASE_URL": self.database_url, "ORVANTA_WORKER_LOST_SECS": "6", **env})
+        name = f"faults_{uuid.uuid4().hex[:8]}"
+        self.database_url = postgres.create_database(name, template=template)
+        # Queues, leases and counts of its own: a message an earlier test's worker left
+        # (redelivered after that worker was killed, say) must not become a job here.
+        self.redis_prefix = f"{settings.ORVANTA_REDIS_PREFIX}{name}:"
+        self.env = process_env(
+            **{
+                "DATABASE_URL": self.database_url,
+                "ORVANTA_REDIS_PREFIX": self.redis_prefix,
+                "ORVANTA_WORKER_LOST_SECS": "6",
+                **env,
+            }
+        )
         manage("shell", "-c", SEED.format(url=server.url), env=self.env)
         self.processes = []
 
@@ -85,6 +96,10 @@ class Product:
             return []
         # Read past the model: strings come as stored (orvanta_triggers.fields).
         return [(from_storable(msg), *rest) for msg, *rest in rows]
+
+    def runs(self):
+        """{message: how many times sleep_then_echo ran it} in this product's processes."""
+        return sleep_then_echo.runs(self.redis_prefix)
 
     def jobs(self):
         """{message: [status, ...]} of every job row."""
@@ -124,7 +139,8 @@ def product_factory(private_postgres, migrated_template, ws_server):
         product.stop()
     if not private_postgres.is_running():
         private_postgres.start()
-    sleep_then_echo.bus.client().delete(sleep_then_echo.runs_key())
+    for product in made:
+        sleep_then_echo.bus.client().delete(sleep_then_echo.runs_key(product.redis_prefix))
 
 
 @pytest.fixture
@@ -198,7 +214,7 @@ def test_a_database_restart_under_load_loses_no_job(product):
     product.postgres.restart()
     sent = feeder.result()
     assert_each_sent_frame_is_one_successful_job(product, sent, timeout=60)
-    assert set(sleep_then_echo.runs().values()) == {1}
+    assert set(product.runs().values()) == {1}
 
 
 def test_a_database_down_for_ten_seconds_loses_no_job(product):
@@ -212,7 +228,7 @@ def test_a_database_down_for_ten_seconds_loses_no_job(product):
     product.postgres.start()
     sent = feeder.result()
     assert_each_sent_frame_is_one_successful_job(product, sent, timeout=90)
-    assert set(sleep_then_echo.runs().values()) == {1}
+    assert set(product.runs().values()) == {1}
 
 
 def test_a_killed_worker_costs_seconds_and_no_job(product):
@@ -261,7 +277,7 @@ def test_a_job_past_its_time_limit_fails_alone(product_factory):
     outcomes = {msg: (status, error) for msg, status, error, _ in product.rows()}
     assert outcomes[hung] == ("failure", "JobTimeout")
     assert all(outcomes[frame] == ("success", None) for frame in short)
-    assert set(sleep_then_echo.runs().values()) == {1}
+    assert set(product.runs().values()) == {1}
 
 
 def test_a_live_workers_long_job_is_not_handed_to_another(product_factory):
@@ -272,7 +288,7 @@ def test_a_live_workers_long_job_is_not_handed_to_another(product_factory):
     frame = json.dumps({"sleep": 6, "tag": "long"})
     product.server.send_all(frame)
     assert_each_sent_frame_is_one_successful_job(product, [frame], timeout=20)
-    assert sleep_then_echo.runs() == {frame: 1}
+    assert product.runs() == {frame: 1}
 
 
 def test_a_poison_frame_in_a_burst_fails_alone(product_factory):

@@ -7,8 +7,9 @@ import time
 from orvanta_triggers import bus, conf
 
 
-def runs_key():
-    return f"{conf.redis_prefix()}sleep-then-echo-runs"
+def runs_key(prefix=None):
+    """The counts' key under `prefix` (default: this process's ORVANTA_REDIS_PREFIX)."""
+    return f"{prefix or conf.redis_prefix()}sleep-then-echo-runs"
 
 
 def main(msg: str):
@@ -17,6 +18,6 @@ def main(msg: str):
     return msg
 
 
-def runs():
-    """{message: how many times it ran}."""
-    return {key.decode(): int(value) for key, value in bus.client().hgetall(runs_key()).items()}
+def runs(prefix=None):
+    """{message: how many times it ran} (in processes with that ORVANTA_REDIS_PREFIX)."""
+    return {key.decode(): int(value) for key, value in bus.client().hgetall(runs_key(prefix)).items()}

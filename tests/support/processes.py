@@ -177,5 +177,7 @@ def worker_command(name, *, concurrency=2, queues=None, loglevel="INFO", quiet_c
 
 
 def start_worker(name, *, concurrency=1, **env):
-    queues = [settings.CELERY_TASK_DEFAULT_QUEUE, settings.ORVANTA_RUNNABLES_QUEUE]
+    # The queues tests/settings.py names after the process's ORVANTA_REDIS_PREFIX.
+    prefix = env.get("ORVANTA_REDIS_PREFIX", settings.ORVANTA_REDIS_PREFIX)
+    queues = [f"{prefix}jobs", f"{prefix}runnables"]
     return Process(worker_command(name, concurrency=concurrency, queues=queues), process_env(**env))
