@@ -11,13 +11,11 @@ and control frames answered, here, as RFC 6455 says.
 """
 
 import base64
-import functools
 import json
 import logging
 import struct
 import threading
 import time
-from dataclasses import dataclass
 
 import websocket
 from django.utils import timezone
@@ -25,8 +23,10 @@ from websocket import ABNF
 
 from listener import metrics
 from listener.backoff import Backoff
+from listener.keepalive import Keepalive
+from listener.session import FailureStreak, Session, send_frame
 from orvanta_triggers import conf, filters, monitor, netguard
-from orvanta_triggers.client.connect import SEND_TIMEOUT_SECS, ConnectFailed, open_websocket, resolve_url
+from orvanta_triggers.client.connect import ConnectFailed, open_websocket, resolve_url
 from orvanta_triggers.client.runnable_calls import RunnableFailed
 from orvanta_triggers.models import Job, WebSocketTrigger
 from orvanta_triggers.validation import PLACEHOLDER_RE
@@ -37,21 +37,6 @@ logger = logging.getLogger(__name__)
 Status = WebSocketTrigger.Status
 
 
-@dataclass(frozen=True)
-class ListenerServices:
-    """What every connection of a listener shares."""
-
-    listener_id: str
-    celery_app: object
-    dispatcher: object
-    status: object
-    runnables: object
-    monitor: object
-    timers: object
-    # Bounds the connections opening a socket at once (see CONNECT_CONCURRENCY).
-    connect_slots: threading.BoundedSemaphore
-
-
 RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
 # Sockets a listener opens at once. Thousands of connection threads handshaking
 # together all wait for the GIL, and CPython wakes every waiter every switch interval:
@@ -59,68 +44,6 @@ RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
 # Threads waiting for a slot sleep without taking part; 200 keeps remote servers'
 # round trips overlapping.
 CONNECT_CONCURRENCY = 200
-# How soon a heartbeat or ping that found the socket full looks again.
-UNWRITABLE_RETRY_SECS = 0.05
-
-
-def send_frame(ws, frame):
-    """Send a text frame (str) or a binary frame (bytes)."""
-    if isinstance(frame, bytes):
-        ws.send_binary(frame)
-    else:
-        ws.send(frame)
-
-
-class FailureStreak:
-    """Connection attempts failing in a row; once they have lasted `after_secs`, the
-    trigger's error handler hears of it, once per streak."""
-
-    def __init__(self, connection, *, after_secs):
-        self._connection = connection
-        self._after_secs = after_secs
-        self._since = None
-        self._since_wall = None
-        self._notified = False
-
-    def failed(self, reason):
-        if self._since is None:
-            self._since, self._since_wall = time.monotonic(), timezone.now()
-        if not self._notified and time.monotonic() - self._since >= self._after_secs:
-            self._notified = self._connection.notify_failure(reason, self._since_wall)
-
-    def reset(self):
-        self._since = None
-        self._notified = False
-
-
-class Session:
-    """One connected socket of a trigger: what its reader thread and its timers share.
-    Timers of a session that has ended do nothing."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        # websocket-client's socket is the BoundedSocket opened for it.
-        self.stream = ws.sock
-        self.last_received = time.monotonic()
-        self.ping_sent_at = None
-        # The reader is held by dispatch back-pressure: it reads no pong meanwhile.
-        self.held = False
-        self.heartbeat_state = None
-        self.next_heartbeat = None
-        self.ended = False
-        self.end_reason = None
-        self.keepalive_timer = None
-        self.heartbeat_timer = None
-        # Since when the socket has refused to take a frame, while it does.
-        self.unwritable_since = None
-
-    def abort(self, reason):
-        """End the session from another thread: its reader wakes and stops."""
-        self.end_reason = reason
-        try:
-            self.ws.abort()
-        except OSError:
-            pass
 
 
 class Connection:
@@ -137,8 +60,12 @@ class Connection:
         self._thread = threading.Thread(target=self._main, name=f"ws:{spec.path}", daemon=True)
         # Settings read once per connection rather than per frame.
         self._max_message_bytes = conf.max_message_bytes()
-        self._ping_interval = conf.ping_interval_secs()
-        self._pong_timeout = conf.pong_timeout_secs()
+        self._keepalive = Keepalive(
+            self,
+            timers=services.timers,
+            ping_interval=conf.ping_interval_secs(),
+            pong_timeout=conf.pong_timeout_secs(),
+        )
         self._state_field = (spec.heartbeat or {}).get("state_field")
         binary_heartbeat = (spec.heartbeat or {}).get("binary_message")
         self._heartbeat_bytes = base64.b64decode(binary_heartbeat) if binary_heartbeat else None
@@ -396,13 +323,7 @@ class Connection:
 
     def _serve(self, session):
         """Receive until the connection ends; the reason it ended."""
-        self._schedule_keepalive(session, time.monotonic() + self._ping_interval)
-        heartbeat = self.spec.heartbeat
-        if heartbeat:
-            session.next_heartbeat = time.monotonic() + heartbeat["interval_secs"]
-            session.heartbeat_timer = self._services.timers.call_at(
-                session.next_heartbeat, functools.partial(self._beat, session)
-            )
+        self._keepalive.start(session)
         ws = session.ws
         try:
             return self._receive(session)
@@ -421,9 +342,7 @@ class Connection:
             return session.end_reason or f"connection lost: {exc.__class__.__name__}: {exc}"
         finally:
             session.ended = True
-            for timer in (session.keepalive_timer, session.heartbeat_timer):
-                if timer is not None:
-                    timer.cancel()
+            self._keepalive.stop(session)
             self._session = None
             ws.shutdown()
 
@@ -470,81 +389,12 @@ class Connection:
             elif opcode == ABNF.OPCODE_CLOSE:
                 return self._on_close(ws, frame.data)
 
-    # Timed work, on the listener's timer thread
-
-    def _schedule_keepalive(self, session, when):
-        session.keepalive_timer = self._services.timers.call_at(when, functools.partial(self._keepalive, session))
-
-    def _keepalive(self, session):
-        """Ping a connection that has been quiet for the ping interval; end one whose
-        ping went unanswered for the pong timeout."""
-        if session.ended:
-            return
-        now = time.monotonic()
-        if session.held:
-            session.ping_sent_at = None
-            self._schedule_keepalive(session, now + self._ping_interval)
-            return
-        if session.ping_sent_at is not None and session.last_received < session.ping_sent_at:
-            if now - session.ping_sent_at >= self._pong_timeout:
-                logger.info("trigger %s: no pong within %gs; reconnecting", self.spec.path, self._pong_timeout)
-                session.abort(f"no pong within {self._pong_timeout:g}s: connection presumed dead")
-                return
-            self._schedule_keepalive(session, session.ping_sent_at + self._pong_timeout)
-            return
-        if now - session.last_received >= self._ping_interval:
-            if self._stuck(session, functools.partial(self._keepalive, session)):
-                return
-            try:
-                session.ws.ping()
-            except (OSError, websocket.WebSocketException) as exc:
-                session.abort(f"could not send a ping: {exc}")
-                return
-            session.ping_sent_at = now
-            self._schedule_keepalive(session, now + self._pong_timeout)
-            return
-        self._schedule_keepalive(session, session.last_received + self._ping_interval)
-
-    def _stuck(self, session, retry):
-        """Whether the socket can't take a frame now; if so, `retry` is scheduled a
-        little later, or the session ended once the peer has read nothing for
-        SEND_TIMEOUT_SECS. The shared timer thread never waits on one peer."""
-        if session.stream.writable():
-            session.unwritable_since = None
-            return False
-        now = time.monotonic()
-        if session.unwritable_since is None:
-            session.unwritable_since = now
-        if now - session.unwritable_since >= SEND_TIMEOUT_SECS:
-            session.abort(f"the server read nothing for {SEND_TIMEOUT_SECS:g}s")
-        else:
-            self._services.timers.call_at(now + UNWRITABLE_RETRY_SECS, retry)
-        return True
-
-    def _beat(self, session):
-        """Send the heartbeat and schedule the next, keeping the cadence."""
-        if session.ended or self._stuck(session, functools.partial(self._beat, session)):
-            return
-        heartbeat = self.spec.heartbeat
+    def heartbeat_frame(self, session):
+        """The heartbeat to send now: its binary message, or its message with the
+        captured values (and {{state}}) filled in."""
         if self._heartbeat_bytes is not None:
-            frame = self._heartbeat_bytes
-        else:
-            frame = self._render(heartbeat["message"], state=session.heartbeat_state)
-        try:
-            send_frame(session.ws, frame)
-        except (OSError, websocket.WebSocketException) as exc:
-            session.abort(f"could not send the heartbeat: {exc}")
-            return
-        metrics.HEARTBEATS_SENT.inc()
-        now = time.monotonic()
-        interval = heartbeat["interval_secs"]
-        # After a long stall, restart the cadence instead of bursting.
-        session.next_heartbeat += interval
-        if session.next_heartbeat <= now:
-            session.next_heartbeat = now + interval
-        session.heartbeat_timer = self._services.timers.call_at(
-            session.next_heartbeat, functools.partial(self._beat, session)
-        )
+            return self._heartbeat_bytes
+        return self._render(self.spec.heartbeat["message"], state=session.heartbeat_state)
 
     # Frames
 

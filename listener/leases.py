@@ -66,8 +66,9 @@ class Leases:
         with self._lock:
             return set(self._held)
 
-    def heartbeat(self):
-        """Announce this listener; return (ids of every live listener, the Redis
+    def announce_live(self):
+        """Announce this listener as live (its liveness, unrelated to triggers'
+        heartbeats); return (ids of every live listener, the Redis
         server's run id, which changes when Redis restarts)."""
         now = time.time()
         client = bus.client()

@@ -20,10 +20,11 @@ from django.db import close_old_connections
 from django.db import connection as db_connection
 
 from listener import metrics
-from listener.connection import CONNECT_CONCURRENCY, Connection, ListenerServices, Status
+from listener.connection import CONNECT_CONCURRENCY, Connection, Status
 from listener.dispatch import Dispatcher
 from listener.leases import LeaseKeeper, Leases, rendezvous_owner
 from listener.results import ResultRouter
+from listener.shared import ListenerServices
 from listener.spec import TriggerSpec
 from listener.status import StatusWriter
 from listener.timers import Timers
@@ -107,10 +108,6 @@ class Supervisor:
     def _count_connections(self, status):
         return sum(1 for c in list(self._connections.values()) if c.status == status)
 
-    def connections(self):
-        """{trigger id: Connection} held now (for tests and metrics)."""
-        return dict(self._connections)
-
     def run(self):
         logger.info("listener %s starting", self.listener_id)
         # Sleeping is waiting on the wake event; a stop must wake it too.
@@ -158,7 +155,7 @@ class Supervisor:
             lost, self._lost = self._lost, set()
         self._stop_connections([tid for tid in lost if tid in self._connections], reason="lease lost", release=False)
         try:
-            live, redis_run_id = self._leases.heartbeat()
+            live, redis_run_id = self._leases.announce_live()
         except redis.RedisError as exc:
             # Nobody can take a lease while Redis is away: keep every socket open,
             # apply only what needs no lease (closing disabled and deleted triggers).

@@ -143,15 +143,3 @@ def test_wss_frames_become_jobs_and_results_go_back_over_tls(
     server.send_all("over tls")
     wait_jobs(count=1, status=Job.Status.SUCCESS)
     wait_for(lambda: "OVER TLS" in server.received_snapshot(), timeout=10, message="the result over TLS")
-
-
-def test_the_socket_sends_small_frames_at_once(e2e_workspace, ws_server, listener):
-    """The listener's sockets have TCP_NODELAY: a result is not held back by Nagle's algorithm."""
-    import socket
-
-    make_trigger(e2e_workspace, ws_server)
-    wait_connected(ws_server)
-    [connection] = wait_for(
-        lambda: [c for c in listener.connections().values() if c._session], timeout=5, message="a socket"
-    )
-    assert connection._session.stream.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -82,10 +82,10 @@ def test_release_many_frees_ones_own_leases_only(leases):
 def test_heartbeat_lists_live_listeners_and_leave_removes(leases):
     """Listeners announce themselves; one that leaves is no longer live."""
     a, b = leases("a"), leases("b")
-    a.heartbeat()
-    assert b.heartbeat()[0] == ["a", "b"]
+    a.announce_live()
+    assert b.announce_live()[0] == ["a", "b"]
     a.leave()
-    assert b.heartbeat()[0] == ["b"]
+    assert b.announce_live()[0] == ["b"]
 
 
 def test_rendezvous_spreads_triggers_evenly():

@@ -1,0 +1,117 @@
+"""A session's timed work, on the listener's shared timer thread: protocol pings
+when the connection has been quiet, the pong deadline, the trigger's heartbeat at its
+cadence, and never waiting on a peer whose socket takes nothing."""
+
+import functools
+import logging
+import time
+
+import websocket
+
+from listener import metrics
+from listener.session import send_frame
+from orvanta_triggers.client.connect import SEND_TIMEOUT_SECS
+
+logger = logging.getLogger(__name__)
+
+# How soon a heartbeat or ping that found the socket full looks again.
+UNWRITABLE_RETRY_SECS = 0.05
+
+
+class Keepalive:
+    """The timers of one connection's sessions (the connection gives its current spec
+    and heartbeat frames: an edit applied in place reaches the next beat)."""
+
+    def __init__(self, connection, *, timers, ping_interval, pong_timeout):
+        self._connection = connection
+        self._timers = timers
+        self._ping_interval = ping_interval
+        self._pong_timeout = pong_timeout
+
+    def start(self, session):
+        """Start a new session's ping schedule, and its heartbeat if the trigger has one."""
+        self._schedule_keepalive(session, time.monotonic() + self._ping_interval)
+        heartbeat = self._connection.spec.heartbeat
+        if heartbeat:
+            session.next_heartbeat = time.monotonic() + heartbeat["interval_secs"]
+            session.heartbeat_timer = self._timers.call_at(
+                session.next_heartbeat, functools.partial(self._beat, session)
+            )
+
+    @staticmethod
+    def stop(session):
+        """Cancel an ended session's timers."""
+        for timer in (session.keepalive_timer, session.heartbeat_timer):
+            if timer is not None:
+                timer.cancel()
+
+    def _schedule_keepalive(self, session, when):
+        session.keepalive_timer = self._timers.call_at(when, functools.partial(self._keepalive, session))
+
+    def _keepalive(self, session):
+        """Ping a connection that has been quiet for the ping interval; end one whose
+        ping went unanswered for the pong timeout."""
+        if session.ended:
+            return
+        now = time.monotonic()
+        if session.held:
+            session.ping_sent_at = None
+            self._schedule_keepalive(session, now + self._ping_interval)
+            return
+        if session.ping_sent_at is not None and session.last_received < session.ping_sent_at:
+            if now - session.ping_sent_at >= self._pong_timeout:
+                logger.info(
+                    "trigger %s: no pong within %gs; reconnecting", self._connection.spec.path, self._pong_timeout
+                )
+                session.abort(f"no pong within {self._pong_timeout:g}s: connection presumed dead")
+                return
+            self._schedule_keepalive(session, session.ping_sent_at + self._pong_timeout)
+            return
+        if now - session.last_received >= self._ping_interval:
+            if self._stuck(session, functools.partial(self._keepalive, session)):
+                return
+            try:
+                session.ws.ping()
+            except (OSError, websocket.WebSocketException) as exc:
+                session.abort(f"could not send a ping: {exc}")
+                return
+            session.ping_sent_at = now
+            self._schedule_keepalive(session, now + self._pong_timeout)
+            return
+        self._schedule_keepalive(session, session.last_received + self._ping_interval)
+
+    def _stuck(self, session, retry):
+        """Whether the socket can't take a frame now; if so, `retry` is scheduled a
+        little later, or the session ended once the peer has read nothing for
+        SEND_TIMEOUT_SECS. The shared timer thread never waits on one peer."""
+        if session.stream.writable():
+            session.unwritable_since = None
+            return False
+        now = time.monotonic()
+        if session.unwritable_since is None:
+            session.unwritable_since = now
+        if now - session.unwritable_since >= SEND_TIMEOUT_SECS:
+            session.abort(f"the server read nothing for {SEND_TIMEOUT_SECS:g}s")
+        else:
+            self._timers.call_at(now + UNWRITABLE_RETRY_SECS, retry)
+        return True
+
+    def _beat(self, session):
+        """Send the heartbeat and schedule the next, keeping the cadence."""
+        if session.ended or self._stuck(session, functools.partial(self._beat, session)):
+            return
+        heartbeat = self._connection.spec.heartbeat
+        frame = self._connection.heartbeat_frame(session)
+        try:
+            send_frame(session.ws, frame)
+        except (OSError, websocket.WebSocketException) as exc:
+            session.abort(f"could not send the heartbeat: {exc}")
+            return
+        metrics.HEARTBEATS_SENT.inc()
+        now = time.monotonic()
+        interval = heartbeat["interval_secs"]
+        # After a long stall, restart the cadence instead of bursting.
+        session.next_heartbeat += interval
+        if session.next_heartbeat <= now:
+            session.next_heartbeat = now + interval
+        session.heartbeat_timer = self._timers.call_at(session.next_heartbeat, functools.partial(self._beat, session))
