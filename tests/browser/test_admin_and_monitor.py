@@ -48,11 +48,12 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def web(django_db_setup):
-    """The ASGI app (admin, monitor, Channels) served by daphne on a free port, for the
-    module: it keeps no state of its own between tests (each test's rows, sessions
-    included, go with its transactional database)."""
+@pytest.fixture
+def web(transactional_db):
+    """The ASGI app (admin, monitor, Channels) served by daphne on a free port, one per
+    test: a server kept across tests would keep Django's content-type cache, whose ids
+    the database no longer has once a test's rows are flushed (the admin's change log
+    then fails on its foreign key)."""
     port = free_port()
     process = Process(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
@@ -79,7 +80,7 @@ def admin_user(django_user_model):
 
 
 @pytest.fixture
-def page(transactional_db, browser, web, admin_user, request):
+def page(browser, web, admin_user, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(15000)
