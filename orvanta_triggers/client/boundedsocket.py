@@ -85,7 +85,7 @@ class BoundedSocket:
                 if not self._feed_tls():
                     raise ssl.SSLEOFError("the server closed the connection during the TLS handshake") from None
 
-    def _recv_some(self):
+    def _read_some(self):
         """What the socket has, b"" at end of stream. A read that filled its buffer
         doubles the next (up to CHUNK), so a busy socket is read 64 KiB at a time; one
         that did not sizes the next after what came, down to FIRST_READ."""
@@ -96,7 +96,7 @@ class BoundedSocket:
 
     def _feed_tls(self):
         """Move what the socket has into the TLS engine; False at end of stream."""
-        data = self._recv_some()
+        data = self._read_some()
         with self._tls_lock:
             if data:
                 self._incoming.write(data)
@@ -114,7 +114,7 @@ class BoundedSocket:
     def _read_raw(self):
         """Up to CHUNK bytes from the peer (decrypted); b"" at end of stream."""
         if self._tls is None:
-            return self._recv_some()
+            return self._read_some()
         while True:
             try:
                 with self._tls_lock:
