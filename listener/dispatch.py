@@ -83,6 +83,7 @@ class Dispatcher:
         self._message_sizes = collections.deque(maxlen=100000)
         self._queued_at_check = 0
         self._published_since_check = 0
+        self._published_at = 0.0
         self._recent = collections.deque()
         self._recent_jobs = 0
         self._resend_due = threading.Event()
@@ -176,10 +177,14 @@ class Dispatcher:
     def _worth_waiting_for_more(self, batch):
         """While messages already wait for workers, one more message now would not
         run sooner: let the batch grow for up to COALESCE_MAX_SECS. Workers keeping up
-        get every frame at once."""
+        get every frame at once. Frames coming slower than one message per
+        COALESCE_MAX_SECS would find no company in time: they go at once, and the
+        queue is not asked (a Redis round trip on every frame's way)."""
+        now = time.monotonic()
         return (
             len(batch) < MAX_BATCH_JOBS
-            and time.monotonic() - batch[0][5] < COALESCE_MAX_SECS
+            and now - batch[0][5] < COALESCE_MAX_SECS
+            and now - self._published_at < COALESCE_MAX_SECS
             and not self._stop.is_set()
             and self._messages_waiting()
         )
@@ -212,6 +217,7 @@ class Dispatcher:
         )
         self._message_sizes.append(len(batch))
         self._published_since_check += len(batch)
+        self._published_at = time.monotonic()
         self._unreceived.append((message_id, time.monotonic(), batch))
         if len(self._unreceived) > MAX_TRACKED_MESSAGES:
             self._unreceived.popleft()

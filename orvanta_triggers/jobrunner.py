@@ -155,6 +155,14 @@ class Batch:
                 run.finished_at, run.duration = timezone.now(), time.monotonic() - clock
         remember_duration(run, run.duration)
 
+    def first_look(self, now):
+        """When the watchdog need look first: no job proves slow before SLOW_JOB_SECS,
+        and a lone job has nothing to hand off or answer early, only `running` to show
+        (so a stream of one-job messages does not wake the watchdog for each)."""
+        with self._lock:
+            lone = len(self._pending) <= 1 and not self._executed
+        return now + (SHOW_RUNNING_AFTER_SECS if lone else SLOW_JOB_SECS)
+
     def check(self, now):
         """The watchdog's look at this batch: once it proves slow, answer the jobs done
         and, if a process may be idle, hand the jobs not started off; show a long job as
@@ -236,14 +244,18 @@ class Watchdog:
         self._changed = threading.Condition()
         # Batch -> when to look at it next (None: only when told).
         self._wake_at = {}
+        # When the thread looks next on its own (None: only when told); a batch due
+        # earlier wakes it.
+        self._deadline = None
         self._checking = threading.Lock()
         threading.Thread(target=self._run, name="batch-watchdog", daemon=True).start()
 
     @contextlib.contextmanager
     def watching(self, batch):
         with self._changed:
-            self._wake_at[batch] = time.monotonic()
-            self._changed.notify()
+            wake_at = self._wake_at[batch] = batch.first_look(time.monotonic())
+            if self._deadline is None or wake_at < self._deadline:
+                self._changed.notify()
         try:
             yield
         finally:
@@ -262,7 +274,8 @@ class Watchdog:
                 if due:
                     return due
                 upcoming = [at for at in self._wake_at.values() if at is not None]
-                self._changed.wait(min(upcoming) - now if upcoming else None)
+                self._deadline = min(upcoming) if upcoming else None
+                self._changed.wait(None if self._deadline is None else self._deadline - now)
 
     def _run(self):
         while True:

@@ -5,6 +5,7 @@ Producers (the listener, workers) never send per event: `MonitorPublisher` batch
 events on a thread of its own and flushes them a few times a second.
 """
 
+import asyncio
 import collections
 import json
 import logging
@@ -87,6 +88,12 @@ class MonitorPublisher:
         self._frames = collections.defaultdict(list)
         self._stop = threading.Event()
         self._thread = None
+        # One event loop, kept for the publisher's life: channels-redis pools its Redis
+        # connections per loop, and async_to_sync made a thread, a loop and a connection
+        # per flush (a sixth of a busy worker process's time). The lock keeps stop()'s
+        # last flush off a loop the thread may still be running.
+        self._loop = None
+        self._flushing = threading.Lock()
 
     def start(self):
         self._thread = threading.Thread(target=self._run, name="monitor-publisher", daemon=True)
@@ -98,6 +105,11 @@ class MonitorPublisher:
         if self._thread is not None:
             self._thread.join(5)
         self.flush()
+        with self._flushing:
+            if self._loop is not None:
+                # channels-redis closes this loop's connections as the loop closes.
+                self._loop.close()
+                self._loop = None
 
     def event(self, workspace_slug, event):
         """Queue an event ({"type": "frame"|"job"|"result"|"status", ...}) for the
@@ -129,6 +141,10 @@ class MonitorPublisher:
         )
 
     def flush(self):
+        with self._flushing:
+            self._flush()
+
+    def _flush(self):
         with self._lock:
             events, self._events = self._events, collections.defaultdict(list)
             skipped, self._skipped = self._skipped, collections.Counter()
@@ -144,10 +160,11 @@ class MonitorPublisher:
                     pipe.ltrim(key, 0, FRAMES_KEPT - 1)
                 pipe.execute()
             if events:
+                self._loop = self._loop or asyncio.new_event_loop()
                 layer = get_channel_layer()
                 for workspace_slug, batch in events.items():
-                    async_to_sync(layer.group_send)(
-                        group_name(workspace_slug), {"type": "monitor.events", "events": batch}
+                    self._loop.run_until_complete(
+                        layer.group_send(group_name(workspace_slug), {"type": "monitor.events", "events": batch})
                     )
         except Exception as exc:
             logger.warning("monitor: could not publish %s events: %s", sum(map(len, events.values())), exc)

@@ -2,6 +2,7 @@
 (nothing lost) or counted drops, as ORVANTA_OVERFLOW_POLICY says."""
 
 import logging
+import time
 
 import redis
 from celery.contrib.testing.worker import start_worker
@@ -79,3 +80,28 @@ def test_a_message_lost_on_its_way_to_a_worker_is_sent_again(e2e_workspace, ws_s
         jobs = wait_jobs(count=2, status=Job.Status.SUCCESS, timeout=15)
     assert sorted(j.args["msg"] for j in jobs) == ["lost", "taken"]
     assert REGISTRY.get_sample_value("orvanta_listener_jobs_resent_total") == resent_before + 1
+
+
+def fast_dispatches():
+    return REGISTRY.get_sample_value("orvanta_listener_dispatch_latency_seconds_bucket", {"le": "0.01"}) or 0
+
+
+def test_frames_at_a_low_rate_are_not_held_for_company(e2e_workspace, ws_server, listener, settings):
+    """While messages wait in the queue, a frame that comes long after the last one
+    goes at once: no company would come within the coalescing window."""
+    make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    broker.delete(queue)
+    broker.lpush(queue, "a message no worker took yet")
+    try:
+        fast_before, dispatched_before = fast_dispatches(), dispatched()
+        for n in range(5):
+            # The input: one frame every 50 ms, each after the previous one was published.
+            time.sleep(0.05)
+            ws_server.send_all(f"m{n}")
+            wait_for(lambda: dispatched() - dispatched_before == n + 1, timeout=10, message=f"frame {n} published")
+        assert fast_dispatches() - fast_before == 5
+    finally:
+        broker.delete(queue)

@@ -218,6 +218,18 @@ def test_batches_running_side_by_side_are_each_watched(make_spec):
     assert [sink.job_ids for sink in hand_offs] == [[job[0] for job in jobs[1:]] for jobs in batches]
 
 
+def test_one_job_messages_do_not_wake_the_watchdog(make_spec, monkeypatch):
+    """A stream of quick one-job messages (a steady low rate) costs the watchdog no look:
+    a lone job has nothing to hand off, only `running` to show after a second."""
+    looks = []
+    check = jobrunner.Batch.check
+    monkeypatch.setattr(jobrunner.Batch, "check", lambda batch, now: looks.append(now) or check(batch, now))
+    spec = make_spec()
+    for i in range(20):
+        assert run_jobs(specs_of(spec), jobs_of(spec, str(i))) == {"success": 1}
+    assert looks == []
+
+
 def test_a_slow_batch_stays_whole_while_every_process_is_busy(make_spec):
     """With messages waiting in the queue (no process idle), handing jobs off would only
     reorder them: the batch runs them all."""
