@@ -30,7 +30,7 @@ from orvanta_triggers.client.connect import ConnectFailed, open_websocket, resol
 from orvanta_triggers.client.runnable_calls import RunnableFailed
 from orvanta_triggers.models import Job, WebSocketTrigger
 from orvanta_triggers.validation import PLACEHOLDER_RE
-from orvanta_triggers.wire import NOTIFY_CONNECTION_FAILURE, result_frame
+from orvanta_triggers.wire import NOTIFY_CONNECTION_FAILURE, reprs, result_frame
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ class Connection:
                     "failed_at": timezone.now().isoformat(),
                 },
                 retry=False,
+                **reprs(trigger_path=self.spec.path),
             )
         except Exception as exc:
             logger.warning(

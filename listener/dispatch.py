@@ -214,6 +214,7 @@ class Dispatcher:
             task_id=message_id,
             time_limit=conf.message_time_limit(len(batch)),
             retry=False,
+            **wire.reprs(jobs=len(jobs)),
         )
         self._message_sizes.append(len(batch))
         self._published_since_check += len(batch)

@@ -373,7 +373,9 @@ def enqueue_trigger_job(*, trigger: WebSocketTrigger, msg: str, msg_type: str = 
         "msg_type": msg_type,
         "url": url if url is not None else trigger.url,
     }
-    transaction.on_commit(lambda: celery_app().send_task(wire.RUN_TRIGGER_JOB, kwargs=kwargs, task_id=job_id))
+    transaction.on_commit(
+        lambda: celery_app().send_task(wire.RUN_TRIGGER_JOB, kwargs=kwargs, task_id=job_id, **wire.reprs(job_id=job_id))
+    )
     return job_id
 
 
@@ -421,6 +423,7 @@ def resume_jobs(*, trigger: WebSocketTrigger, job_ids: Iterable[str] | None = No
                 kwargs=wire.batch({trigger.id: spec}, jobs),
                 time_limit=conf.message_time_limit(len(jobs)),
                 retry=False,
+                **wire.reprs(jobs=len(jobs)),
             )
         except (BrokerError, redis.RedisError, OSError) as exc:
             unsent = resumed[start:]

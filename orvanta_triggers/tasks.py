@@ -25,6 +25,7 @@ def _requeue(run, countdown):
         ),
         task_id=run.job_id,
         countdown=countdown,
+        **wire.reprs(job_id=run.job_id),
     )
 
 
@@ -34,6 +35,7 @@ def _hand_off(message_id, runs):
         kwargs=wire.batch({run.spec["trigger_id"]: run.spec for run in runs}, [run.wire() for run in runs]),
         time_limit=conf.message_time_limit(len(runs)),
         retry=False,
+        **wire.reprs(jobs=len(runs)),
     )
     try:
         bus.remember_handed_off(message_id, [run.job_id for run in runs])

@@ -27,6 +27,15 @@ RUN_TRIGGER_JOBS = "orvanta.run_trigger_jobs"
 RUN_RUNNABLE = "orvanta.run_runnable"
 NOTIFY_CONNECTION_FAILURE = "orvanta.notify_connection_failure"
 
+
+def reprs(**summary):
+    """send_task's argsrepr and kwargsrepr for a message of these tasks: a summary
+    (`summary`, e.g. jobs=3). Celery's default, a saferepr of the arguments, copies up
+    to 1 KB of frames and specs (secrets included) into every message's headers, hence
+    into worker events and monitoring tools, and took a tenth of a busy listener's CPU."""
+    return {"argsrepr": "()", "kwargsrepr": repr(summary)}
+
+
 # A runnable ignoring its time limit (run_runnable) loses its process this much later:
 # its caller sends the task with that hard limit.
 RUNNABLE_KILL_AFTER_SECS = 5

@@ -40,6 +40,7 @@ class RunnableClient:
             expires=self._timeout,
             time_limit=self._timeout + wire.RUNNABLE_KILL_AFTER_SECS,
             retry=False,
+            **wire.reprs(request_id=request_id, path=path),
         )
         deadline = time.monotonic() + self._timeout
         key = bus.reply_key(request_id)

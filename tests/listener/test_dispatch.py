@@ -1,6 +1,7 @@
 """When workers can't keep up: bounded listener memory, and either back-pressure
 (nothing lost) or counted drops, as ORVANTA_OVERFLOW_POLICY says."""
 
+import json
 import logging
 import time
 
@@ -103,5 +104,23 @@ def test_frames_at_a_low_rate_are_not_held_for_company(e2e_workspace, ws_server,
             ws_server.send_all(f"m{n}")
             wait_for(lambda: dispatched() - dispatched_before == n + 1, timeout=10, message=f"frame {n} published")
         assert fast_dispatches() - fast_before == 5
+    finally:
+        broker.delete(queue)
+
+
+def test_published_messages_summarise_their_arguments(e2e_workspace, ws_server, listener, settings):
+    """A job message's headers say how many jobs it carries, not what they are: Celery
+    would copy the frames (secrets included) into them."""
+    make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    broker.delete(queue)
+    try:
+        ws_server.send_all("password=hunter2")
+        raw = wait_for(lambda: broker.rpop(queue), timeout=10, message="the message in the queue")
+        headers = json.loads(raw)["headers"]
+        assert (headers["argsrepr"], headers["kwargsrepr"]) == ("()", "{'jobs': 1}")
+        assert "hunter2" not in json.dumps(headers)
     finally:
         broker.delete(queue)
