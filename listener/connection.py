@@ -7,7 +7,8 @@ Heartbeats, protocol pings and the pong deadline run on the listener's shared ti
 thread, and results are sent from the result router's thread; websocket-client
 serialises sends with its own lock, and BoundedSocket bounds how long one may take.
 Frames are read with websocket-client's public `recv_frame`; messages are assembled,
-and control frames answered, here, as RFC 6455 says.
+and control frames answered, here, as RFC 6455 says. Pongs are taken by the
+BoundedSocket under it (Session.last_heard).
 """
 
 import base64
