@@ -72,8 +72,8 @@ class Keepalive:
             if self._stuck(session, functools.partial(self._keepalive, session)):
                 return
             try:
-                session.ws.ping()
-            except (OSError, websocket.WebSocketException) as exc:
+                session.stream.send_ping()
+            except OSError as exc:
                 session.abort(f"could not send a ping: {exc}")
                 return
             session.ping_sent_at = now

@@ -175,3 +175,19 @@ def test_a_malformed_pong_is_handed_on_for_websocket_client_to_refuse(first_byte
     finally:
         ours.close()
         theirs.close()
+
+
+def test_a_ping_is_an_empty_masked_frame_with_a_fresh_key():
+    """send_ping() sends a whole empty ping, masked as client frames must be, with a new random key each time."""
+    ours, theirs = socket.socketpair()
+    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=1.0)
+    bounded.settimeout(None)
+    try:
+        bounded.send_ping()
+        bounded.send_ping()
+        sent = theirs.recv(64)
+        assert len(sent) == 12 and sent[:2] == sent[6:8] == b"\x89\x80"
+        assert sent[2:6] != sent[8:12]
+    finally:
+        ours.close()
+        theirs.close()
