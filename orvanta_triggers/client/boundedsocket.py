@@ -36,6 +36,7 @@ header, then exactly the announced lengths), so `refused_bytes` always describes
 frame it last returned.
 """
 
+import collections
 import os
 import select
 import socket
@@ -58,6 +59,18 @@ PING_HEADER = b"\x89\x80"
 # A pong's first byte with FIN set and no reserved bit: any other first byte of a
 # pong goes to websocket-client, which refuses it as before.
 PONG_FIRST_BYTE = 0x8A
+# Masking keys for pings, read from os.urandom 1,024 at a time: a system call per
+# ping was one more GIL hand-off on the shared timer thread. Each key is used once.
+_mask_keys = collections.deque()
+
+
+def _mask_key():
+    try:
+        return _mask_keys.popleft()
+    except IndexError:
+        block = os.urandom(4096)
+        _mask_keys.extend(block[i : i + 4] for i in range(0, len(block), 4))
+        return _mask_keys.popleft()
 
 
 class BoundedSocket:
@@ -180,7 +193,7 @@ class BoundedSocket:
 
     def send_ping(self):
         """Send an empty ping, with the fresh random masking key RFC 6455 asks for."""
-        self.send(PING_HEADER + os.urandom(4))
+        self.send(PING_HEADER + _mask_key())
 
     def gettimeout(self):
         return self._sock.gettimeout()
