@@ -5,9 +5,10 @@ and reconnect with backoff until closed.
 The thread only reads: it blocks on the socket, so an idle connection costs nothing.
 Heartbeats, protocol pings and the pong deadline run on the listener's shared timer
 thread, and results are sent from the result router's thread; websocket-client
-serialises sends with its own lock, and BoundedSocket bounds how long one may take.
-Frames are read with websocket-client's public `recv_frame`; messages are assembled,
-and control frames answered, here, as RFC 6455 says.
+serialises sends with its own lock, and BoundedSocket bounds how long one may take
+(and sends pings itself, each frame whole). Frames are read with websocket-client's
+public `recv_frame`; messages are assembled, and control frames answered, here, as
+RFC 6455 says. Pongs are taken by the BoundedSocket under it (Session.last_heard).
 """
 
 import base64

@@ -58,7 +58,8 @@ class Keepalive:
             session.ping_sent_at = None
             self._schedule_keepalive(session, now + self._ping_interval)
             return
-        if session.ping_sent_at is not None and session.last_received < session.ping_sent_at:
+        last_heard = session.last_heard
+        if session.ping_sent_at is not None and last_heard < session.ping_sent_at:
             if now - session.ping_sent_at >= self._pong_timeout:
                 logger.info(
                     "trigger %s: no pong within %gs; reconnecting", self._connection.spec.path, self._pong_timeout
@@ -67,18 +68,18 @@ class Keepalive:
                 return
             self._schedule_keepalive(session, session.ping_sent_at + self._pong_timeout)
             return
-        if now - session.last_received >= self._ping_interval:
+        if now - last_heard >= self._ping_interval:
             if self._stuck(session, functools.partial(self._keepalive, session)):
                 return
             try:
-                session.ws.ping()
-            except (OSError, websocket.WebSocketException) as exc:
+                session.stream.send_ping()
+            except OSError as exc:
                 session.abort(f"could not send a ping: {exc}")
                 return
             session.ping_sent_at = now
             self._schedule_keepalive(session, now + self._pong_timeout)
             return
-        self._schedule_keepalive(session, session.last_received + self._ping_interval)
+        self._schedule_keepalive(session, last_heard + self._ping_interval)
 
     def _stuck(self, session, retry):
         """Whether the socket can't take a frame now; if so, `retry` is scheduled a

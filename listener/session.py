@@ -45,6 +45,7 @@ class Session:
         self.ws = ws
         # websocket-client's socket is the BoundedSocket opened for it.
         self.stream = ws.sock
+        # When the reader last got a frame; pongs are taken by the stream (last_heard).
         self.last_received = time.monotonic()
         self.ping_sent_at = None
         # The reader is held by dispatch back-pressure: it reads no pong meanwhile.
@@ -57,6 +58,11 @@ class Session:
         self.heartbeat_timer = None
         # Since when the socket has refused to take a frame, while it does.
         self.unwritable_since = None
+
+    @property
+    def last_heard(self):
+        """When anything last came from the server: a frame, or a pong."""
+        return max(self.last_received, self.stream.pong_at)
 
     def abort(self, reason):
         """End the session from another thread: its reader wakes and stops."""

@@ -57,6 +57,16 @@ def test_unanswered_ping_drops_a_dead_connection(e2e_workspace, raw_server, list
     wait_for(lambda: "no pong within" in trigger_error(trigger), timeout=5, message="the recorded reason")
 
 
+def test_answered_pings_keep_the_connection(e2e_workspace, ws_server, listener, settings):
+    """Pongs (taken by the socket, never by websocket-client) count: a quiet server that answers pings is kept."""
+    settings.ORVANTA_PING_INTERVAL_SECS = 0.3
+    settings.ORVANTA_PONG_TIMEOUT_SECS = 0.3
+    make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    time.sleep(3)
+    assert ws_server.connects == 1 and ws_server.open_connections == 1
+
+
 def test_oversized_frame_is_refused_recorded_and_the_connection_kept(
     e2e_workspace, raw_server, ws_server, celery_worker, listener, settings
 ):

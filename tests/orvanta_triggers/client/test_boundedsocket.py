@@ -144,3 +144,50 @@ def test_reads_grow_while_data_waits_and_shrink_once_it_is_drained():
     finally:
         ours.close()
         theirs.close()
+
+
+def test_pongs_are_taken_and_noted_and_the_next_frame_handed_on():
+    """Pongs never reach websocket-client: the socket notes when they came and hands on the next frame."""
+    ours, theirs = socket.socketpair()
+    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=1.0)
+    bounded.start_framing()
+    try:
+        before = time.monotonic()
+        theirs.sendall(b"\x8a\x00" + b"\x8a\x02hi" + b"\x81\x02ok")
+        assert bounded.recv(2) == b"\x81\x02"
+        assert bounded.recv(2) == b"ok"
+        assert before <= bounded.pong_at <= time.monotonic()
+    finally:
+        ours.close()
+        theirs.close()
+
+
+@pytest.mark.parametrize("first_byte", [0xCA, 0x0A], ids=["reserved bit", "no FIN"])
+def test_a_malformed_pong_is_handed_on_for_websocket_client_to_refuse(first_byte):
+    """Only a well-formed pong is taken; one with a reserved bit or without FIN goes on as before."""
+    ours, theirs = socket.socketpair()
+    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=1.0)
+    bounded.start_framing()
+    try:
+        theirs.sendall(bytes((first_byte, 0)))
+        assert bounded.recv(2) == bytes((first_byte, 0))
+        assert bounded.pong_at == float("-inf")
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_ping_is_an_empty_masked_frame_with_a_fresh_key():
+    """send_ping() sends a whole empty ping, masked as client frames must be, with a new random key each time."""
+    ours, theirs = socket.socketpair()
+    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=1.0)
+    bounded.settimeout(None)
+    try:
+        bounded.send_ping()
+        bounded.send_ping()
+        sent = theirs.recv(64)
+        assert len(sent) == 12 and sent[:2] == sent[6:8] == b"\x89\x80"
+        assert sent[2:6] != sent[8:12]
+    finally:
+        ours.close()
+        theirs.close()
