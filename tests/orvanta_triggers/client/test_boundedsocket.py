@@ -146,35 +146,34 @@ def test_reads_grow_while_data_waits_and_shrink_once_it_is_drained():
         theirs.close()
 
 
-def test_pongs_are_taken_and_noted_and_the_next_frame_handed_on():
-    """Pongs never reach websocket-client: the socket notes when they came and hands on the next frame."""
+@pytest.fixture
+def framed_pair():
+    """A BoundedSocket reading frames, and the peer end of its socket."""
     ours, theirs = socket.socketpair()
     bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=1.0)
     bounded.start_framing()
-    try:
-        before = time.monotonic()
-        theirs.sendall(b"\x8a\x00" + b"\x8a\x02hi" + b"\x81\x02ok")
-        assert bounded.recv(2) == b"\x81\x02"
-        assert bounded.recv(2) == b"ok"
-        assert before <= bounded.pong_at <= time.monotonic()
-    finally:
-        ours.close()
-        theirs.close()
+    yield bounded, theirs
+    ours.close()
+    theirs.close()
+
+
+def test_pongs_are_taken_and_noted_and_the_next_frame_handed_on(framed_pair):
+    """Pongs never reach websocket-client: the socket notes when they came and hands on the next frame."""
+    bounded, theirs = framed_pair
+    before = time.monotonic()
+    theirs.sendall(b"\x8a\x00" + b"\x8a\x02hi" + b"\x81\x02ok")
+    assert bounded.recv(2) == b"\x81\x02"
+    assert bounded.recv(2) == b"ok"
+    assert before <= bounded.pong_at <= time.monotonic()
 
 
 @pytest.mark.parametrize("first_byte", [0xCA, 0x0A], ids=["reserved bit", "no FIN"])
-def test_a_malformed_pong_is_handed_on_for_websocket_client_to_refuse(first_byte):
+def test_a_malformed_pong_is_handed_on_for_websocket_client_to_refuse(framed_pair, first_byte):
     """Only a well-formed pong is taken; one with a reserved bit or without FIN goes on as before."""
-    ours, theirs = socket.socketpair()
-    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=1.0)
-    bounded.start_framing()
-    try:
-        theirs.sendall(bytes((first_byte, 0)))
-        assert bounded.recv(2) == bytes((first_byte, 0))
-        assert bounded.pong_at == float("-inf")
-    finally:
-        ours.close()
-        theirs.close()
+    bounded, theirs = framed_pair
+    theirs.sendall(bytes((first_byte, 0)))
+    assert bounded.recv(2) == bytes((first_byte, 0))
+    assert bounded.pong_at == float("-inf")
 
 
 def test_a_ping_is_an_empty_masked_frame_with_a_fresh_key():
