@@ -249,27 +249,24 @@ class BoundedSocket:
         return data
 
     def _fill(self, needed):
-        """Buffer at least `needed` unread bytes; False if the stream ended first."""
+        """Buffer at least `needed` unread bytes, or say the server closed the connection."""
         while len(self._buffer) - self._pos < needed:
             data = self._read_raw()
             if not data:
-                return False
+                raise websocket.WebSocketConnectionClosedException("the server closed the connection")
             self._buffer, self._pos = self._buffer[self._pos :] + data, 0
-        return True
 
     def _read_header(self):
         """Read the next frame's header and decide what websocket-client is told;
         pongs before it are taken here."""
         while True:
-            if not self._fill(2):
-                raise websocket.WebSocketConnectionClosedException("the server closed the connection")
+            self._fill(2)
             start = self._pos
             first, second = self._buffer[start], self._buffer[start + 1]
             opcode, masked, code = first & 0x0F, second & 0x80, second & 0x7F
             extended = {126: 2, 127: 8}.get(code, 0)
             header_size = 2 + extended + (4 if masked else 0)
-            if not self._fill(header_size):
-                raise websocket.WebSocketConnectionClosedException("the server closed the connection")
+            self._fill(header_size)
             start = self._pos
             length = int.from_bytes(self._buffer[start + 2 : start + 2 + extended], "big") if extended else code
             if masked:
@@ -278,12 +275,7 @@ class BoundedSocket:
                 if length > MAX_CONTROL_PAYLOAD:
                     raise websocket.WebSocketProtocolException(f"a control frame of {length} bytes (at most 125)")
                 if first == PONG_FIRST_BYTE:
-                    if not self._fill(header_size + length):
-                        raise websocket.WebSocketConnectionClosedException("the server closed the connection")
-                    self._pos += header_size + length
-                    if self._pos >= len(self._buffer):
-                        self._buffer, self._pos = b"", 0
-                    self.pong_at = time.monotonic()
+                    self._take_pong(header_size + length)
                     continue
             elif opcode not in DATA_OPCODES:
                 raise websocket.WebSocketProtocolException(f"reserved opcode {opcode:#x}")
@@ -302,6 +294,14 @@ class BoundedSocket:
             self._pos += header_size
             self._payload_left = length
             return
+
+    def _take_pong(self, frame_size):
+        """Consume the pong of `frame_size` bytes at the read position; note when it came."""
+        self._fill(frame_size)
+        self._pos += frame_size
+        if self._pos >= len(self._buffer):
+            self._buffer, self._pos = b"", 0
+        self.pong_at = time.monotonic()
 
     def _discard(self, length):
         dropped = min(length, len(self._buffer) - self._pos)
