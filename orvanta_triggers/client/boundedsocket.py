@@ -48,7 +48,7 @@ import time
 import websocket
 
 CHUNK = 65536
-# A quiet socket's next read: what one idle connection holds while it waits.
+# A quiet socket's next read.
 FIRST_READ = 2048
 MAX_CONTROL_PAYLOAD = 125
 DATA_OPCODES = (0x0, 0x1, 0x2)
@@ -96,6 +96,9 @@ class BoundedSocket:
         self._read_size = FIRST_READ
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLOUT)
+        # Its own poll object: senders on other threads use the other one meanwhile.
+        self._read_poll = select.poll()
+        self._read_poll.register(sock.fileno(), select.POLLIN)
         if tls_hostname is not None:
             self._start_tls(tls_hostname)
 
@@ -117,11 +120,18 @@ class BoundedSocket:
                     raise ssl.SSLEOFError("the server closed the connection during the TLS handshake") from None
 
     def _read_some(self):
-        """What the socket has, b"" at end of stream. A read that filled its buffer
-        doubles the next (up to CHUNK), so a busy socket is read 64 KiB at a time; one
-        that did not sizes the next after what came, down to FIRST_READ."""
+        """What the socket has (waiting for it), b"" at end of stream. A read that
+        filled its buffer doubles the next (up to CHUNK), so a busy socket is read
+        64 KiB at a time; one that did not sizes the next after what came, down to
+        FIRST_READ."""
         size = self._read_size
-        data = self._sock.recv(size)
+        try:
+            data = self._sock.recv(size, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            # Wait for data before giving recv() a buffer: a blocked recv() holds one,
+            # and 10,000 idle connections would hold 10,000 (20 MB).
+            self._read_poll.poll()
+            data = self._sock.recv(size)
         self._read_size = min(size * 2, CHUNK) if len(data) == size else max(FIRST_READ, len(data))
         return data
 

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from orvanta_triggers.client.boundedsocket import BoundedSocket
+from tests.support.wsserver import wait_for
 
 
 def fill_until_timeout(bounded):
@@ -111,15 +112,22 @@ def test_writable_says_no_once_the_peer_stops_reading():
 
 
 class RecordingSocket:
-    """A real socket that records the buffer size of every recv."""
+    """A real socket that records the buffer size of every recv that returned, how
+    many were tried, and when each blocking recv began."""
 
     def __init__(self, sock):
         self.sock = sock
         self.sizes = []
+        self.tried = 0
+        self.blocking_recv_at = []
 
-    def recv(self, size):
+    def recv(self, size, flags=0):
+        self.tried += 1
+        if not flags & socket.MSG_DONTWAIT:
+            self.blocking_recv_at.append(time.monotonic())
+        data = self.sock.recv(size, flags)
         self.sizes.append(size)
-        return self.sock.recv(size)
+        return data
 
     def __getattr__(self, name):
         return getattr(self.sock, name)
@@ -141,6 +149,27 @@ def test_reads_grow_while_data_waits_and_shrink_once_it_is_drained():
         theirs.sendall(b"z")
         bounded.recv(65536)
         assert recording.sizes[4:] == [20000 - 14336, 2048]
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_read_waits_for_data_before_giving_recv_a_buffer():
+    """An idle connection's read waits in poll(), so no receive buffer is held while nothing comes."""
+    ours, theirs = socket.socketpair()
+    recording = RecordingSocket(ours)
+    bounded = BoundedSocket(recording, max_message_bytes=1024, send_timeout=1.0)
+    bounded.settimeout(None)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(bounded.recv(16)), daemon=True)
+    try:
+        reader.start()
+        wait_for(lambda: recording.tried, timeout=5, message="the reader to try a read")
+        sent_at = time.monotonic()
+        theirs.sendall(b"late")
+        reader.join(5)
+        assert received == [b"late"]
+        assert len(recording.blocking_recv_at) == 1 and recording.blocking_recv_at[0] >= sent_at
     finally:
         ours.close()
         theirs.close()
