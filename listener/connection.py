@@ -42,8 +42,8 @@ RESULTS_SUBSCRIBE_TIMEOUT_SECS = 5.0
 # Sockets a listener opens at once. Thousands of connection threads handshaking
 # together all wait for the GIL, and CPython wakes every waiter every switch interval:
 # at 10,000 the machine spent itself on those wake-ups and connections trickled in.
-# Threads waiting for a slot sleep without taking part; 200 keeps remote servers'
-# round trips overlapping.
+# Connections waiting for an opener (listener.openers) sleep without taking part; 200
+# keeps remote servers' round trips overlapping.
 CONNECT_CONCURRENCY = 200
 
 
@@ -165,7 +165,9 @@ class Connection:
         )
 
     def _wait_for_results_channel(self):
-        if not self._results_subscribed.wait(RESULTS_SUBSCRIBE_TIMEOUT_SECS) and not self._closing.is_set():
+        # Waited for once: the event (a kilobyte with its condition) is not kept.
+        subscribed, self._results_subscribed = self._results_subscribed, None
+        if not subscribed.wait(RESULTS_SUBSCRIBE_TIMEOUT_SECS) and not self._closing.is_set():
             logger.warning(
                 "trigger %s: result channel not subscribed after %ss; connecting anyway (results may be lost until Redis answers)",
                 self.spec.path,
@@ -240,11 +242,7 @@ class Connection:
             kind=Job.Kind.URL_RUNNABLE,
             trigger_path=self.spec.path,
         )
-        with self._services.connect_slots:
-            if self._closing.is_set():
-                # Asked to close while waiting for a slot: no socket to open just to close it.
-                raise ConnectFailed("closed while connecting")
-            ws = open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
+        ws = self._services.openers.run(self._open_websocket, url)
         self._url = url
         try:
             self._send_opening(ws)
@@ -267,6 +265,13 @@ class Connection:
             status=Status.CONNECTED, error=None, last_connected_at=timezone.now(), subprotocol=ws.getsubprotocol()
         )
         return session
+
+    def _open_websocket(self, url):
+        """On an opener thread (listener.openers says why)."""
+        if self._closing.is_set():
+            # Asked to close while waiting for an opener: no socket to open just to close it.
+            raise ConnectFailed("closed while connecting")
+        return open_websocket(url, headers=self.spec.headers, subprotocols=self.spec.subprotocols)
 
     def _send_opening(self, ws):
         """The resume message when one is configured and every value it uses is

@@ -81,7 +81,8 @@ class ResultRouter:
 
     def _confirm(self, channel):
         if channel != bus.config_channel():
-            event = self._subscribed.get(wire.trigger_id_of_results_channel(channel))
+            # Set once: a resubscription after a Redis outage has no one waiting.
+            event = self._subscribed.pop(wire.trigger_id_of_results_channel(channel), None)
             if event is not None:
                 event.set()
 

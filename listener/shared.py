@@ -1,10 +1,14 @@
 """What every connection of a listener shares, and what a connection needs of each
 (the supervisor builds them: dispatch.Dispatcher, status.StatusWriter,
-client.runnable_calls.RunnableClient, monitor.MonitorPublisher, timers.Timers)."""
+client.runnable_calls.RunnableClient, monitor.MonitorPublisher, timers.Timers,
+openers.Openers)."""
 
-import threading
 from dataclasses import dataclass
 from typing import Protocol
+
+
+class Openers(Protocol):
+    def run(self, fn, *args, **kwargs) -> object: ...
 
 
 class Dispatch(Protocol):
@@ -50,5 +54,5 @@ class ListenerServices:
     runnables: RunnableCalls
     monitor: MonitorEvents
     timers: TimerThread
-    # Bounds the connections opening a socket at once (see connection.CONNECT_CONCURRENCY).
-    connect_slots: threading.BoundedSemaphore
+    # Opens sockets, CONNECT_CONCURRENCY at most at once (listener.openers).
+    openers: Openers

@@ -23,6 +23,7 @@ from listener import metrics
 from listener.connection import CONNECT_CONCURRENCY, Connection, Status
 from listener.dispatch import Dispatcher
 from listener.leases import LeaseKeeper, Leases, rendezvous_owner
+from listener.openers import Openers
 from listener.results import ResultRouter
 from listener.shared import ListenerServices
 from listener.spec import TriggerSpec
@@ -76,6 +77,7 @@ class Supervisor:
         self._router = ResultRouter(on_config_changed=self._wake.set)
         self._monitor = MonitorPublisher()
         self._timers = Timers()
+        self._openers = Openers(CONNECT_CONCURRENCY)
         self._services = ListenerServices(
             listener_id=self.listener_id,
             celery_app=celery_app,
@@ -84,7 +86,7 @@ class Supervisor:
             runnables=RunnableClient(celery_app=celery_app, timeout_secs=conf.runnable_timeout_secs()),
             monitor=self._monitor,
             timers=self._timers,
-            connect_slots=threading.BoundedSemaphore(CONNECT_CONCURRENCY),
+            openers=self._openers,
         )
         self._connections = {}
         self._redis_ok_since = None
@@ -150,6 +152,9 @@ class Supervisor:
         if not self._lease_keeper.is_alive():
             logger.error("listener %s: lease keeper thread ended; starting it again", self.listener_id)
             self._lease_keeper.start()
+        ended = self._openers.forget_dead()
+        if ended:
+            logger.error("listener %s: %s opener threads ended; new ones start as needed", self.listener_id, ended)
         now = time.monotonic()
         with self._lost_lock:
             lost, self._lost = self._lost, set()
@@ -375,6 +380,7 @@ class Supervisor:
             for trigger_id, path in held.items():
                 self._status.set(trigger_id, path, status="connecting", error=f"listener {self.listener_id} stopped")
             self._timers.stop()
+            self._openers.stop()
             self._lease_keeper.stop()
             self._dispatcher.stop(timeout=3.0)
             self._status.stop()

@@ -1,5 +1,6 @@
 """The listener follows the database: created, edited, disabled and deleted triggers."""
 
+import threading
 import time
 
 from listener import supervisor as supervisor_module
@@ -110,10 +111,8 @@ def test_a_connection_thread_that_ended_is_started_again(e2e_workspace, ws_serve
     wait_connected(ws_server, timeout=5)
 
 
-def test_connections_beyond_the_connect_slots_all_connect(
-    e2e_workspace, ws_server_factory, listener_factory, monkeypatch
-):
-    """With one connect slot, triggers still all connect, one socket opening at a time."""
+def test_connections_beyond_the_openers_all_connect(e2e_workspace, ws_server_factory, listener_factory, monkeypatch):
+    """With one opener thread, triggers still all connect, one socket opening at a time."""
     monkeypatch.setattr(supervisor_module, "CONNECT_CONCURRENCY", 1)
     servers = [ws_server_factory() for _ in range(3)]
     for index, server in enumerate(servers):
@@ -136,3 +135,21 @@ def test_stop_beyond_the_close_window_closes_every_socket(
         wait_connected(server)
     WebSocketTrigger.objects.update(mode="disabled", enabled=False)
     wait_for(lambda: all(s.open_connections == 0 for s in servers), timeout=5, message="every close")
+
+
+def test_sockets_are_opened_on_opener_threads(e2e_workspace, ws_server, listener_factory, monkeypatch):
+    """The handshake runs on a shared opener thread, never on the connection's own (whose stack stays shallow)."""
+    from listener import connection as connection_module
+
+    opened_on = []
+    real_open = connection_module.open_websocket
+
+    def recording_open(*args, **kwargs):
+        opened_on.append(threading.current_thread().name)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(connection_module, "open_websocket", recording_open)
+    make_trigger(e2e_workspace, ws_server)
+    listener_factory()
+    wait_connected(ws_server)
+    assert len(opened_on) == 1 and opened_on[0].startswith("opener-")
