@@ -43,11 +43,15 @@ class ResultRouter:
         self._connections[trigger_id] = connection
         self._changes.put(("subscribe", trigger_id))
 
-    def detach(self, trigger_id, connection):
+    def detach(self, trigger_id, connection, *, unsubscribe=True):
+        """Stop routing results to `connection`. A stopping listener need not
+        unsubscribe: its subscriptions end with the pubsub connection, and 10,000
+        unsubscribe replies read one by one would compete with closing the sockets."""
         if self._connections.get(trigger_id) is connection:
             del self._connections[trigger_id]
             self._subscribed.pop(trigger_id, None)
-            self._changes.put(("unsubscribe", trigger_id))
+            if unsubscribe:
+                self._changes.put(("unsubscribe", trigger_id))
 
     def _subscribe_all(self, pubsub):
         channels = [bus.results_channel(tid) for tid in list(self._connections)]

@@ -347,7 +347,7 @@ class Supervisor:
             connection.start()
             logger.info("trigger %s: held by listener %s", trigger.path, self.listener_id)
 
-    def _stop_connections(self, trigger_ids, *, reason, release=True):
+    def _stop_connections(self, trigger_ids, *, reason, release=True, unsubscribe=True):
         """Close connections, CLOSE_WINDOW at a time, wait for them, then (optionally)
         release their leases: a lease is free only once its socket is closed."""
         connections = [(tid, self._connections.pop(tid)) for tid in trigger_ids if tid in self._connections]
@@ -364,7 +364,7 @@ class Supervisor:
         for connection in [c for c, _ in closing] + slow:
             connection.join(max(deadline - time.monotonic(), 0.05))
         for trigger_id, connection in connections:
-            self._router.detach(trigger_id, connection)
+            self._router.detach(trigger_id, connection, unsubscribe=unsubscribe)
             if release:
                 self._status.forget(trigger_id)
         if release:
@@ -376,7 +376,9 @@ class Supervisor:
         logger.info("listener %s stopping: closing %s connections", self.listener_id, len(self._connections))
         held = {tid: c.spec.path for tid, c in self._connections.items()}
         try:
-            self._stop_connections(list(self._connections), reason="listener stopping", release=False)
+            self._stop_connections(
+                list(self._connections), reason="listener stopping", release=False, unsubscribe=False
+            )
             for trigger_id, path in held.items():
                 self._status.set(trigger_id, path, status="connecting", error=f"listener {self.listener_id} stopped")
             self._timers.stop()

@@ -1,0 +1,49 @@
+"""listener.results: results routed from Redis pub/sub to the connections, with real Redis."""
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from listener.results import ResultRouter
+from orvanta_triggers import bus
+from tests.support.wsserver import wait_for
+
+
+def subscribers(trigger_id):
+    [(_, count)] = bus.client().pubsub_numsub(bus.results_channel(trigger_id))
+    return count
+
+
+@pytest.fixture
+def router():
+    router = ResultRouter(on_config_changed=lambda: None)
+    router.start()
+    yield router
+    router.stop()
+
+
+def attached(router, trigger_id):
+    connection = SimpleNamespace(spec=SimpleNamespace(id=trigger_id))
+    subscribed = threading.Event()
+    router.attach(connection, subscribed)
+    assert subscribed.wait(5), "the results channel was not subscribed"
+    return connection
+
+
+def test_a_detached_connection_is_unsubscribed(router):
+    """detach() unsubscribes the connection's results channel."""
+    connection = attached(router, 990001)
+    router.detach(990001, connection)
+    wait_for(lambda: subscribers(990001) == 0, timeout=5, message="the channel unsubscribed")
+
+
+def test_a_stopping_listener_leaves_subscriptions_to_end_with_the_pubsub_connection(router):
+    """detach(unsubscribe=False) sends no UNSUBSCRIBE: the subscription ends only when the router stops."""
+    kept, dropped = attached(router, 990002), attached(router, 990003)
+    router.detach(990002, kept, unsubscribe=False)
+    router.detach(990003, dropped)
+    wait_for(lambda: subscribers(990003) == 0, timeout=5, message="the other channel unsubscribed")
+    assert subscribers(990002) == 1
+    router.stop()
+    wait_for(lambda: subscribers(990002) == 0, timeout=5, message="the subscription to end with the router")
