@@ -74,6 +74,7 @@ class Connection:
         # messages); kept across reconnects, which is what makes a resume possible.
         self._captured = {}
         self._close_reason = "closed by the listener"
+        self._close_log_level = logging.INFO
         self.status = Status.CONNECTING
 
     # Lifecycle, called by the supervisor
@@ -81,10 +82,12 @@ class Connection:
     def start(self):
         self._thread.start()
 
-    def close(self, reason="closed by the listener"):
+    def close(self, reason="closed by the listener", *, log_level=logging.INFO):
         """Ask the connection to end: a close frame now, the thread ends when the
-        server answers it (join() forces the socket shut after a deadline)."""
+        server answers it (join() forces the socket shut after a deadline). Its
+        last line is logged at `log_level` (a stopping listener says it once for all)."""
         self._close_reason = reason
+        self._close_log_level = log_level
         self._closing.set()
         session = self._session
         if session is not None and session.ws.connected:
@@ -203,7 +206,7 @@ class Connection:
             if delay is None:
                 break
             self._closing.wait(delay)
-        logger.info("trigger %s: connection closed (%s)", self.spec.path, self._close_reason)
+        logger.log(self._close_log_level, "trigger %s: connection closed (%s)", self.spec.path, self._close_reason)
 
     def _connect_and_serve(self, backoff, streak):
         """One connection, from connect to its end; how long to wait before the next,

@@ -347,14 +347,17 @@ class Supervisor:
             connection.start()
             logger.info("trigger %s: held by listener %s", trigger.path, self.listener_id)
 
-    def _stop_connections(self, trigger_ids, *, reason, release=True, unsubscribe=True):
+    def _stop_connections(self, trigger_ids, *, reason, release=True, listener_stopping=False):
         """Close connections, CLOSE_WINDOW at a time, wait for them, then (optionally)
-        release their leases: a lease is free only once its socket is closed."""
+        release their leases: a lease is free only once its socket is closed. A
+        stopping listener skips per-connection work that ends with the process anyway:
+        a log line each (10,000 threads contending for the logging lock slowed the
+        closing by a fifth) and unsubscribing each result channel."""
         connections = [(tid, self._connections.pop(tid)) for tid in trigger_ids if tid in self._connections]
         closing = collections.deque()
         slow = []
         for _, connection in connections:
-            connection.close(reason)
+            connection.close(reason, log_level=logging.DEBUG if listener_stopping else logging.INFO)
             closing.append((connection, time.monotonic() + CLOSE_GRACE_SECS))
             while len(closing) >= CLOSE_WINDOW:
                 oldest, grace_end = closing.popleft()
@@ -364,7 +367,7 @@ class Supervisor:
         for connection in [c for c, _ in closing] + slow:
             connection.join(max(deadline - time.monotonic(), 0.05))
         for trigger_id, connection in connections:
-            self._router.detach(trigger_id, connection, unsubscribe=unsubscribe)
+            self._router.detach(trigger_id, connection, unsubscribe=not listener_stopping)
             if release:
                 self._status.forget(trigger_id)
         if release:
@@ -376,8 +379,10 @@ class Supervisor:
         logger.info("listener %s stopping: closing %s connections", self.listener_id, len(self._connections))
         held = {tid: c.spec.path for tid, c in self._connections.items()}
         try:
-            self._stop_connections(
-                list(self._connections), reason="listener stopping", release=False, unsubscribe=False
+            started = time.monotonic()
+            self._stop_connections(list(held), reason="listener stopping", release=False, listener_stopping=True)
+            logger.info(
+                "listener %s: closed %s connections in %.1fs", self.listener_id, len(held), time.monotonic() - started
             )
             for trigger_id, path in held.items():
                 self._status.set(trigger_id, path, status="connecting", error=f"listener {self.listener_id} stopped")

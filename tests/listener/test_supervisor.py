@@ -1,5 +1,6 @@
 """The listener follows the database: created, edited, disabled and deleted triggers."""
 
+import logging
 import threading
 import time
 
@@ -153,3 +154,21 @@ def test_sockets_are_opened_on_opener_threads(e2e_workspace, ws_server, listener
     listener_factory()
     wait_connected(ws_server)
     assert len(opened_on) == 1 and opened_on[0].startswith("opener-")
+
+
+def test_a_stopping_listener_logs_its_closes_in_one_line(e2e_workspace, ws_server_factory, listener_factory, caplog):
+    """Stopping logs one INFO line for all its connections; each connection's own close line is DEBUG."""
+    caplog.set_level(logging.INFO)
+    servers = [ws_server_factory() for _ in range(3)]
+    for index, server in enumerate(servers):
+        make_trigger(e2e_workspace, server, path=f"f/test/t{index}")
+    supervisor = listener_factory()
+    for server in servers:
+        wait_connected(server)
+    supervisor.stop_event.set()
+    wait_for(
+        lambda: any("closed 3 connections" in record.getMessage() for record in caplog.records),
+        timeout=10,
+        message="the listener's closing line",
+    )
+    assert not [record for record in caplog.records if "connection closed (listener stopping)" in record.getMessage()]
