@@ -40,6 +40,22 @@ return released
 """
 # Leases per release script: one call holds Redis for a few milliseconds at most.
 RELEASE_BATCH = 1000
+# The keeper renews leases this many times per TTL: a dead listener's leases outlive
+# it by at least (1 - 1/RENEWALS_PER_TTL) of a TTL, two thirds.
+RENEWALS_PER_TTL = 3
+# A listener leaves the live set after this share of a TTL without announcing itself,
+# so that even with a reconcile interval for the others to notice, it is gone from
+# their view before its leases can lapse (two thirds of a TTL after its death at the
+# earliest): by then they know which of its triggers each prefers, and claim each one
+# the moment its lease lapses. The lease, not the live set, gates a takeover.
+LIVE_WINDOW_TTL_SHARE = 0.5
+# Announcements the keeper's thread makes per live window (the supervisor makes one
+# every tick as well): a listener is judged dead only after missing this many in a
+# row, so one whose supervisor is busy for seconds (starting thousands of connections)
+# or whose keeper waited a while for the GIL stays live. A wrong verdict costs churn,
+# never a second connection: the others can take only unleased triggers, and hand
+# them back (closed first, then released) once it shows up again.
+ANNOUNCEMENTS_PER_WINDOW = 3
 
 
 def rendezvous_owner(trigger_id, listener_ids):
@@ -55,7 +71,10 @@ class Leases:
         self.listener_id = listener_id
         self.ttl_secs = ttl_secs
         self._ttl_ms = int(ttl_secs * 1000)
+        self.live_window_secs = ttl_secs * LIVE_WINDOW_TTL_SHARE
         self._held = set()
+        # Set by leave(): the keeper's thread must not announce a listener that left.
+        self._left = False
         # The keeper thread renews while the supervisor acquires and releases.
         self._lock = threading.Lock()
         redis_client = bus.client()
@@ -74,18 +93,36 @@ class Leases:
         client = bus.client()
         pipe = client.pipeline()
         pipe.zadd(bus.listeners_key(), {self.listener_id: now})
-        pipe.zremrangebyscore(bus.listeners_key(), "-inf", now - self.ttl_secs)
+        pipe.zremrangebyscore(bus.listeners_key(), "-inf", now - self.live_window_secs)
         pipe.zrange(bus.listeners_key(), 0, -1)
         pipe.info("server")
         _, _, live, server = pipe.execute()
         return sorted(lid.decode() for lid in live), server["run_id"]
 
+    def keep_live(self):
+        """Announce this listener as live, and nothing more (the keeper's thread does,
+        however long the supervisor's pass); never once it left."""
+        with self._lock:
+            if not self._left:
+                bus.client().zadd(bus.listeners_key(), {self.listener_id: time.time()})
+
     def acquire(self, trigger_id):
-        if bus.client().set(bus.lease_key(trigger_id), self.listener_id, nx=True, px=self._ttl_ms):
-            with self._lock:
-                self._held.add(trigger_id)
-            return True
-        return False
+        return self.acquire_many([trigger_id]) == [trigger_id]
+
+    def acquire_many(self, trigger_ids):
+        """Acquire the leases nobody holds among `trigger_ids`, in one round trip (a
+        dead listener's hundreds of triggers are claimed the moment their leases
+        lapse, not one round trip after another); the ids acquired."""
+        ids = list(trigger_ids)
+        if not ids:
+            return []
+        pipe = bus.client().pipeline(transaction=False)
+        for trigger_id in ids:
+            pipe.set(bus.lease_key(trigger_id), self.listener_id, nx=True, px=self._ttl_ms)
+        acquired = [trigger_id for trigger_id, done in zip(ids, pipe.execute()) if done]
+        with self._lock:
+            self._held.update(acquired)
+        return acquired
 
     def owners(self, trigger_ids):
         """{trigger id: holding listener id or None}, in one round trip."""
@@ -94,6 +131,18 @@ class Leases:
             return {}
         values = bus.client().mget([bus.lease_key(t) for t in ids])
         return {t: (v.decode() if v is not None else None) for t, v in zip(ids, values)}
+
+    def lapses(self, trigger_ids):
+        """{trigger id: seconds until its lease lapses, 0 when it is gone already}, in
+        one round trip. A key without expiry (none this code sets) is left out."""
+        ids = list(trigger_ids)
+        if not ids:
+            return {}
+        pipe = bus.client().pipeline(transaction=False)
+        for trigger_id in ids:
+            pipe.pttl(bus.lease_key(trigger_id))
+        # PTTL: milliseconds left, -2 for no key, -1 for a key without expiry.
+        return {t: max(ms, 0) / 1000 for t, ms in zip(ids, pipe.execute()) if ms != -1}
 
     def renew(self):
         """Renew every held lease; return the ids of those lost to another owner.
@@ -123,13 +172,16 @@ class Leases:
 
     def leave(self):
         """Release everything and drop out of the live set (clean shutdown)."""
+        with self._lock:
+            self._left = True
         self.release_many(self.held())
         bus.client().zrem(bus.listeners_key(), self.listener_id)
 
 
 class LeaseKeeper:
-    """Renews a listener's leases on a thread of its own, three times per TTL,
-    however long the supervisor's reconcile pass takes (starting thousands of
+    """Renews a listener's leases on a thread of its own, RENEWALS_PER_TTL times per
+    TTL, and announces the listener live ANNOUNCEMENTS_PER_WINDOW times per live
+    window, however long the supervisor's reconcile pass takes (starting thousands of
     connections can outlast a TTL: leases must not lapse meanwhile, or another
     listener takes triggers whose sockets are still open). `on_lost(ids)` hears of
     leases another listener owns now."""
@@ -137,6 +189,8 @@ class LeaseKeeper:
     def __init__(self, leases, *, on_lost):
         self._leases = leases
         self._on_lost = on_lost
+        self._renew_every = leases.ttl_secs / RENEWALS_PER_TTL
+        self._announce_every = leases.live_window_secs / ANNOUNCEMENTS_PER_WINDOW
         self._stop = threading.Event()
         self._now = threading.Event()
         self._thread = None
@@ -159,13 +213,23 @@ class LeaseKeeper:
             self._thread.join(2.0)
 
     def _run(self):
+        renew_due = 0.0
         while not self._stop.is_set():
+            if self._now.is_set() or time.monotonic() >= renew_due:
+                self._now.clear()
+                renew_due = time.monotonic() + self._renew_every
+                self._renew()
             try:
-                lost = self._leases.renew()
+                self._leases.keep_live()
             except redis.RedisError as exc:
-                logger.warning("listener %s: could not renew leases: %s", self._leases.listener_id, exc)
-            else:
-                if lost:
-                    self._on_lost(lost)
-            self._now.wait(self._leases.ttl_secs / 3)
-            self._now.clear()
+                logger.warning("listener %s: could not announce itself live: %s", self._leases.listener_id, exc)
+            self._now.wait(max(min(self._announce_every, renew_due - time.monotonic()), 0))
+
+    def _renew(self):
+        try:
+            lost = self._leases.renew()
+        except redis.RedisError as exc:
+            logger.warning("listener %s: could not renew leases: %s", self._leases.listener_id, exc)
+        else:
+            if lost:
+                self._on_lost(lost)

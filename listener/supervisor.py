@@ -48,6 +48,9 @@ CLOSE_GRACE_SECS = 0.2
 FULL_READ_INTERVAL_SECS = 60.0
 # Triggers handed to other listeners per reconcile tick (the next tick follows at once).
 HANDOVER_BATCH = 250
+# PTTL counts whole milliseconds, rounded down: waking this much later than it says
+# finds the lease gone.
+LAPSE_MARGIN_SECS = 0.001
 
 
 def default_listener_id():
@@ -106,6 +109,9 @@ class Supervisor:
         # Held triggers another listener now owns, not yet handed over.
         self._handing_over = []
         self._stale_scan_due = 0.0
+        # When the first lease of a preferred trigger held by a listener no longer
+        # live lapses (time.monotonic()): the next pass starts then, not at the tick.
+        self._claim_due = None
 
     def _count_connections(self, status):
         return sum(1 for c in list(self._connections.values()) if c.status == status)
@@ -128,10 +134,20 @@ class Supervisor:
                     # Database or Redis trouble: keep the sockets, try again next tick.
                     logger.warning("listener %s: reconcile failed: %s", self.listener_id, exc, exc_info=True)
                     close_old_connections()
-                self._wake.wait(conf.reconcile_interval_secs())
+                self._wake.wait(self._until_next_pass())
                 self._wake.clear()
         finally:
             self._shutdown()
+
+    def _until_next_pass(self):
+        """Seconds to the next reconcile pass: a reconcile interval, or less when a
+        dead listener's lease lapses sooner. The deadline serves once (each pass sets
+        it anew), so a failing pass never turns into a busy loop."""
+        due, self._claim_due = self._claim_due, None
+        interval = conf.reconcile_interval_secs()
+        if due is None:
+            return interval
+        return min(interval, max(due - time.monotonic(), 0.0))
 
     def _wake_on_stop(self):
         self.stop_event.wait()
@@ -312,16 +328,31 @@ class Supervisor:
                 if trigger_id not in wanted or trigger_id in self._connections:
                     del self._unheld_since[trigger_id]
             candidates = [tid for tid in wanted if tid not in self._connections]
-        claimed = []
-        for trigger_id, owner in self._leases.owners(candidates).items():
+        owners = self._leases.owners(candidates)
+        claimable = []
+        for trigger_id, owner in owners.items():
             if owner is not None:
                 self._unheld_since.pop(trigger_id, None)
                 continue
             preferred = trigger_id in self._preferred
             stale = stale_scan and now - self._unheld_since.setdefault(trigger_id, now) > self._leases.ttl_secs
-            if (preferred or stale) and self._leases.acquire(trigger_id):
-                claimed.append(trigger_id)
-        return claimed
+            if preferred or stale:
+                claimable.append(trigger_id)
+        self._watch_orphaned_leases(owners)
+        return self._leases.acquire_many(claimable)
+
+    def _watch_orphaned_leases(self, owners):
+        """Of the preferred triggers still leased by a listener no longer live (dead:
+        it left the live set well before its leases can lapse), learn when the first
+        lease lapses and start the next pass then, so each is claimed the moment its
+        lease lapses rather than up to a reconcile interval later."""
+        live = set(self._live)
+        orphaned = [
+            tid for tid, owner in owners.items() if owner is not None and owner not in live and tid in self._preferred
+        ]
+        lapses = self._leases.lapses(orphaned)
+        if lapses:
+            self._claim_due = time.monotonic() + min(lapses.values()) + LAPSE_MARGIN_SECS
 
     def _start_connections(self, trigger_ids):
         # A trigger can be both edited and claimed (its lease lapsed meanwhile): one

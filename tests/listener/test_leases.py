@@ -8,6 +8,7 @@ import pytest
 
 from listener.leases import LeaseKeeper, Leases, rendezvous_owner
 from orvanta_triggers import bus
+from tests.support.wsserver import wait_for
 
 
 @pytest.fixture
@@ -137,3 +138,56 @@ def test_the_keeper_reports_a_lease_another_listener_took(leases):
         assert reported == [1102] and a.held() == set()
     finally:
         keeper.stop()
+
+
+def test_acquire_many_takes_only_the_leases_nobody_holds(leases):
+    """Acquiring many leases in one round trip takes the free ones and leaves another's alone."""
+    a = leases("a")
+    bus.client().set(bus.lease_key(1201), "b")
+    assert a.acquire_many([1201, 1202, 1203]) == [1202, 1203]
+    assert a.owners([1201, 1202, 1203]) == {1201: "b", 1202: "a", 1203: "a"}
+    assert a.held() == {1202, 1203}
+
+
+def test_lapses_tell_when_each_lease_lapses(leases):
+    """Each lease's time left is told in seconds, and a lease already gone as 0."""
+    a = leases("a", ttl_secs=5)
+    a.acquire(1301)
+    lapses = a.lapses([1301, 1302])
+    assert 4.5 < lapses[1301] <= 5.0
+    assert lapses[1302] == 0
+
+
+def test_the_keeper_keeps_its_listener_live_on_its_own(leases):
+    """With no supervisor announcing, the keeper's thread keeps its listener in the live set past several TTLs."""
+    a, observer = leases("a", ttl_secs=0.6), leases("observer", ttl_secs=0.6)
+    keeper = LeaseKeeper(a, on_lost=lambda ids: None)
+    keeper.start()
+    try:
+        wait_for(lambda: "a" in observer.announce_live()[0], timeout=2, message="the keeper's first announcement")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert "a" in observer.announce_live()[0]
+            time.sleep(0.05)
+    finally:
+        keeper.stop()
+
+
+def test_a_listener_that_stops_announcing_leaves_the_live_set_before_its_leases_lapse(leases):
+    """A listener that dies just before renewing is dropped from the live set while its leases still hold."""
+    a, observer = leases("a", ttl_secs=1.5), leases("observer", ttl_secs=1.5)
+    a.acquire(1401)
+    # Renewed three times per TTL: a third of a TTL ago at most, the soonest its lease can lapse.
+    bus.client().pexpire(bus.lease_key(1401), 1000)
+    a.announce_live()
+    wait_for(lambda: "a" not in observer.announce_live()[0], timeout=3, message="a to leave the live set")
+    assert a.owners([1401]) == {1401: "a"}
+
+
+def test_a_listener_that_left_is_not_announced_again(leases):
+    """Once a listener left, its keeper's announcements no longer bring it back."""
+    a, observer = leases("a"), leases("observer")
+    a.keep_live()
+    a.leave()
+    a.keep_live()
+    assert observer.announce_live()[0] == ["observer"]
