@@ -75,13 +75,15 @@ class Keepalive:
             self._schedule_keepalive(session, session.ping_sent_at + self._pong_timeout)
             return
         if now - last_heard >= self._ping_interval:
-            if self._stuck(session, functools.partial(self._schedule_keepalive, session)):
-                return
             try:
-                session.stream.send_ping()
+                sent = session.stream.send_ping()
             except OSError as exc:
                 session.abort(f"could not send a ping: {exc}")
                 return
+            if not sent:
+                self._refused(session, functools.partial(self._schedule_keepalive, session))
+                return
+            session.unwritable_since = None
             session.ping_sent_at = now
             self._schedule_keepalive(session, now + self._pong_timeout)
             return
@@ -94,6 +96,12 @@ class Keepalive:
         if session.stream.writable():
             session.unwritable_since = None
             return False
+        self._refused(session, retry_at)
+        return True
+
+    def _refused(self, session, retry_at):
+        """The socket took no frame: look again a little later, unless the peer has
+        read nothing for SEND_TIMEOUT_SECS (then the session ends)."""
         now = time.monotonic()
         if session.unwritable_since is None:
             session.unwritable_since = now
@@ -101,7 +109,6 @@ class Keepalive:
             session.abort(f"the server read nothing for {SEND_TIMEOUT_SECS:g}s")
         else:
             retry_at(now + UNWRITABLE_RETRY_SECS)
-        return True
 
     def _beat(self, session):
         """Send the heartbeat and schedule the next, keeping the cadence."""

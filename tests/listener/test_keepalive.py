@@ -14,6 +14,7 @@ from listener.keepalive import Keepalive
 from listener.session import Session
 from listener.timers import COARSE_SLOT_SECS, Timers
 from orvanta_triggers.client.boundedsocket import BoundedSocket
+from orvanta_triggers.client.connect import SEND_TIMEOUT_SECS
 from tests.support.frames import read_frame
 from tests.support.wsserver import wait_for
 
@@ -85,6 +86,27 @@ def test_an_unanswered_ping_ends_the_session_within_pong_timeout_and_a_slot(time
     assert "no pong within" in session.end_reason
     # 0.1 s more for the timer thread's and this loop's scheduling.
     assert PONG_TIMEOUT <= ended - session.ping_sent_at <= PONG_TIMEOUT + COARSE_SLOT_SECS + 0.1
+
+
+def test_a_peer_reading_nothing_is_ended_without_holding_the_timer_thread(timers, open_session):
+    """A ping the full socket can't take is retried, never waited for; the session ends after SEND_TIMEOUT_SECS."""
+    session, _ = open_session()
+    session.stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    while session.stream.send_ping():
+        pass
+    session.last_received = time.monotonic() - PING_INTERVAL
+    keepalive_of(timers).start(session)
+    started = time.monotonic()
+    # Other work on the timer thread meanwhile: a probe every 0.1 s.
+    lateness = []
+    for i in range(1, 20):
+        due = started + 0.1 * i
+        timers.call_at(due, lambda due=due: lateness.append(time.monotonic() - due))
+    wait_for(lambda: session.end_reason, timeout=SEND_TIMEOUT_SECS + 2, message="the session ended")
+    assert "read nothing" in session.end_reason
+    assert time.monotonic() - started >= SEND_TIMEOUT_SECS
+    wait_for(lambda: len(lateness) == 19, timeout=5, message="every probe")
+    assert max(lateness) < 0.5
 
 
 def test_heartbeats_keep_their_exact_cadence(timers, open_session):
