@@ -54,7 +54,6 @@ class Session:
         self.next_heartbeat = None
         self.ended = False
         self.end_reason = None
-        self.keepalive_timer = None
         self.heartbeat_timer = None
         # Since when the socket has refused to take a frame, while it does.
         self.unwritable_since = None

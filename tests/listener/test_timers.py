@@ -1,12 +1,13 @@
-"""The listener's shared timer thread: order, cancellation, and one failing callback
-never stopping the others."""
+"""The listener's shared timer thread: order, cancellation, coarse calls sharing a
+wake, and one failing callback never stopping the others."""
 
+import math
 import threading
 import time
 
 import pytest
 
-from listener.timers import Timers
+from listener.timers import COARSE_SLOT_SECS, Timers
 from tests.support.wsserver import wait_for
 
 
@@ -61,4 +62,32 @@ def test_a_failing_callback_does_not_stop_the_others(timers, caplog):
     timers.call_at(now + 0.05, done.set)
     assert done.wait(5)
     assert timers.is_alive()
+    assert any(r.levelname == "ERROR" and "failed" in r.getMessage() for r in caplog.records)
+
+
+def test_coarse_calls_due_within_one_slot_run_together_at_its_end(timers):
+    """Coarse calls due at different moments of one slot all run in one wake, at its end, none early."""
+    boundary = (math.ceil(time.monotonic() / COARSE_SLOT_SECS) + 2) * COARSE_SLOT_SECS
+    dues = [boundary + 0.01 * i for i in range(1, 10)]
+    ran = []
+    for due in dues:
+        timers.call_coarse(due, lambda due: ran.append((due, time.monotonic())), due)
+    wait_for(lambda: len(ran) == len(dues), timeout=5, message="every coarse call")
+    assert min(at for _, at in ran) >= max(dues)
+
+
+def test_a_failing_coarse_call_does_not_stop_the_rest_of_its_slot(timers, caplog):
+    """An exception in one coarse call is logged at ERROR; the others of its slot still run."""
+    ran = []
+
+    def call(name):
+        if name == "broken":
+            raise RuntimeError("bug in one connection's keepalive")
+        ran.append(name)
+
+    due = time.monotonic() + 0.02
+    for name in ("before", "broken", "after"):
+        timers.call_coarse(due, call, name)
+    wait_for(lambda: len(ran) == 2, timeout=5, message="the two working calls")
+    assert ran == ["before", "after"] and timers.pending() == 0
     assert any(r.levelname == "ERROR" and "failed" in r.getMessage() for r in caplog.records)

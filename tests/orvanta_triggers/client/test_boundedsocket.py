@@ -205,14 +205,29 @@ def test_a_malformed_pong_is_handed_on_for_websocket_client_to_refuse(framed_pai
     assert bounded.pong_at == float("-inf")
 
 
+def test_a_ping_the_socket_cannot_take_now_is_not_waited_for():
+    """send_ping() on a socket whose peer stopped reading says False at once, instead of waiting out the send timeout."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=0.3)
+    bounded.settimeout(None)
+    try:
+        fill_until_timeout(bounded)
+        started = time.monotonic()
+        assert bounded.send_ping() is False
+        assert time.monotonic() - started < 0.1
+    finally:
+        ours.close()
+        theirs.close()
+
+
 def test_a_ping_is_an_empty_masked_frame_with_a_fresh_key():
     """send_ping() sends a whole empty ping, masked as client frames must be, with a new random key each time."""
     ours, theirs = socket.socketpair()
     bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=1.0)
     bounded.settimeout(None)
     try:
-        bounded.send_ping()
-        bounded.send_ping()
+        assert bounded.send_ping() and bounded.send_ping()
         sent = theirs.recv(64)
         assert len(sent) == 12 and sent[:2] == sent[6:8] == b"\x89\x80"
         assert sent[2:6] != sent[8:12]
