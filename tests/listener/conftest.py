@@ -1,9 +1,19 @@
 import pytest
 
+from listener.timers import Timers
 from orvanta_triggers import bus
 from tests.listener.helpers import make_trigger
 from tests.rawservers import RawServer
 from tests.runnables import error_sink
+
+
+@pytest.fixture
+def timers():
+    """A running timer thread of its own."""
+    timers = Timers(name="test-timers")
+    timers.start()
+    yield timers
+    timers.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import websocket
 
 from listener.keepalive import Keepalive
 from listener.session import Session
-from listener.timers import COARSE_SLOT_SECS, Timers
+from listener.timers import COARSE_SLOT_SECS
 from orvanta_triggers.client.boundedsocket import BoundedSocket
 from orvanta_triggers.client.connect import SEND_TIMEOUT_SECS
 from tests.support.frames import read_frame
@@ -20,14 +20,6 @@ from tests.support.wsserver import wait_for
 
 PING_INTERVAL = 0.3
 PONG_TIMEOUT = 0.3
-
-
-@pytest.fixture
-def timers():
-    timers = Timers(name="test-timers")
-    timers.start()
-    yield timers
-    timers.stop()
 
 
 @pytest.fixture

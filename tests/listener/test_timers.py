@@ -5,18 +5,8 @@ import math
 import threading
 import time
 
-import pytest
-
-from listener.timers import COARSE_SLOT_SECS, Timers
+from listener.timers import COARSE_SLOT_SECS
 from tests.support.wsserver import wait_for
-
-
-@pytest.fixture
-def timers():
-    timers = Timers(name="test-timers")
-    timers.start()
-    yield timers
-    timers.stop()
 
 
 def test_callbacks_run_in_time_order(timers):

@@ -24,17 +24,23 @@ def fill_until_timeout(bounded):
     raise AssertionError("the peer took 655 MB without reading")
 
 
-def test_a_send_to_a_peer_that_stops_reading_times_out():
-    """Over TCP, a send that can't proceed fails with socket.timeout after the send timeout."""
+@pytest.fixture
+def small_buffer_pair():
+    """A BoundedSocket over TCP with a 4 KiB send buffer and a 0.3 s send timeout, and
+    the peer end of its socket (which reads nothing unless told)."""
     ours, theirs = socket.socketpair()
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=0.3)
     bounded.settimeout(None)
-    try:
-        assert 0.2 < fill_until_timeout(bounded) < 2.0
-    finally:
-        ours.close()
-        theirs.close()
+    yield bounded, theirs
+    ours.close()
+    theirs.close()
+
+
+def test_a_send_to_a_peer_that_stops_reading_times_out(small_buffer_pair):
+    """Over TCP, a send that can't proceed fails with socket.timeout after the send timeout."""
+    bounded, _ = small_buffer_pair
+    assert 0.2 < fill_until_timeout(bounded) < 2.0
 
 
 def test_a_tls_send_to_a_peer_that_stops_reading_times_out(trusted_ca):
@@ -87,45 +93,41 @@ def test_a_certificate_for_another_name_fails_the_handshake(trusted_ca):
         server.close()
 
 
-def test_writable_says_no_once_the_peer_stops_reading():
+def test_writable_says_no_once_the_peer_stops_reading(small_buffer_pair):
     """writable() turns False when the send buffer is full, without blocking, and True once the peer reads."""
-    ours, theirs = socket.socketpair()
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=0.3)
-    bounded.settimeout(None)
-    try:
-        assert bounded.writable()
-        fill_until_timeout(bounded)
-        started = time.monotonic()
-        assert not bounded.writable()
-        assert time.monotonic() - started < 0.1
-        theirs.setblocking(False)
-        while True:
-            try:
-                theirs.recv(1 << 20)
-            except BlockingIOError:
-                break
-        assert bounded.writable()
-    finally:
-        ours.close()
-        theirs.close()
+    bounded, theirs = small_buffer_pair
+    assert bounded.writable()
+    fill_until_timeout(bounded)
+    started = time.monotonic()
+    assert not bounded.writable()
+    assert time.monotonic() - started < 0.1
+    theirs.setblocking(False)
+    while True:
+        try:
+            theirs.recv(1 << 20)
+        except BlockingIOError:
+            break
+    assert bounded.writable()
 
 
 class RecordingSocket:
     """A real socket that records the buffer size of every recv that returned, how
-    many were tried, and when each blocking recv began."""
+    many found nothing to read, and when each blocking recv began."""
 
     def __init__(self, sock):
         self.sock = sock
         self.sizes = []
-        self.tried = 0
+        self.found_nothing = 0
         self.blocking_recv_at = []
 
     def recv(self, size, flags=0):
-        self.tried += 1
         if not flags & socket.MSG_DONTWAIT:
             self.blocking_recv_at.append(time.monotonic())
-        data = self.sock.recv(size, flags)
+        try:
+            data = self.sock.recv(size, flags)
+        except BlockingIOError:
+            self.found_nothing += 1
+            raise
         self.sizes.append(size)
         return data
 
@@ -164,7 +166,7 @@ def test_a_read_waits_for_data_before_giving_recv_a_buffer():
     reader = threading.Thread(target=lambda: received.append(bounded.recv(16)), daemon=True)
     try:
         reader.start()
-        wait_for(lambda: recording.tried, timeout=5, message="the reader to try a read")
+        wait_for(lambda: recording.found_nothing, timeout=5, message="the reader to find nothing to read")
         sent_at = time.monotonic()
         theirs.sendall(b"late")
         reader.join(5)
@@ -205,20 +207,13 @@ def test_a_malformed_pong_is_handed_on_for_websocket_client_to_refuse(framed_pai
     assert bounded.pong_at == float("-inf")
 
 
-def test_a_ping_the_socket_cannot_take_now_is_not_waited_for():
+def test_a_ping_the_socket_cannot_take_now_is_not_waited_for(small_buffer_pair):
     """send_ping() on a socket whose peer stopped reading says False at once, instead of waiting out the send timeout."""
-    ours, theirs = socket.socketpair()
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=0.3)
-    bounded.settimeout(None)
-    try:
-        fill_until_timeout(bounded)
-        started = time.monotonic()
-        assert bounded.send_ping() is False
-        assert time.monotonic() - started < 0.1
-    finally:
-        ours.close()
-        theirs.close()
+    bounded, _ = small_buffer_pair
+    fill_until_timeout(bounded)
+    started = time.monotonic()
+    assert bounded.send_ping() is False
+    assert time.monotonic() - started < 0.1
 
 
 def test_a_ping_is_an_empty_masked_frame_with_a_fresh_key():
