@@ -25,7 +25,7 @@ class Openers:
         self._threads = []
         self._idle = 0
         self._lock = threading.Lock()
-        self._started = 0
+        self._threads_started = 0
 
     def run(self, fn, *args, **kwargs):
         """`fn(*args, **kwargs)` on an opener thread: its result, or its exception
@@ -57,8 +57,8 @@ class Openers:
                 self._jobs.put(None)
 
     def _start_thread(self):
-        self._started += 1
-        thread = threading.Thread(target=self._run, name=f"{self._name}-{self._started}", daemon=True)
+        self._threads_started += 1
+        thread = threading.Thread(target=self._run, name=f"{self._name}-{self._threads_started}", daemon=True)
         self._threads.append(thread)
         thread.start()
 
