@@ -334,6 +334,7 @@ class Connection:
     def _serve(self, session):
         """Receive until the connection ends; the reason it ended."""
         self._keepalive.start(session)
+        session.stream.park_reads_on(self._services.parking, self.spec.path)
         ws = session.ws
         try:
             return self._receive(session)

@@ -1,7 +1,7 @@
 """What every connection of a listener shares, and what a connection needs of each
 (the supervisor builds them: dispatch.Dispatcher, status.StatusWriter,
 client.runnable_calls.RunnableClient, monitor.MonitorPublisher, timers.Timers,
-openers.Openers)."""
+openers.Openers, parking.Parking)."""
 
 from dataclasses import dataclass
 from typing import Protocol
@@ -9,6 +9,10 @@ from typing import Protocol
 
 class Openers(Protocol):
     def run(self, fn, *args, **kwargs) -> object: ...
+
+
+class Waits(Protocol):
+    def wait(self, stream, label) -> None: ...
 
 
 class Dispatch(Protocol):
@@ -56,3 +60,5 @@ class ListenerServices:
     timers: TimerThread
     # Opens sockets, CONNECT_CONCURRENCY at most at once (listener.openers).
     openers: Openers
+    # Where connections wait for their next frame, pongs taken meanwhile (listener.parking).
+    parking: Waits

@@ -24,6 +24,7 @@ from listener.connection import CONNECT_CONCURRENCY, Connection, Status
 from listener.dispatch import Dispatcher
 from listener.leases import LeaseKeeper, Leases, rendezvous_owner
 from listener.openers import Openers
+from listener.parking import Parking
 from listener.results import ResultRouter
 from listener.shared import ListenerServices
 from listener.spec import TriggerSpec
@@ -81,6 +82,7 @@ class Supervisor:
         self._monitor = MonitorPublisher()
         self._timers = Timers()
         self._openers = Openers(CONNECT_CONCURRENCY)
+        self._parking = Parking()
         self._services = ListenerServices(
             listener_id=self.listener_id,
             celery_app=celery_app,
@@ -90,6 +92,7 @@ class Supervisor:
             monitor=self._monitor,
             timers=self._timers,
             openers=self._openers,
+            parking=self._parking,
         )
         self._connections = {}
         self._redis_ok_since = None
@@ -125,6 +128,7 @@ class Supervisor:
         self._router.start()
         self._monitor.start()
         self._timers.start()
+        self._parking.start()
         self._lease_keeper.start()
         try:
             while not self.stop_event.is_set():
@@ -165,6 +169,9 @@ class Supervisor:
         if not self._timers.is_alive():
             logger.error("listener %s: timer thread ended; starting it again", self.listener_id)
             self._timers.start()
+        if not self._parking.is_alive():
+            logger.error("listener %s: parking thread ended; starting it again", self.listener_id)
+            self._parking.start()
         if not self._lease_keeper.is_alive():
             logger.error("listener %s: lease keeper thread ended; starting it again", self.listener_id)
             self._lease_keeper.start()
@@ -418,6 +425,7 @@ class Supervisor:
             for trigger_id, path in held.items():
                 self._status.set(trigger_id, path, status="connecting", error=f"listener {self.listener_id} stopped")
             self._timers.stop()
+            self._parking.stop()
             self._openers.stop()
             self._lease_keeper.stop()
             self._dispatcher.stop(timeout=3.0)

@@ -20,6 +20,10 @@ It does what websocket-client's public API can't:
   connections. Every `send` goes out whole
   (websocket-client hands over one frame per call), so a ping never lands inside
   another frame.
+- **Between frames, a listener's connection can wait on a shared thread**
+  (`park_reads_on`, listener/parking.py), which takes the pongs that come meanwhile
+  (`read_parked`): its own thread wakes only for a frame, the end of the stream or an
+  error.
 - **One system call per 64 KiB read**, not three per frame: websocket-client asks
   for each header, length and payload separately, and is served from memory. Reads
   are sized after the last one (from 2 KiB): `recv` allocates its buffer before it
@@ -74,6 +78,18 @@ def _mask_key():
         return _mask_keys.popleft()
 
 
+def _pongs_at_start(data):
+    """How many bytes at the start of `data` are whole pongs (FIN set, unmasked,
+    at most 125 bytes of payload); anything else is left to the reader."""
+    pos, size = 0, len(data)
+    while size - pos >= 2 and data[pos] == PONG_FIRST_BYTE and data[pos + 1] <= MAX_CONTROL_PAYLOAD:
+        end = pos + 2 + data[pos + 1]
+        if end > size:
+            break
+        pos = end
+    return pos
+
+
 class BoundedSocket:
     """A connected TCP socket (optionally TLS) speaking WebSocket frames to
     websocket-client, as described in the module docstring."""
@@ -95,6 +111,13 @@ class BoundedSocket:
         # When the last pong came (monotonic).
         self.pong_at = float("-inf")
         self._read_size = FIRST_READ
+        # Reads block (no timeout): set once connected (settimeout(None)).
+        self._reads_block = False
+        # The listener's Parking, where this socket waits between frames, if any.
+        self._parking = None
+        self._label = None
+        # An error the parking thread met reading, raised on the reader's thread.
+        self._parked_error = None
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLOUT)
         # Its own poll object: senders on other threads use the other one meanwhile.
@@ -121,10 +144,7 @@ class BoundedSocket:
                     raise ssl.SSLEOFError("the server closed the connection during the TLS handshake") from None
 
     def _read_some(self):
-        """What the socket has (waiting for it), b"" at end of stream. A read that
-        filled its buffer doubles the next (up to CHUNK), so a busy socket is read
-        64 KiB at a time; one that did not sizes the next after what came, down to
-        FIRST_READ."""
+        """What the socket has (waiting for it), b"" at end of stream."""
         size = self._read_size
         try:
             data = self._sock.recv(size, socket.MSG_DONTWAIT)
@@ -133,8 +153,47 @@ class BoundedSocket:
             # and 10,000 idle connections would hold 10,000 (20 MB).
             self._read_poll.poll()
             data = self._sock.recv(size)
-        self._read_size = min(size * 2, CHUNK) if len(data) == size else max(FIRST_READ, len(data))
+        self._sized_next_read(size, data)
         return data
+
+    def _sized_next_read(self, size, data):
+        """A read that filled its buffer doubles the next (up to CHUNK), so a busy
+        socket is read 64 KiB at a time; one that did not sizes the next after what
+        came, down to FIRST_READ."""
+        self._read_size = min(size * 2, CHUNK) if len(data) == size else max(FIRST_READ, len(data))
+
+    def _read_now(self):
+        """What the peer has sent (decrypted), without waiting: None when nothing
+        has come yet, b"" at end of stream."""
+        size = self._read_size
+        try:
+            raw = self._sock.recv(size, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            raw = None
+        else:
+            self._sized_next_read(size, raw)
+        if self._tls is None:
+            return raw
+        if raw is not None:
+            with self._tls_lock:
+                if raw:
+                    self._incoming.write(raw)
+                else:
+                    self._incoming.write_eof()
+        chunks = []
+        while True:
+            try:
+                with self._tls_lock:
+                    chunk = self._tls.read(CHUNK)
+            except ssl.SSLWantReadError:
+                return b"".join(chunks) or None
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                chunk = b""
+            if not chunk:
+                # The end of the stream (b"" after the peer's close_notify); what came
+                # before it first: the next read meets the end again.
+                return b"".join(chunks)
+            chunks.append(chunk)
 
     def _feed_tls(self):
         """Move what the socket has into the TLS engine; False at end of stream."""
@@ -223,6 +282,37 @@ class BoundedSocket:
             self._send_all(frame[sent:])
         return True
 
+    def park_reads_on(self, parking, label):
+        """Wait for each next frame on `parking` (listener.parking.Parking), which takes
+        the pongs that come meanwhile, rather than in this thread's own poll().
+        `label` names the socket in the parking's log lines."""
+        self._parking = parking
+        self._label = label
+
+    def read_parked(self):
+        """On the parking thread, while this socket's reader waits in `Parking.wait`:
+        take what the socket has without waiting, and the pongs it starts with.
+        Whether the reader must wake: bytes of a frame, the end of the stream or an
+        error are there for it (what was read is left in the read buffer)."""
+        try:
+            data = self._read_now()
+        except OSError as exc:
+            self._parked_error = exc
+            return True
+        if self._tls is not None and self._outgoing.pending:
+            # Records to send back (TLS 1.3 key updates): the reader sends them.
+            self._buffer, self._pos = data or b"", 0
+            return True
+        if data is None:
+            return False
+        pos = _pongs_at_start(data)
+        if pos:
+            self.pong_at = time.monotonic()
+        if pos == len(data) and data:
+            return False
+        self._buffer, self._pos = data, pos
+        return True
+
     def gettimeout(self):
         return self._sock.gettimeout()
 
@@ -230,6 +320,7 @@ class BoundedSocket:
         """Connect-time reads and writes time out as asked; once connected (timeout
         None), reads block and sends are bounded by SO_SNDTIMEO."""
         self._sock.settimeout(timeout)
+        self._reads_block = timeout is None
         if timeout is None:
             seconds = int(self._send_timeout)
             micros = int((self._send_timeout - seconds) * 1_000_000)
@@ -288,6 +379,8 @@ class BoundedSocket:
         """Read the next frame's header and decide what websocket-client is told;
         pongs before it are taken here."""
         while True:
+            if self._pos >= len(self._buffer) and self._parking is not None and self._reads_block:
+                self._await_frame()
             self._fill(2)
             start = self._pos
             first, second = self._buffer[start], self._buffer[start + 1]
@@ -322,6 +415,21 @@ class BoundedSocket:
             self._pos += header_size
             self._payload_left = length
             return
+
+    def _await_frame(self):
+        """Buffer what comes next, waiting for it on the parking. The buffer is left
+        empty when the parking is not watching (the reader then waits in its own
+        poll()) or found the end of the stream (met again by the next read)."""
+        data = self._read_now()
+        if data is None:
+            self._parking.wait(self, self._label)
+            if self._parked_error is not None:
+                error, self._parked_error = self._parked_error, None
+                raise error
+        elif data:
+            self._buffer, self._pos = data, 0
+        if self._tls is not None and self._outgoing.pending:
+            self._flush_tls()
 
     def _take_pong(self, frame_size):
         """Consume the pong of `frame_size` bytes at the read position; note when it came."""

@@ -172,3 +172,25 @@ def test_a_stopping_listener_logs_its_closes_in_one_line(e2e_workspace, ws_serve
         message="the listener's closing line",
     )
     assert not [record for record in caplog.records if "connection closed (listener stopping)" in record.getMessage()]
+
+
+def test_a_connection_waits_for_frames_on_the_parking_thread(e2e_workspace, ws_server, listener_factory):
+    """A connected trigger between frames waits on the shared parking thread, not in its own poll()."""
+    make_trigger(e2e_workspace, ws_server)
+    supervisor = listener_factory()
+    wait_connected(ws_server)
+    wait_for(lambda: supervisor._parking.parked() == 1, timeout=5, message="the connection to park")
+
+
+def test_an_ended_parking_thread_is_started_again(e2e_workspace, ws_server, listener_factory, caplog):
+    """A parking thread that ended is restarted within a reconcile interval, and connections park on it again."""
+    make_trigger(e2e_workspace, ws_server)
+    supervisor = listener_factory()
+    wait_connected(ws_server)
+    wait_for(lambda: supervisor._parking.parked() == 1, timeout=5, message="the connection to park")
+    with caplog.at_level(logging.ERROR, logger="listener.supervisor"):
+        supervisor._parking.stop()
+        wait_for(lambda: supervisor._parking.is_alive(), timeout=3, message="the parking thread to restart")
+    assert "parking thread ended" in caplog.text
+    ws_server.send_all("after the restart")
+    wait_for(lambda: supervisor._parking.parked() == 1, timeout=5, message="the connection to park again")

@@ -1,0 +1,171 @@
+"""Connections waiting for their next frame on the shared parking thread, over socket
+pairs: pongs are taken there without waking the reader; a frame, the end of the
+stream, an error or the parking stopping wake it."""
+
+import logging
+import socket
+import ssl
+import threading
+
+import pytest
+import websocket
+
+from listener.parking import Parking
+from orvanta_triggers.client.boundedsocket import BoundedSocket
+from tests.support.wsserver import wait_for
+
+PONG = b"\x8a\x02hi"
+TEXT_HEADER = b"\x81\x05"
+
+
+@pytest.fixture
+def parking():
+    """A running parking thread of its own."""
+    parking = Parking(name="test-parking")
+    parking.start()
+    yield parking
+    parking.stop()
+
+
+@pytest.fixture
+def parked_pair(parking):
+    """A framing BoundedSocket that waits for frames on `parking`, and its peer end."""
+    ours, theirs = socket.socketpair()
+    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=1.0)
+    bounded.settimeout(None)
+    bounded.start_framing()
+    bounded.park_reads_on(parking, "f/test/parked")
+    yield bounded, theirs
+    ours.close()
+    theirs.close()
+
+
+class Reader:
+    """Reads one frame header (as websocket-client does) on a thread of its own."""
+
+    def __init__(self, bounded):
+        self.header = None
+        self.error = None
+        self._bounded = bounded
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        try:
+            self.header = self._bounded.recv(2)
+        except (OSError, websocket.WebSocketException) as exc:
+            self.error = exc
+
+    def done(self, timeout=5.0):
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def test_a_pong_is_taken_without_waking_the_reader(parking, parked_pair):
+    """A pong that comes while the reader waits is noted on the parking thread; the reader keeps waiting."""
+    bounded, theirs = parked_pair
+    reader = Reader(bounded)
+    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    theirs.sendall(PONG)
+    wait_for(lambda: bounded.pong_at > float("-inf"), timeout=5, message="the pong to be noted")
+    assert not reader.done(timeout=0.2)
+    assert parking.parked() == 1
+
+
+def test_a_frame_after_pongs_wakes_the_reader_with_its_bytes(parking, parked_pair):
+    """Pongs and a text frame arriving together: the pongs are taken, the reader gets the frame's header."""
+    bounded, theirs = parked_pair
+    reader = Reader(bounded)
+    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    theirs.sendall(PONG + PONG + TEXT_HEADER + b"hello")
+    assert reader.done()
+    assert reader.header == TEXT_HEADER
+    assert bounded.pong_at > float("-inf")
+    assert parking.parked() == 0
+
+
+def test_the_end_of_the_stream_wakes_the_reader(parking, parked_pair):
+    """The peer closing its end wakes the reader, which finds the connection closed."""
+    bounded, theirs = parked_pair
+    reader = Reader(bounded)
+    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    theirs.close()
+    assert reader.done()
+    assert isinstance(reader.error, websocket.WebSocketConnectionClosedException)
+
+
+def test_a_stopped_parking_leaves_its_readers_waiting_on_their_own(parking, parked_pair):
+    """Stopping the parking wakes its readers, which then wait for their frame themselves."""
+    bounded, theirs = parked_pair
+    reader = Reader(bounded)
+    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    parking.stop()
+    assert not reader.done(timeout=0.2)
+    theirs.sendall(TEXT_HEADER + b"hello")
+    assert reader.done()
+    assert reader.header == TEXT_HEADER
+
+
+def test_a_read_failing_on_the_parking_thread_wakes_the_reader(parking, parked_pair, monkeypatch, caplog):
+    """A bug reading one socket on the parking thread is logged with the trigger path, and its reader reads itself."""
+    bounded, theirs = parked_pair
+
+    def broken_read_parked():
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(bounded, "read_parked", broken_read_parked)
+    reader = Reader(bounded)
+    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    with caplog.at_level(logging.ERROR, logger="listener.parking"):
+        theirs.sendall(TEXT_HEADER + b"hello")
+        assert reader.done()
+    assert reader.header == TEXT_HEADER
+    assert "f/test/parked" in caplog.text
+
+
+@pytest.fixture
+def tls_parked_pair(parking, trusted_ca):
+    """A framing BoundedSocket over TLS that waits for frames on `parking`, and the
+    server's TLS socket."""
+    server = socket.create_server(("127.0.0.1", 0))
+    context = trusted_ca.server_context("localhost")
+    accepted = []
+    threading.Thread(
+        target=lambda: accepted.append(context.wrap_socket(server.accept()[0], server_side=True)), daemon=True
+    ).start()
+    ours = socket.create_connection(server.getsockname(), timeout=5)
+    bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=1.0, tls_hostname="localhost")
+    bounded.settimeout(None)
+    bounded.start_framing()
+    bounded.park_reads_on(parking, "f/test/tls")
+    wait_for(lambda: accepted, timeout=5, message="the TLS handshake")
+    yield bounded, accepted[0]
+    ours.close()
+    server.close()
+    accepted[0].close()
+
+
+def test_a_pong_over_tls_is_taken_on_the_parking_thread(parking, tls_parked_pair):
+    """Over TLS too, a pong is decrypted and taken on the parking thread, and a frame after it wakes the reader."""
+    bounded, theirs = tls_parked_pair
+    reader = Reader(bounded)
+    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    theirs.sendall(PONG)
+    wait_for(lambda: bounded.pong_at > float("-inf"), timeout=5, message="the pong to be noted")
+    assert not reader.done(timeout=0.2)
+    theirs.sendall(TEXT_HEADER + b"hello")
+    assert reader.done()
+    assert reader.header == TEXT_HEADER
+
+
+def test_a_tls_close_notify_wakes_the_reader(parking, tls_parked_pair):
+    """A TLS peer ending its stream cleanly (close_notify) wakes the reader, which finds the connection closed."""
+    bounded, theirs = tls_parked_pair
+    reader = Reader(bounded)
+    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    theirs.setblocking(False)
+    with pytest.raises(ssl.SSLWantReadError):
+        # Sends close_notify, then would wait for ours.
+        theirs.unwrap()
+    assert reader.done()
+    assert isinstance(reader.error, websocket.WebSocketConnectionClosedException)
