@@ -116,6 +116,8 @@ class BoundedSocket:
         # The listener's Parking, where this socket waits between frames, if any.
         self._parking = None
         self._label = None
+        self._park_after_ms = 0
+        self._park_at_once = True
         # An error the parking thread met reading, raised on the reader's thread.
         self._parked_error = None
         self._poll = select.poll()
@@ -282,12 +284,15 @@ class BoundedSocket:
             self._send_all(frame[sent:])
         return True
 
-    def park_reads_on(self, parking, label):
-        """Wait for each next frame on `parking` (listener.parking.Parking), which takes
-        the pongs that come meanwhile, rather than in this thread's own poll().
+    def park_reads_on(self, parking, label, *, park_after):
+        """Wait for the next frame on `parking` (listener.parking.Parking), which takes
+        the pongs that come meanwhile, rather than in this thread's own poll(): at
+        once until a frame has come, and after `park_after` seconds without one.
         `label` names the socket in the parking's log lines."""
         self._parking = parking
         self._label = label
+        self._park_after_ms = int(park_after * 1000)
+        self._park_at_once = True
 
     def read_parked(self):
         """On the parking thread, while this socket's reader waits in `Parking.wait`:
@@ -410,17 +415,28 @@ class BoundedSocket:
                     self._pos += header_size
                     self._discard(length)
                     self._header_out = bytes((first, 0))
+                    self._park_at_once = False
                     return
             self._header_out = self._buffer[start : start + header_size]
             self._pos += header_size
             self._payload_left = length
+            self._park_at_once = False
             return
 
     def _await_frame(self):
         """Buffer what comes next, waiting for it on the parking. The buffer is left
         empty when the parking is not watching (the reader then waits in its own
-        poll()) or found the end of the stream (met again by the next read)."""
+        poll()) or found the end of the stream (met again by the next read).
+
+        Once a frame has come, the next is first waited for here, for up to
+        `park_after` seconds: a connection with traffic is never pinged, and parking
+        it would only add a hand-over to every frame."""
         data = self._read_now()
+        if data is None and not self._park_at_once:
+            if self._read_poll.poll(self._park_after_ms):
+                data = self._read_now()
+            else:
+                self._park_at_once = True
         if data is None:
             self._parking.wait(self, self._label)
             if self._parked_error is not None:

@@ -6,6 +6,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 
 import pytest
 import websocket
@@ -16,6 +17,7 @@ from tests.support.wsserver import wait_for
 
 PONG = b"\x8a\x02hi"
 TEXT_HEADER = b"\x81\x05"
+PARK_AFTER = 0.5
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def parked_pair(parking):
     bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=1.0)
     bounded.settimeout(None)
     bounded.start_framing()
-    bounded.park_reads_on(parking, "f/test/parked")
+    bounded.park_reads_on(parking, "f/test/parked", park_after=PARK_AFTER)
     yield bounded, theirs
     ours.close()
     theirs.close()
@@ -82,6 +84,22 @@ def test_a_frame_after_pongs_wakes_the_reader_with_its_bytes(parking, parked_pai
     assert reader.header == TEXT_HEADER
     assert bounded.pong_at > float("-inf")
     assert parking.parked() == 0
+
+
+def test_after_a_frame_the_reader_waits_on_its_own_until_quiet(parking, parked_pair):
+    """Once a frame has come, the next is waited for on the reader's own thread, and on the parking after PARK_AFTER."""
+    bounded, theirs = parked_pair
+    reader = Reader(bounded)
+    theirs.sendall(TEXT_HEADER + b"hello")
+    assert reader.done()
+    assert bounded.recv(5) == b"hello"
+    reader = Reader(bounded)
+    waiting_since = time.monotonic()
+    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    assert time.monotonic() - waiting_since >= PARK_AFTER
+    theirs.sendall(TEXT_HEADER + b"again")
+    assert reader.done()
+    assert reader.header == TEXT_HEADER
 
 
 def test_the_end_of_the_stream_wakes_the_reader(parking, parked_pair):
@@ -137,7 +155,7 @@ def tls_parked_pair(parking, trusted_ca):
     bounded = BoundedSocket(ours, max_message_bytes=1024, send_timeout=1.0, tls_hostname="localhost")
     bounded.settimeout(None)
     bounded.start_framing()
-    bounded.park_reads_on(parking, "f/test/tls")
+    bounded.park_reads_on(parking, "f/test/tls", park_after=PARK_AFTER)
     wait_for(lambda: accepted, timeout=5, message="the TLS handshake")
     yield bounded, accepted[0]
     ours.close()

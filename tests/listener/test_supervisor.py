@@ -182,8 +182,10 @@ def test_a_connection_waits_for_frames_on_the_parking_thread(e2e_workspace, ws_s
     wait_for(lambda: supervisor._parking.parked() == 1, timeout=5, message="the connection to park")
 
 
-def test_an_ended_parking_thread_is_started_again(e2e_workspace, ws_server, listener_factory, caplog):
+def test_an_ended_parking_thread_is_started_again(e2e_workspace, ws_server, listener_factory, caplog, settings):
     """A parking thread that ended is restarted within a reconcile interval, and connections park on it again."""
+    # A connection that has had a frame parks after 0.75 of the ping interval.
+    settings.ORVANTA_PING_INTERVAL_SECS = 1.0
     make_trigger(e2e_workspace, ws_server)
     supervisor = listener_factory()
     wait_connected(ws_server)
