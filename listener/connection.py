@@ -103,6 +103,8 @@ class Connection:
                 session.ws.send_close(websocket.STATUS_NORMAL, b"")
             except (OSError, websocket.WebSocketException):
                 session.abort(reason)
+            else:
+                self._services.parking.unpark(session.stream)
 
     def wait(self, timeout):
         """Wait up to `timeout` for the thread to end; whether it has."""

@@ -2,27 +2,34 @@
 its own poll(). At 10,000 connections pinged every 20 s, 500 pongs a second each woke
 its connection's thread (2.4 wake-ups a pong, counting the GIL hand-offs among 10,000
 threads) only to note when it came: 2.3 points of a core at idle. The parking thread
-watches every waiting socket in one selector, takes the pongs itself (many per wake),
+watches every waiting socket in one epoll, takes the pongs itself (many per wake),
 and wakes a connection's thread only when a frame, the end of the stream or an error
 is there for it (BoundedSocket.read_parked)."""
 
 import logging
-import selectors
+import select
 import socket
 import threading
 
 logger = logging.getLogger(__name__)
+
+# Linux only: elsewhere connections wait on their own threads, as they did before.
+_epoll = getattr(select, "epoll", None)
+# One event per arming: a socket handed to its reader is not watched meanwhile (its
+# reader re-arms it when it parks again), so a hand-over costs no system call here.
+_ARMED = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLONESHOT", 0)
 
 
 class Parking:
     def __init__(self, *, name="parking"):
         self._name = name
         self._lock = threading.Lock()
-        self._selector = None
+        self._epoll = None
         self._wakeup_recv = None
         self._wakeup_send = None
         # Parked sockets by file descriptor: (stream, waiter, label). Whoever pops an
-        # entry (the thread waking it, a stop, or a waiter that saw the stop) owns it.
+        # entry (the thread waking it, unpark(), a stop, or a waiter that saw the
+        # stop) owns it and releases its waiter.
         self._parked = {}
         # Whether sockets may park: false before start, while stopping, and once the
         # thread has ended (it released every waiter on its way out).
@@ -30,17 +37,20 @@ class Parking:
         self._thread = None
 
     def start(self):
+        if _epoll is None:
+            return
         with self._lock:
-            self._selector = selectors.DefaultSelector()
+            self._epoll = _epoll()
             self._wakeup_recv, self._wakeup_send = socket.socketpair()
             self._wakeup_recv.setblocking(False)
-            self._selector.register(self._wakeup_recv, selectors.EVENT_READ)
+            self._epoll.register(self._wakeup_recv.fileno(), select.EPOLLIN)
             self._watching = True
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
     def is_alive(self):
-        return self._thread is not None and self._thread.is_alive()
+        """Whether the thread runs (always, where there is no epoll to run it on)."""
+        return _epoll is None or (self._thread is not None and self._thread.is_alive())
 
     def stop(self):
         """Stop watching; waiting readers wake and wait on their own threads."""
@@ -61,36 +71,55 @@ class Parking:
 
     def wait(self, stream, label):
         """Block until `stream` (a BoundedSocket) has something for its reader, which
-        `stream.read_parked()` decides on this thread; at once when not watching.
-        `label` names the stream in log lines."""
+        `stream.read_parked()` decides on this thread, or unpark(stream); at once when
+        not watching. `label` names the stream in log lines."""
+        if not self._watching:
+            return
         waiter = threading.Lock()
         waiter.acquire()
         fd = stream.fileno()
-        selector = self._selector
+        epoll = self._epoll
         self._parked[fd] = (stream, waiter, label)
-        # No lock of ours around the registration: epoll_ctl lets go of the GIL, and
-        # thousands of connections parking at once queued on a lock held across it
-        # (10,000 took 7 s longer to connect). A stop racing with it is settled below.
+        # No lock of ours around the arming: epoll_ctl lets go of the GIL, and
+        # thousands of connections parking at once would queue on a lock held across
+        # it. A stop racing with it is settled below.
         try:
-            selector.register(fd, selectors.EVENT_READ)
+            self._arm(epoll, fd)
         except (ValueError, OSError):
-            # The selector was closed by a stop.
+            # The epoll was closed by a stop.
             self._parked.pop(fd, None)
             return
         if not self._watching and self._parked.pop(fd, None) is not None:
             # Stopped meanwhile, and this waiter took its entry back before the stop did.
-            self._unregister(selector, fd)
             return
         waiter.acquire()
 
+    def unpark(self, stream):
+        """Wake `stream`'s reader if it waits here, to read on its own thread (a
+        closing connection reads its close handshake there: thousands of them
+        handed over one by one on this thread made a stop take twice as long)."""
+        fd = stream.fileno()
+        entry = self._parked.get(fd)
+        if entry is not None and entry[0] is stream and self._parked.pop(fd, None) is entry:
+            entry[1].release()
+
+    @staticmethod
+    def _arm(epoll, fd):
+        """Watch `fd` for one event (it stays registered while its socket lives)."""
+        try:
+            epoll.modify(fd, _ARMED)
+        except FileNotFoundError:
+            epoll.register(fd, _ARMED)
+
     def _run(self):
+        wakeup = self._wakeup_recv.fileno()
         try:
             while self._watching:
-                for key, _ in self._selector.select():
-                    if key.fileobj is self._wakeup_recv:
+                for fd, _ in self._epoll.poll():
+                    if fd == wakeup:
                         self._wakeup_recv.recv(64)
                     else:
-                        self._look(key.fd)
+                        self._look(fd)
         except Exception:
             logger.exception(
                 "parking thread %s failed; connections wait on their own threads until it is started again", self._name
@@ -101,6 +130,7 @@ class Parking:
     def _look(self, fd):
         entry = self._parked.get(fd)
         if entry is None:
+            # Unparked meanwhile: its reader reads it.
             return
         stream, waiter, label = entry
         try:
@@ -109,17 +139,16 @@ class Parking:
             # A bug reading one socket must not leave its reader waiting for ever.
             logger.exception("trigger %s: reading its socket on the parking thread failed", label)
             wake = True
-        if wake and self._parked.pop(fd, None) is entry:
-            self._unregister(self._selector, fd)
-            waiter.release()
-
-    @staticmethod
-    def _unregister(selector, fd):
-        try:
-            selector.unregister(fd)
-        except (KeyError, ValueError, OSError):
-            # Already gone with a closed selector.
-            pass
+        if wake:
+            if self._parked.pop(fd, None) is entry:
+                waiter.release()
+        elif self._parked.get(fd) is entry:
+            try:
+                self._arm(self._epoll, fd)
+            except OSError:
+                logger.exception("trigger %s: could not watch its socket again; its reader reads it", label)
+                if self._parked.pop(fd, None) is entry:
+                    waiter.release()
 
     def _release_all(self):
         with self._lock:
@@ -127,8 +156,8 @@ class Parking:
             for fd, _ in list(self._parked.items()):
                 entry = self._parked.pop(fd, None)
                 if entry is not None:
-                    self._unregister(self._selector, fd)
                     entry[1].release()
-            self._selector.close()
+            # One system call, where unregistering each socket took one each.
+            self._epoll.close()
             self._wakeup_recv.close()
             self._wakeup_send.close()

@@ -124,6 +124,19 @@ def test_a_stopped_parking_leaves_its_readers_waiting_on_their_own(parking, park
     assert reader.header == TEXT_HEADER
 
 
+def test_an_unparked_reader_waits_on_its_own(parking, parked_pair):
+    """unpark() wakes a parked reader, which then waits for its frame itself (a closing connection's close handshake)."""
+    bounded, theirs = parked_pair
+    reader = Reader(bounded)
+    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    parking.unpark(bounded)
+    assert parking.parked() == 0
+    assert not reader.done(timeout=0.2)
+    theirs.sendall(TEXT_HEADER + b"hello")
+    assert reader.done()
+    assert reader.header == TEXT_HEADER
+
+
 def test_a_read_failing_on_the_parking_thread_wakes_the_reader(parking, parked_pair, monkeypatch, caplog):
     """A bug reading one socket on the parking thread is logged with the trigger path, and its reader reads itself."""
     bounded, theirs = parked_pair
