@@ -104,7 +104,7 @@ class Connection:
             except (OSError, websocket.WebSocketException):
                 session.abort(reason)
             else:
-                self._services.parking.unpark(session.stream)
+                session.stream.unpark()
 
     def wait(self, timeout):
         """Wait up to `timeout` for the thread to end; whether it has."""

@@ -28,8 +28,8 @@ class Parking:
         self._wakeup_recv = None
         self._wakeup_send = None
         # Parked sockets by file descriptor: (stream, waiter, label). Whoever pops an
-        # entry (the thread waking it, unpark(), a stop, or a waiter that saw the
-        # stop) owns it and releases its waiter.
+        # entry (the thread waking it, a stop, or a waiter that saw the stop) owns
+        # it and releases its waiter.
         self._parked = {}
         # Whether sockets may park: false before start, while stopping, and once the
         # thread has ended (it released every waiter on its way out).
@@ -71,8 +71,7 @@ class Parking:
 
     def wait(self, stream, label):
         """Block until `stream` (a BoundedSocket) has something for its reader, which
-        `stream.read_parked()` decides on this thread, or unpark(stream); at once when
-        not watching. `label` names the stream in log lines."""
+        `stream.read_parked()` decides on this thread; at once when not watching. `label` names the stream in log lines."""
         if not self._watching:
             return
         waiter = threading.Lock()
@@ -93,15 +92,6 @@ class Parking:
             # Stopped meanwhile, and this waiter took its entry back before the stop did.
             return
         waiter.acquire()
-
-    def unpark(self, stream):
-        """Wake `stream`'s reader if it waits here, to read on its own thread (a
-        closing connection reads its close handshake there: thousands of them
-        handed over one by one on this thread made a stop take twice as long)."""
-        fd = stream.fileno()
-        entry = self._parked.get(fd)
-        if entry is not None and entry[0] is stream and self._parked.pop(fd, None) is entry:
-            entry[1].release()
 
     @staticmethod
     def _arm(epoll, fd):
@@ -130,7 +120,7 @@ class Parking:
     def _look(self, fd):
         entry = self._parked.get(fd)
         if entry is None:
-            # Unparked meanwhile: its reader reads it.
+            # Its reader was woken meanwhile (a stop), and reads it itself.
             return
         stream, waiter, label = entry
         try:

@@ -124,17 +124,28 @@ def test_a_stopped_parking_leaves_its_readers_waiting_on_their_own(parking, park
     assert reader.header == TEXT_HEADER
 
 
-def test_an_unparked_reader_waits_on_its_own(parking, parked_pair):
-    """unpark() wakes a parked reader, which then waits for its frame itself (a closing connection's close handshake)."""
+def test_an_unparked_socket_is_handed_to_its_reader_unread(parking, parked_pair):
+    """After unpark(), the next event wakes the parked reader without the parking thread reading (a closing connection)."""
     bounded, theirs = parked_pair
     reader = Reader(bounded)
     wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
-    parking.unpark(bounded)
-    assert parking.parked() == 0
+    bounded.unpark()
     assert not reader.done(timeout=0.2)
-    theirs.sendall(TEXT_HEADER + b"hello")
+    theirs.sendall(PONG + TEXT_HEADER + b"hello")
     assert reader.done()
     assert reader.header == TEXT_HEADER
+    assert parking.parked() == 0
+
+
+def test_an_unparked_reader_never_parks_again(parking, parked_pair):
+    """After unpark(), the reader waits for each next frame on its own thread."""
+    bounded, theirs = parked_pair
+    bounded.unpark()
+    reader = Reader(bounded)
+    assert not reader.done(timeout=0.2)
+    assert parking.parked() == 0
+    theirs.sendall(TEXT_HEADER + b"hello")
+    assert reader.done()
 
 
 def test_a_read_failing_on_the_parking_thread_wakes_the_reader(parking, parked_pair, monkeypatch, caplog):
