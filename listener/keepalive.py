@@ -10,10 +10,7 @@ import functools
 import logging
 import time
 
-import websocket
-
 from listener import metrics
-from listener.session import send_frame
 from orvanta_triggers.client.connect import SEND_TIMEOUT_SECS
 
 logger = logging.getLogger(__name__)
@@ -89,16 +86,6 @@ class Keepalive:
             return
         self._schedule_keepalive(session, last_heard + self._ping_interval)
 
-    def _stuck(self, session, retry_at):
-        """Whether the socket can't take a frame now; if so, `retry_at(when)` schedules
-        a look a little later, or the session ended once the peer has read nothing
-        for SEND_TIMEOUT_SECS. The shared timer thread never waits on one peer."""
-        if session.stream.writable():
-            session.unwritable_since = None
-            return False
-        self._refused(session, retry_at)
-        return True
-
     def _refused(self, session, retry_at):
         """The socket took no frame: look again a little later, unless the peer has
         read nothing for SEND_TIMEOUT_SECS (then the session ends)."""
@@ -112,15 +99,19 @@ class Keepalive:
 
     def _beat(self, session):
         """Send the heartbeat and schedule the next, keeping the cadence."""
-        if session.ended or self._stuck(session, functools.partial(self._schedule_beat, session)):
+        if session.ended:
             return
         heartbeat = self._connection.spec.heartbeat
         frame = self._connection.heartbeat_frame(session)
         try:
-            send_frame(session.ws, frame)
-        except (OSError, websocket.WebSocketException) as exc:
+            sent = session.stream.send_message_now(frame)
+        except OSError as exc:
             session.abort(f"could not send the heartbeat: {exc}")
             return
+        if not sent:
+            self._refused(session, functools.partial(self._schedule_beat, session))
+            return
+        session.unwritable_since = None
         metrics.HEARTBEATS_SENT.inc()
         now = time.monotonic()
         interval = heartbeat["interval_secs"]

@@ -15,7 +15,8 @@ It does what websocket-client's public API can't:
   `pong_at` says when the last came. At 10,000 connections pinged every 20 s, each
   pong parsed by websocket-client's Python frame reader (an object, a dozen calls)
   was a third of the idle connection threads' CPU.
-- **Pings are sent here**, whole: `send_ping()`, never waiting on a full socket.
+- **Pings and heartbeats are sent here**, whole: `send_ping()` and
+  `send_message_now()`, never waiting on a full socket.
   websocket-client builds each frame in Python, 500 times a second at 10,000
   connections. Every `send` goes out whole
   (websocket-client hands over one frame per call), so a ping never lands inside
@@ -64,6 +65,9 @@ PING_HEADER = b"\x89\x80"
 # A pong's first byte with FIN set and no reserved bit: any other first byte of a
 # pong goes to websocket-client, which refuses it as before.
 PONG_FIRST_BYTE = 0x8A
+# A whole (FIN) text frame's and binary frame's first byte.
+TEXT_FIRST_BYTE = 0x81
+BINARY_FIRST_BYTE = 0x82
 # Masking keys for pings, read from os.urandom 1,024 at a time: a system call per
 # ping was one more GIL hand-off on the shared timer thread. Each key is used once.
 _mask_keys = collections.deque()
@@ -76,6 +80,22 @@ def _mask_key():
         block = os.urandom(4096)
         _mask_keys.extend(block[i : i + 4] for i in range(0, len(block), 4))
         return _mask_keys.popleft()
+
+
+def _masked_frame(first_byte, payload):
+    """A whole client frame: `first_byte` (FIN and opcode), the payload's length, a
+    fresh masking key, and the payload masked with it."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((first_byte, 0x80 | size))
+    elif size < 65536:
+        header = bytes((first_byte, 0x80 | 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((first_byte, 0x80 | 127)) + size.to_bytes(8, "big")
+    key = _mask_key()
+    repeated = key * (size // 4) + key[: size % 4]
+    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(repeated, "little")).to_bytes(size, "little")
+    return header + key + masked
 
 
 def _pongs_at_start(data):
@@ -267,11 +287,23 @@ class BoundedSocket:
 
     def send_ping(self):
         """Send an empty ping, with the fresh random masking key RFC 6455 asks for, if
-        the socket takes it now; False, and nothing sent, if it would have to wait.
-        Over TCP that is one system call (a non-blocking send), where looking first
-        (writable()) and sending took two: each a GIL hand-off on the shared timer
-        thread, 500 pings a second at 10,000 connections."""
-        frame = PING_HEADER + _mask_key()
+        the socket takes it now; False, and nothing sent, if it would have to wait."""
+        return self._send_now(PING_HEADER + _mask_key())
+
+    def send_message_now(self, data):
+        """Send `data` as one text (str) or binary (bytes) frame if the socket takes
+        it now; False, and nothing sent, if it would have to wait. The shared timer
+        thread's heartbeats, 10,000 a second at 10,000 connections: websocket-client's
+        send took three system calls (a masking key from os.urandom, a look whether
+        the socket takes it, the send), each a GIL hand-off."""
+        if isinstance(data, str):
+            return self._send_now(_masked_frame(TEXT_FIRST_BYTE, data.encode("utf-8")))
+        return self._send_now(_masked_frame(BINARY_FIRST_BYTE, data))
+
+    def _send_now(self, frame):
+        """Send the whole of `frame` if the socket takes it now. Over TCP that is one
+        system call (a non-blocking send), where looking first (writable()) and
+        sending took two."""
         if self._tls is not None:
             if not self.writable():
                 return False
@@ -282,7 +314,9 @@ class BoundedSocket:
                 sent = self._sock.send(frame, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 return False
-            # The kernel takes 6 bytes whole or not at all in practice; a frame is never cut.
+            # The kernel takes a small frame whole or not at all in practice; should
+            # it take part, the rest follows (within the send timeout): a frame is
+            # never cut.
             self._send_all(frame[sent:])
         return True
 

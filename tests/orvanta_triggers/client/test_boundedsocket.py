@@ -9,6 +9,7 @@ import time
 import pytest
 
 from orvanta_triggers.client.boundedsocket import BoundedSocket
+from tests.support.frames import read_frame
 from tests.support.wsserver import wait_for
 
 
@@ -229,3 +230,39 @@ def test_a_ping_is_an_empty_masked_frame_with_a_fresh_key():
     finally:
         ours.close()
         theirs.close()
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["", "héllo", "x" * 125, "y" * 126, "z" * 70_000, b"\x00\xff binary", b"b" * 65_536],
+    ids=["empty", "text", "125", "126", "70000", "binary", "65536"],
+)
+def test_send_message_now_sends_one_masked_frame(message):
+    """send_message_now() sends the message as one masked text or binary frame whose payload unmasks to it."""
+    ours, theirs = socket.socketpair()
+    try:
+        bounded = BoundedSocket(ours, max_message_bytes=1 << 20, send_timeout=1.0)
+        bounded.settimeout(None)
+        assert bounded.send_message_now(message)
+        data = b""
+        while (found := read_frame(data)) is None:
+            data += theirs.recv(1 << 20)
+        opcode, payload, used = found
+        assert used == len(data)
+        assert data[1] & 0x80, "the frame is masked"
+        if isinstance(message, str):
+            assert (opcode, payload.decode("utf-8")) == (0x1, message)
+        else:
+            assert (opcode, payload) == (0x2, message)
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_send_message_now_refuses_at_once_when_the_socket_is_full(small_buffer_pair):
+    """A heartbeat the socket can't take now is refused at once (False), never waited on."""
+    bounded, _ = small_buffer_pair
+    fill_until_timeout(bounded)
+    started = time.monotonic()
+    assert not bounded.send_message_now("heartbeat")
+    assert time.monotonic() - started < 0.1
