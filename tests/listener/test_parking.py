@@ -63,11 +63,24 @@ class Reader:
         return not self._thread.is_alive()
 
 
+def parked_reader(parking, bounded):
+    """A Reader of `bounded`, once it waits on the parking."""
+    reader = Reader(bounded)
+    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    return reader
+
+
+def assert_reads_text_frame(reader, theirs, before=b""):
+    """The peer sends `before` and a text frame: the reader wakes with the frame's header."""
+    theirs.sendall(before + TEXT_HEADER + b"hello")
+    assert reader.done()
+    assert reader.header == TEXT_HEADER
+
+
 def test_a_pong_is_taken_without_waking_the_reader(parking, parked_pair):
     """A pong that comes while the reader waits is noted on the parking thread; the reader keeps waiting."""
     bounded, theirs = parked_pair
-    reader = Reader(bounded)
-    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    reader = parked_reader(parking, bounded)
     theirs.sendall(PONG)
     wait_for(lambda: bounded.pong_at > float("-inf"), timeout=5, message="the pong to be noted")
     assert not reader.done(timeout=0.2)
@@ -77,11 +90,8 @@ def test_a_pong_is_taken_without_waking_the_reader(parking, parked_pair):
 def test_a_frame_after_pongs_wakes_the_reader_with_its_bytes(parking, parked_pair):
     """Pongs and a text frame arriving together: the pongs are taken, the reader gets the frame's header."""
     bounded, theirs = parked_pair
-    reader = Reader(bounded)
-    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
-    theirs.sendall(PONG + PONG + TEXT_HEADER + b"hello")
-    assert reader.done()
-    assert reader.header == TEXT_HEADER
+    reader = parked_reader(parking, bounded)
+    assert_reads_text_frame(reader, theirs, before=PONG + PONG)
     assert bounded.pong_at > float("-inf")
     assert parking.parked() == 0
 
@@ -105,8 +115,7 @@ def test_after_a_frame_the_reader_waits_on_its_own_until_quiet(parking, parked_p
 def test_the_end_of_the_stream_wakes_the_reader(parking, parked_pair):
     """The peer closing its end wakes the reader, which finds the connection closed."""
     bounded, theirs = parked_pair
-    reader = Reader(bounded)
-    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    reader = parked_reader(parking, bounded)
     theirs.close()
     assert reader.done()
     assert isinstance(reader.error, websocket.WebSocketConnectionClosedException)
@@ -115,25 +124,19 @@ def test_the_end_of_the_stream_wakes_the_reader(parking, parked_pair):
 def test_a_stopped_parking_leaves_its_readers_waiting_on_their_own(parking, parked_pair):
     """Stopping the parking wakes its readers, which then wait for their frame themselves."""
     bounded, theirs = parked_pair
-    reader = Reader(bounded)
-    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    reader = parked_reader(parking, bounded)
     parking.stop()
     assert not reader.done(timeout=0.2)
-    theirs.sendall(TEXT_HEADER + b"hello")
-    assert reader.done()
-    assert reader.header == TEXT_HEADER
+    assert_reads_text_frame(reader, theirs)
 
 
 def test_an_unparked_socket_is_handed_to_its_reader_unread(parking, parked_pair):
     """After unpark(), the next event wakes the parked reader without the parking thread reading (a closing connection)."""
     bounded, theirs = parked_pair
-    reader = Reader(bounded)
-    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    reader = parked_reader(parking, bounded)
     bounded.unpark()
     assert not reader.done(timeout=0.2)
-    theirs.sendall(PONG + TEXT_HEADER + b"hello")
-    assert reader.done()
-    assert reader.header == TEXT_HEADER
+    assert_reads_text_frame(reader, theirs, before=PONG)
     assert parking.parked() == 0
 
 
@@ -156,8 +159,7 @@ def test_a_read_failing_on_the_parking_thread_wakes_the_reader(parking, parked_p
         raise RuntimeError("injected")
 
     monkeypatch.setattr(bounded, "read_parked", broken_read_parked)
-    reader = Reader(bounded)
-    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    reader = parked_reader(parking, bounded)
     with caplog.at_level(logging.ERROR, logger="listener.parking"):
         theirs.sendall(TEXT_HEADER + b"hello")
         assert reader.done()
@@ -190,21 +192,17 @@ def tls_parked_pair(parking, trusted_ca):
 def test_a_pong_over_tls_is_taken_on_the_parking_thread(parking, tls_parked_pair):
     """Over TLS too, a pong is decrypted and taken on the parking thread, and a frame after it wakes the reader."""
     bounded, theirs = tls_parked_pair
-    reader = Reader(bounded)
-    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    reader = parked_reader(parking, bounded)
     theirs.sendall(PONG)
     wait_for(lambda: bounded.pong_at > float("-inf"), timeout=5, message="the pong to be noted")
     assert not reader.done(timeout=0.2)
-    theirs.sendall(TEXT_HEADER + b"hello")
-    assert reader.done()
-    assert reader.header == TEXT_HEADER
+    assert_reads_text_frame(reader, theirs)
 
 
 def test_a_tls_close_notify_wakes_the_reader(parking, tls_parked_pair):
     """A TLS peer ending its stream cleanly (close_notify) wakes the reader, which finds the connection closed."""
     bounded, theirs = tls_parked_pair
-    reader = Reader(bounded)
-    wait_for(lambda: parking.parked() == 1, timeout=5, message="the reader to park")
+    reader = parked_reader(parking, bounded)
     theirs.setblocking(False)
     with pytest.raises(ssl.SSLWantReadError):
         # Sends close_notify, then would wait for ours.
