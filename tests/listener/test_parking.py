@@ -11,6 +11,7 @@ import time
 import pytest
 import websocket
 
+from listener import parking as parking_module
 from listener.parking import Parking
 from orvanta_triggers.client.boundedsocket import BoundedSocket
 from tests.support.wsserver import wait_for
@@ -209,3 +210,17 @@ def test_a_tls_close_notify_wakes_the_reader(parking, tls_parked_pair):
         theirs.unwrap()
     assert reader.done()
     assert isinstance(reader.error, websocket.WebSocketConnectionClosedException)
+
+
+def test_without_epoll_readers_wait_on_their_own(parked_pair, monkeypatch):
+    """Where there is no epoll (not Linux), the parking never runs: wait() returns at once and the reader polls itself."""
+    monkeypatch.setattr(parking_module, "_epoll", None)
+    parking = Parking(name="no-epoll")
+    parking.start()
+    bounded, theirs = parked_pair
+    bounded.park_reads_on(parking, "f/test/no-epoll", park_after=PARK_AFTER)
+    assert parking.is_alive()
+    reader = Reader(bounded)
+    assert not reader.done(timeout=0.2)
+    assert parking.parked() == 0
+    assert_reads_text_frame(reader, theirs)
