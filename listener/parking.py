@@ -66,12 +66,13 @@ class Parking:
         self._thread.join(2.0)
 
     def parked(self):
-        """How many sockets wait here (for tests and metrics)."""
+        """How many sockets wait here (for tests)."""
         return len(self._parked)
 
     def wait(self, stream, label):
         """Block until `stream` (a BoundedSocket) has something for its reader, which
-        `stream.read_parked()` decides on this thread; at once when not watching. `label` names the stream in log lines."""
+        `stream.read_parked()` decides on this thread; at once when not watching.
+        `label` names the stream in log lines."""
         if not self._watching:
             return
         waiter = threading.Lock()
