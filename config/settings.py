@@ -217,6 +217,7 @@ CELERY_BROKER_URL = REDIS_URL
 ORVANTA_RUNNABLES_QUEUE = f"{ORVANTA_REDIS_PREFIX}runnables"
 globals().update(
     celery_settings(
+        broker_url=CELERY_BROKER_URL,
         jobs_queue="celery",
         runnables_queue=ORVANTA_RUNNABLES_QUEUE,
         job_timeout_secs=ORVANTA_JOB_TIMEOUT_SECS,

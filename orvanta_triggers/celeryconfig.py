@@ -2,9 +2,11 @@
 settings module (with Celery's Django namespace, as CELERY_* names):
 
     from orvanta_triggers.celeryconfig import celery_settings
-    globals().update(celery_settings(runnables_queue="orvanta:runnables"))
+    globals().update(celery_settings(broker_url=BROKER_URL, runnables_queue="orvanta:runnables"))
 
 Imports nothing of Django's, so a settings module may call it."""
+
+from urllib.parse import urlsplit
 
 from kombu import Queue
 
@@ -23,17 +25,28 @@ def celery_queues(jobs_queue, runnables_queue):
     )
 
 
+def broker_transport(broker_url):
+    """The kombu transport for `broker_url`: brokertransport's for Redis URLs, else
+    None (kombu picks one from the URL's scheme)."""
+    if urlsplit(broker_url or "").scheme in ("redis", "rediss"):
+        return "orvanta_triggers.brokertransport:Transport"
+    return None
+
+
 def celery_settings(
     *,
+    broker_url=None,
     jobs_queue="celery",
     runnables_queue=f"{DEFAULTS['ORVANTA_REDIS_PREFIX']}runnables",
     job_timeout_secs=DEFAULTS["ORVANTA_JOB_TIMEOUT_SECS"],
     database_outage_secs=DEFAULTS["ORVANTA_DATABASE_OUTAGE_SECS"],
     worker_lost_secs=DEFAULTS["ORVANTA_WORKER_LOST_SECS"],
 ):
-    """{CELERY_* setting: value}; pass the ORVANTA_* knobs the project sets."""
+    """{CELERY_* setting: value}; pass the broker URL and the ORVANTA_* knobs the
+    project sets."""
     queues, routes = celery_queues(jobs_queue, runnables_queue)
     return {
+        "CELERY_BROKER_TRANSPORT": broker_transport(broker_url),
         "CELERY_TASK_DEFAULT_QUEUE": jobs_queue,
         "CELERY_TASK_QUEUES": queues,
         "CELERY_TASK_ROUTES": routes,
