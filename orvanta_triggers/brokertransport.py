@@ -12,8 +12,6 @@ redis:// and rediss:// broker URLs; anything else keeps kombu's own choice.
 
 from kombu.transport import redis as kombu_redis
 
-SCHEMES = ("redis", "rediss")
-
 
 class Channel(kombu_redis.Channel):
     _sync_client = None

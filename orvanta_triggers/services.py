@@ -352,8 +352,9 @@ def record_jobs(*, jobs: dict[str, dict[str, Any]], overwrite: bool = True) -> d
 def _upsert_in_one_statement(jobs: list[Job], *, update_fields: list[str] | None) -> None:
     """The INSERT ... ON CONFLICT that bulk_create would run, outside a transaction:
     bulk_create wraps even a single statement in one, and its BEGIN and COMMIT are two
-    more round trips to the database, a third of a worker's time per message. One
-    statement needs no transaction to be all or nothing."""
+    more round trips to the database (a one-row upsert took 2.6 ms with them, 1.7 ms
+    without). One statement needs no transaction to be all or nothing. With no field
+    to update, a row that exists is left as it is."""
     opts = Job._meta
     query = InsertQuery(
         Job,
