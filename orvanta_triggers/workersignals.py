@@ -8,7 +8,7 @@ import logging
 from celery.signals import task_received, worker_init, worker_process_shutdown, worker_ready, worker_shutdown
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
-from orvanta_triggers import bus, conf
+from orvanta_triggers import brokertransport, bus, conf
 from orvanta_triggers.heldmessages import HeldMessagesKeeper, note_held
 from orvanta_triggers.sweeper import AbandonedJobSweeper
 from orvanta_triggers.wire import RUN_TRIGGER_JOBS
@@ -55,9 +55,10 @@ def stop_worker_threads(**_):
 def note_received(request=None, **_):
     """Keep renewing the message until it is acknowledged (see heldmessages), and tell
     listeners this worker has it (see listener.dispatch: a message lost between the
-    broker's pop and the worker's record is sent again)."""
+    broker's pop and the worker's record is sent again), unless the transport did when
+    it took the message (brokertransport)."""
     note_held(request)
-    if request.name == RUN_TRIGGER_JOBS:
+    if request.name == RUN_TRIGGER_JOBS and not brokertransport.notes_receipts(request.message):
         try:
             bus.note_received(request.id)
         except bus.redis.RedisError as exc:

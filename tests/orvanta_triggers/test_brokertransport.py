@@ -7,8 +7,9 @@ from kombu import Connection
 from kombu.simple import SimpleQueue
 
 from config.celery import app
-from orvanta_triggers import brokertransport
+from orvanta_triggers import brokertransport, bus
 from orvanta_triggers.celeryconfig import broker_transport
+from orvanta_triggers.wire import RUN_RUNNABLE, RUN_TRIGGER_JOBS
 
 
 @pytest.fixture
@@ -59,3 +60,31 @@ def test_a_new_pool_gets_a_new_client(channel, queue):
         assert after is not before
         assert after.connection_pool is channel.pool
     assert queue.get(timeout=5).payload == {"n": 1}
+
+
+def take(queue, task):
+    """A message of `task` put on `queue`, then taken off it unacknowledged; its id."""
+    message_id = str(uuid.uuid4())
+    queue.put({"n": 1}, serializer="json", headers={"task": task, "id": message_id})
+    message = queue.get(timeout=5)
+    assert brokertransport.notes_receipts(message)
+    return message_id, message
+
+
+def test_a_trigger_jobs_message_taken_is_noted_received(channel, queue):
+    """Taking a trigger-jobs message writes the listeners' receipt beside kombu's own
+    unacknowledged record."""
+    message_id, message = take(queue, RUN_TRIGGER_JOBS)
+    assert bus.received_messages([message_id]) == {message_id}
+    with channel.conn_or_acquire() as client:
+        assert client.hexists(channel.unacked_key, message.delivery_tag)
+    message.ack()
+
+
+def test_other_messages_get_no_receipt(channel, queue):
+    """Messages of other tasks are recorded by kombu alone."""
+    message_id, message = take(queue, RUN_RUNNABLE)
+    assert bus.received_messages([message_id]) == set()
+    with channel.conn_or_acquire() as client:
+        assert client.hexists(channel.unacked_key, message.delivery_tag)
+    message.ack()
