@@ -337,10 +337,11 @@ def record_jobs(*, jobs: dict[str, dict[str, Any]], overwrite: bool = True) -> d
     if not rows:
         return rows
     fields = sorted({name for values in jobs.values() for name in values} & set(JOB_RECORD_FIELDS))
-    update_fields = ["workspace" if f == "workspace_id" else f for f in fields] if overwrite else None
+    # With no field to update, a row that exists is left as it is, on either path.
+    update_fields = ["workspace" if f == "workspace_id" else f for f in fields] if overwrite else []
     objs = list(rows.values())
     if connection.in_atomic_block or connection.ops.bulk_batch_size(Job._meta.concrete_fields, objs) < len(objs):
-        if overwrite:
+        if update_fields:
             Job.objects.bulk_create(objs, update_conflicts=True, unique_fields=["id"], update_fields=update_fields)
         else:
             Job.objects.bulk_create(objs, ignore_conflicts=True)
@@ -349,17 +350,16 @@ def record_jobs(*, jobs: dict[str, dict[str, Any]], overwrite: bool = True) -> d
     return rows
 
 
-def _upsert_in_one_statement(jobs: list[Job], *, update_fields: list[str] | None) -> None:
+def _upsert_in_one_statement(jobs: list[Job], *, update_fields: list[str]) -> None:
     """The INSERT ... ON CONFLICT that bulk_create would run, outside a transaction:
     bulk_create wraps even a single statement in one, and its BEGIN and COMMIT are two
     more round trips to the database (a one-row upsert took 2.6 ms with them, 1.7 ms
-    without). One statement needs no transaction to be all or nothing. With no field
-    to update, a row that exists is left as it is."""
+    without). One statement needs no transaction to be all or nothing."""
     opts = Job._meta
     query = InsertQuery(
         Job,
         on_conflict=OnConflict.UPDATE if update_fields else OnConflict.IGNORE,
-        update_fields=[opts.get_field(name) for name in update_fields or ()],
+        update_fields=[opts.get_field(name) for name in update_fields],
         unique_fields=[opts.pk] if update_fields else [],
     )
     query.insert_values(opts.concrete_fields, jobs)
