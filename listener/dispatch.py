@@ -72,7 +72,9 @@ class Dispatcher:
         self._buffer_size = buffer_size
         self._overflow_policy = overflow_policy
         self._max_queued_jobs = max_queued_jobs
+        # (job id, job spec, msg, msg_type, url, monotonic arrival, wall-clock arrival).
         self._buffer = collections.deque()
+        self._last_arrival = 0.0
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._space = threading.Condition(self._lock)
@@ -117,7 +119,10 @@ class Dispatcher:
                 if cancelled.is_set():
                     return False
                 self._space.wait(0.1)
-            self._buffer.append((new_job_id(), job_spec, msg, msg_type, url, time.monotonic()))
+            # Strictly increasing, so that rows sort by arrival even within a clock tick
+            # or across a step of the wall clock back.
+            arrived_at = self._last_arrival = max(time.time(), self._last_arrival + 1e-6)
+            self._buffer.append((new_job_id(), job_spec, msg, msg_type, url, time.monotonic(), arrived_at))
             self._ready.notify()
         return True
 
@@ -204,9 +209,9 @@ class Dispatcher:
     def _publish(self, batch, resent=False):
         specs = {}
         jobs = []
-        for job_id, job_spec, msg, msg_type, url, _ in batch:
+        for job_id, job_spec, msg, msg_type, url, _, arrived_at in batch:
             specs.setdefault(job_spec["trigger_id"], job_spec)
-            jobs.append(wire.encode_job(job_id, job_spec["trigger_id"], msg, msg_type, url))
+            jobs.append(wire.encode_job(job_id, job_spec["trigger_id"], msg, msg_type, url, arrived_at=arrived_at))
         message_id = new_job_id()
         self._app.send_task(
             wire.RUN_TRIGGER_JOBS,

@@ -9,6 +9,7 @@ import json
 import time
 import traceback
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.utils import timezone
 
@@ -138,6 +139,8 @@ class JobRun:
     msg_type: str | None
     url: str | None
     attempt: int = 1
+    # When the listener accepted the frame (wire.WireJob.arrived_at): the row's created_at.
+    arrived_at: float = None
     # Job.Kind; None: the spec's kind, else a trigger's message.
     kind: str = None
     parent_job_id: str = None
@@ -158,7 +161,9 @@ class JobRun:
 
     def wire(self):
         """The job as a message carries it (wire.encode_job)."""
-        return encode_job(self.job_id, self.spec["trigger_id"], self.msg, self.msg_type, self.url, self.attempt)
+        return encode_job(
+            self.job_id, self.spec["trigger_id"], self.msg, self.msg_type, self.url, self.attempt, self.arrived_at
+        )
 
     def row(self, status=None):
         """The job's row values: its outcome once it ran, else `status` (queued,
@@ -182,6 +187,10 @@ class JobRun:
             started_at=self.started_at,
             finished_at=self.finished_at,
         )
+        if self.arrived_at is not None:
+            # Jobs list, and suspended jobs resume, in the order their frames arrived,
+            # whichever worker wrote its row first.
+            values["created_at"] = datetime.fromtimestamp(self.arrived_at, tz=UTC)
         if status == Job.Status.SUSPENDED:
             values["event"] = {"msg_type": self.msg_type, "url": self.url}
         return values

@@ -317,6 +317,7 @@ def run_jobs(*, specs, jobs, requeue, hand_off, queue_is_empty, redelivered, bat
                 msg_type=job.msg_type,
                 url=job.url,
                 attempt=job.attempt,
+                arrived_at=job.arrived_at,
             )
         )
     if redelivered:

@@ -9,6 +9,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from orvanta_triggers import validation
 from orvanta_triggers.fields import StorableJSONField
@@ -368,7 +369,11 @@ class Job(models.Model):
     )
     error = StorableJSONField(null=True, blank=True, help_text="On failure: {name, message, stack}.")
     attempt = models.PositiveIntegerField(default=1, help_text="1 for the first run; retries count up.")
-    created_at = models.DateTimeField(auto_now_add=True, help_text="When the job row was created.")
+    created_at = models.DateTimeField(
+        default=timezone.now,
+        editable=False,
+        help_text="When the listener accepted the job's frame (by its clock), else when the job row was created.",
+    )
     started_at = models.DateTimeField(null=True, blank=True, help_text="When the latest attempt started.")
     finished_at = models.DateTimeField(null=True, blank=True, help_text="When the job finished.")
 

@@ -79,15 +79,20 @@ class WireJob(NamedTuple):
     msg_type: str
     url: str
     attempt: int = 1
+    # When the listener accepted the frame (seconds since the epoch, its clock), or
+    # None (a job a worker or a web process sent again, whose row already exists).
+    arrived_at: float | None = None
 
 
 JOB_FIELDS = WireJob._fields
 
 
-def encode_job(job_id, trigger_id, msg, msg_type, url, attempt=1):
-    """A job as a list of JOB_FIELDS; a first attempt leaves `attempt` out."""
+def encode_job(job_id, trigger_id, msg, msg_type, url, attempt=1, arrived_at=None):
+    """A job as a list of JOB_FIELDS, without the trailing ones left at their default."""
     fields = [job_id, trigger_id, msg, msg_type, url]
-    if attempt != 1:
+    if arrived_at is not None:
+        fields += [attempt, arrived_at]
+    elif attempt != 1:
         fields.append(attempt)
     return fields
 

@@ -7,6 +7,7 @@ import time
 
 import redis
 from celery.contrib.testing.worker import start_worker
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from config.celery import app as celery_app
@@ -128,3 +129,20 @@ def test_published_messages_summarise_their_arguments(e2e_workspace, ws_server, 
         assert "hunter2" not in json.dumps(headers)
     finally:
         broker.delete(queue)
+
+
+def test_job_rows_are_stamped_with_their_frames_arrival_in_order(e2e_workspace, ws_server, listener, settings):
+    """A job's created_at is when the listener accepted its frame, before any worker
+    wrote its row, and a burst's rows sort in the order its frames came."""
+    make_trigger(e2e_workspace, ws_server)
+    wait_connected(ws_server)
+    sent_from, dispatched_before = timezone.now(), dispatched()
+    for n in range(20):
+        ws_server.send_all(f"m{n}")
+    wait_for(lambda: dispatched() - dispatched_before == 20, timeout=10, message="twenty frames published")
+    worker_started = timezone.now()
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False):
+        jobs = wait_jobs(count=20, status=Job.Status.SUCCESS, timeout=30)
+    oldest_first = sorted(jobs, key=lambda job: job.created_at)
+    assert [job.args["msg"] for job in oldest_first] == [f"m{n}" for n in range(20)]
+    assert sent_from <= oldest_first[0].created_at and oldest_first[-1].created_at < worker_started

@@ -39,13 +39,15 @@ def test_suspended_trigger_records_matching_frames_and_runs_nothing(e2e_workspac
 def test_resume_runs_suspended_jobs_oldest_first_and_sends_their_results(
     e2e_workspace, ws_server, celery_worker, listener, owner_api
 ):
-    """resume_jobs/ runs every suspended job, oldest first; the live connection gets each result."""
+    """resume_jobs/ runs every suspended job, oldest first (by frame arrival); the live connection gets each result."""
     make_trigger(e2e_workspace, ws_server, mode="suspended", can_return_message=True)
     wait_connected(ws_server)
     messages = [f"m{n}" for n in range(5)]
     for message in messages:
         ws_server.send_all(message)
-    ids = [str(job.id) for job in suspended_jobs(5)]
+    oldest_first = suspended_jobs(5)
+    assert [job.args["msg"] for job in oldest_first] == messages
+    ids = [str(job.id) for job in oldest_first]
     response = owner_api.post(f"{BASE}/resume_jobs/")
     assert response.status_code == 200 and response.json() == {"resumed": ids}
     # One message carries them in that order; a worker runs them in it while they are

@@ -5,12 +5,13 @@ import json
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
 from prometheus_client import REGISTRY
 
-from orvanta_triggers import bus, jobrunner, services
+from orvanta_triggers import bus, jobrunner, selectors, services
 from orvanta_triggers.models import Job
 from orvanta_triggers.wire import job_spec
 from tests.orvanta_triggers.helpers import run_jobs
@@ -269,6 +270,17 @@ def test_jobs_of_a_suspended_trigger_are_recorded_unrun(make_spec):
         {"msg_type": "text", "url": URL},
         None,
     )
+
+
+def test_suspended_jobs_are_oldest_first_by_arrival_whichever_row_was_written_first(make_spec):
+    """Suspended jobs sort by when the listener accepted their frames, not by when a worker wrote their rows."""
+    spec = make_spec(mode="suspended")
+    first, second = (job + [1, arrived_at] for job, arrived_at in zip(jobs_of(spec, "first", "second"), (100.0, 100.5)))
+    run_jobs(specs_of(spec), [second])
+    run_jobs(specs_of(spec), [first])
+    oldest_first = selectors.suspended_jobs(workspace_id=spec["workspace_id"], trigger_path=spec["trigger_path"])
+    assert [job.args["msg"] for job in oldest_first] == ["first", "second"]
+    assert oldest_first[0].created_at == datetime(1970, 1, 1, 0, 1, 40, tzinfo=UTC)
 
 
 def test_a_message_carrying_a_suspended_job_again_leaves_its_row_alone(make_spec):

@@ -16,8 +16,18 @@ def test_a_first_attempt_leaves_attempt_out():
 
 def test_a_job_from_a_newer_release_decodes_ignoring_fields_it_added():
     """Trailing fields a newer writer appended are ignored by an older reader."""
-    job = wire.decode_job(["j", 7, "msg", "binary", "ws://x", 3, "a field from the future"])
-    assert job == wire.WireJob("j", 7, "msg", "binary", "ws://x", 3)
+    job = wire.decode_job(["j", 7, "msg", "binary", "ws://x", 3, 1.5, "a field from the future"])
+    assert job == wire.WireJob("j", 7, "msg", "binary", "ws://x", 3, 1.5)
+
+
+def test_a_job_from_an_older_release_decodes_without_its_arrival():
+    """A job written before arrival times travelled decodes with arrived_at None."""
+    assert wire.decode_job(["j", 7, "msg", "text", "ws://x", 2]).arrived_at is None
+
+
+def test_an_arrival_time_travels_with_the_attempt_before_it():
+    """A job with its arrival time carries the attempt too, even a first one (fields are positional)."""
+    assert wire.encode_job("j", 7, "msg", "text", "ws://x", arrived_at=1.5) == ["j", 7, "msg", "text", "ws://x", 1, 1.5]
 
 
 @given(
@@ -27,11 +37,12 @@ def test_a_job_from_a_newer_release_decodes_ignoring_fields_it_added():
     st.sampled_from(["text", "binary"]),
     st.text(),
     st.integers(min_value=1, max_value=100),
+    st.none() | st.floats(min_value=0, max_value=2e9),
 )
-def test_jobs_round_trip(job_id, trigger_id, msg, msg_type, url, attempt):
+def test_jobs_round_trip(job_id, trigger_id, msg, msg_type, url, attempt, arrived_at):
     """Every job decodes to the fields it was encoded from."""
-    encoded = wire.encode_job(job_id, trigger_id, msg, msg_type, url, attempt)
-    assert wire.decode_job(encoded) == (job_id, trigger_id, msg, msg_type, url, attempt)
+    encoded = wire.encode_job(job_id, trigger_id, msg, msg_type, url, attempt, arrived_at)
+    assert wire.decode_job(encoded) == (job_id, trigger_id, msg, msg_type, url, attempt, arrived_at)
 
 
 def test_a_batch_keys_specs_by_trigger_id_text():
