@@ -64,8 +64,6 @@ def test_resume_one_job_runs_only_that_one(e2e_workspace, ws_server, celery_work
     wait_connected(ws_server)
     for message in ("a", "b", "c"):
         ws_server.send_all(message)
-    # By message, not by row age: frames in separate broker messages may be written by
-    # two pool processes in either order.
     by_message = {job.args["msg"]: job.id for job in suspended_jobs(3)}
     response = owner_api.post(f"/api/w/e2e/jobs/{by_message['b']}/resume/")
     assert response.status_code == 200 and response.json()["status"] in ("queued", "running", "success")
