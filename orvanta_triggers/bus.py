@@ -40,6 +40,11 @@ def config_channel():
     return f"{conf.redis_prefix()}config"
 
 
+def router_wake_channel(name):
+    """A listener's result router is woken through this channel (listener.results)."""
+    return f"{conf.redis_prefix()}router-wake:{name}"
+
+
 def lease_key(trigger_id):
     return f"{conf.redis_prefix()}lease:{trigger_id}"
 

@@ -1,10 +1,12 @@
 """listener.results: results routed from Redis pub/sub to the connections, with real Redis."""
 
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 
+from listener import results
 from listener.results import ResultRouter
 from orvanta_triggers import bus
 from tests.support.wsserver import wait_for
@@ -47,3 +49,23 @@ def test_a_stopping_listener_leaves_subscriptions_to_end_with_the_pubsub_connect
     assert subscribers(990002) == 1
     router.stop()
     wait_for(lambda: subscribers(990002) == 0, timeout=5, message="the subscription to end with the router")
+
+
+def test_an_idle_router_subscribes_a_new_connection_at_once(router, monkeypatch):
+    """A connection attached while the router waits for messages is subscribed without waiting out that wait."""
+    monkeypatch.setattr(results, "IDLE_WAIT_SECS", 30.0)
+    attached(router, 990004)
+    # The router is now in a 30 s wait for a message.
+    connection = SimpleNamespace(spec=SimpleNamespace(id=990005))
+    subscribed = threading.Event()
+    router.attach(connection, subscribed)
+    assert subscribed.wait(2), "the new connection waited for the router's idle wait to end"
+
+
+def test_an_idle_router_stops_at_once(router, monkeypatch):
+    """stop() wakes a router in its idle wait instead of waiting it out."""
+    monkeypatch.setattr(results, "IDLE_WAIT_SECS", 30.0)
+    attached(router, 990006)
+    started = time.monotonic()
+    router.stop()
+    assert time.monotonic() - started < 2
