@@ -79,8 +79,9 @@ class WireJob(NamedTuple):
     msg_type: str
     url: str
     attempt: int = 1
-    # When the listener accepted the frame (seconds since the epoch, its clock), or
-    # None (a job a worker or a web process sent again, whose row already exists).
+    # When the listener accepted the frame (seconds since the epoch, its clock); None
+    # for a job sent without it (a retry or a resume, whose row exists; an older
+    # listener's job), whose row is stamped when it is first written.
     arrived_at: float | None = None
 
 
