@@ -53,6 +53,7 @@ def test_a_stopping_listener_leaves_subscriptions_to_end_with_the_pubsub_connect
 
 def test_an_idle_router_subscribes_a_new_connection_at_once(router, monkeypatch):
     """A connection attached while the router waits for messages is subscribed without waiting out that wait."""
+    monkeypatch.setattr(results, "BUSY_SECS", 0.0)
     monkeypatch.setattr(results, "IDLE_WAIT_SECS", 30.0)
     attached(router, 990004)
     # The router is now in a 30 s wait for a message.
@@ -64,8 +65,27 @@ def test_an_idle_router_subscribes_a_new_connection_at_once(router, monkeypatch)
 
 def test_an_idle_router_stops_at_once(router, monkeypatch):
     """stop() wakes a router in its idle wait instead of waiting it out."""
+    monkeypatch.setattr(results, "BUSY_SECS", 0.0)
     monkeypatch.setattr(results, "IDLE_WAIT_SECS", 30.0)
     attached(router, 990006)
     started = time.monotonic()
     router.stop()
     assert time.monotonic() - started < 2
+
+
+def publishes():
+    return bus.client().info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
+
+
+def test_a_burst_of_attaches_publishes_a_few_wake_ups_not_one_each(router):
+    """2,000 connections attached one after the other, as a starting listener does, cost a few wake-up publishes."""
+    before = publishes()
+    events = []
+    for trigger_id in range(991000, 993000):
+        connection = SimpleNamespace(spec=SimpleNamespace(id=trigger_id))
+        events.append(threading.Event())
+        router.attach(connection, events[-1])
+        # The router reads confirmations meanwhile, as it does while a listener starts.
+        time.sleep(0.0002)
+    assert all(event.wait(10) for event in events), "not every channel was subscribed"
+    assert publishes() - before < 20
