@@ -418,13 +418,15 @@ class Supervisor:
         held = {tid: c.spec.path for tid, c in self._connections.items()}
         try:
             started = time.monotonic()
+            # Pings and heartbeats first: on sockets about to close they are of no use,
+            # and 10,000 heartbeats a second would compete with the closing for the GIL.
+            self._timers.stop()
             self._stop_connections(list(held), reason="listener stopping", release=False, listener_stopping=True)
             logger.info(
                 "listener %s: closed %s connections in %.1fs", self.listener_id, len(held), time.monotonic() - started
             )
             for trigger_id, path in held.items():
                 self._status.set(trigger_id, path, status="connecting", error=f"listener {self.listener_id} stopped")
-            self._timers.stop()
             self._parking.stop()
             self._openers.stop()
             self._lease_keeper.stop()

@@ -178,6 +178,28 @@ def test_a_stopping_listener_logs_its_closes_in_one_line(e2e_workspace, ws_serve
     assert not [record for record in caplog.records if "connection closed (listener stopping)" in record.getMessage()]
 
 
+def test_a_stopping_listener_stops_pings_and_heartbeats_before_closing_sockets(
+    e2e_workspace, ws_server, listener_factory, monkeypatch
+):
+    """On stop, the timer thread (pings, heartbeats) has ended before the first socket is asked to close."""
+    from listener.connection import Connection
+
+    timers_alive_at_close = []
+    real_close = Connection.close
+
+    def recording_close(self, *args, **kwargs):
+        timers_alive_at_close.append(supervisor._timers.is_alive())
+        return real_close(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "close", recording_close)
+    make_trigger(e2e_workspace, ws_server, heartbeat={"interval_secs": 1, "message": "hb"})
+    supervisor = listener_factory()
+    wait_connected(ws_server)
+    supervisor.stop_event.set()
+    wait_for(lambda: ws_server.open_connections == 0, timeout=10, message="the socket closed")
+    assert timers_alive_at_close == [False]
+
+
 def test_a_connection_waits_for_frames_on_the_parking_thread(e2e_workspace, ws_server, listener_factory):
     """A connected trigger between frames waits on the shared parking thread, not in its own poll()."""
     make_trigger(e2e_workspace, ws_server)
