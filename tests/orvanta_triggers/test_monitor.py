@@ -10,7 +10,7 @@ def test_flushes_reuse_one_redis_connection(private_redis, settings):
     flush used to open one, on an event loop of its own)."""
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "orvanta_triggers.channellayer.RedisChannelLayer",
             "CONFIG": {"hosts": [{"address": private_redis.url}]},
         }
     }
