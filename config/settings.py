@@ -133,6 +133,7 @@ REDIS_URL = os.environ.get("REDIS_URL") or ORVANTA_DEFAULTS["REDIS_URL"]
 
 CHANNEL_LAYERS = {
     "default": {
+        # channels-redis's layer, on connections that never drop a cancellation.
         "BACKEND": "orvanta_triggers.channellayer.RedisChannelLayer",
         # redis-py 8 reads with a 5 s socket timeout by default, which cuts the
         # layer's own 5 s blocking pops short; give reads more room than that.
