@@ -90,21 +90,41 @@ class Connection:
     def start(self):
         self._thread.start()
 
-    def close(self, reason="closed by the listener", *, log_level=logging.INFO):
+    def close(self, reason="closed by the listener", *, log_level=logging.INFO, listener_stopping=False):
         """Ask the connection to end: a close frame now, the thread ends when the
         server answers it (join() forces the socket shut after a deadline). Its
-        last line is logged at `log_level` (a stopping listener says it once for all)."""
+        last line is logged at `log_level` (a stopping listener says it once for all).
+        A stopping listener's close frame goes through the parking thread when the
+        socket takes it at once (Parking.close_quietly): the server's answer is taken
+        there and the reader never woken; answered_or_ended() tells when."""
         self._close_reason = reason
         self._close_log_level = log_level
         self._closing.set()
         session = self._session
-        if session is not None and session.ws.connected:
-            try:
-                session.ws.send_close(websocket.STATUS_NORMAL, b"")
-            except (OSError, websocket.WebSocketException):
-                session.abort(reason)
-            else:
-                session.stream.unpark()
+        if session is None or not session.ws.connected:
+            return
+        try:
+            if listener_stopping and self._services.parking.close_quietly(session.stream, websocket.STATUS_NORMAL):
+                return
+            session.ws.send_close(websocket.STATUS_NORMAL, b"")
+        except (OSError, websocket.WebSocketException):
+            session.abort(reason)
+        else:
+            session.stream.unpark()
+
+    def answered_or_ended(self):
+        """Whether the server has answered the close frame of a stopping listener (its
+        socket shut by the parking thread) or the thread has ended."""
+        if not self._thread.is_alive():
+            return True
+        session = self._session
+        return session is not None and self._services.parking.close_answered(session.stream)
+
+    def shut(self):
+        """Shut the socket now, answered or not."""
+        session = self._session
+        if session is not None:
+            session.abort(self._close_reason)
 
     def wait(self, timeout):
         """Wait up to `timeout` for the thread to end; whether it has."""

@@ -37,6 +37,8 @@ from orvanta_triggers.monitor import MonitorPublisher
 logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_SECS = 2.0
+# How often a stopping listener looks which of its sockets have had their answer.
+CLOSE_POLL_SECS = 0.05
 # Connections closing at once: each one's thread wakes for the server's answer, and
 # thousands of threads waiting for the GIL together collapse (CPython wakes every
 # waiter every switch interval; closing 10,000 at once took minutes on a busy machine).
@@ -421,13 +423,15 @@ class Supervisor:
             # Pings and heartbeats first: on sockets about to close they are of no use,
             # and 10,000 heartbeats a second would compete with the closing for the GIL.
             self._timers.stop()
-            self._stop_connections(list(held), reason="listener stopping", release=False, listener_stopping=True)
+            if self._parking.takes_close_answers():
+                self._close_for_stop(list(held))
+            else:
+                self._stop_connections(list(held), reason="listener stopping", release=False, listener_stopping=True)
             logger.info(
                 "listener %s: closed %s connections in %.1fs", self.listener_id, len(held), time.monotonic() - started
             )
             for trigger_id, path in held.items():
                 self._status.set(trigger_id, path, status="connecting", error=f"listener {self.listener_id} stopped")
-            self._parking.stop()
             self._openers.stop()
             self._lease_keeper.stop()
             self._dispatcher.stop(timeout=3.0)
@@ -437,8 +441,30 @@ class Supervisor:
             self._leases.leave()
             # The others take the handed-back triggers now, not at their next poll.
             bus.nudge_listeners()
+            # Last: it closes the sockets _close_for_stop left to the parking thread,
+            # already shut; their readers are never woken, and end with the process.
+            self._parking.stop()
         except Exception as exc:
             logger.warning("listener %s: unclean shutdown: %s", self.listener_id, exc)
         finally:
             db_connection.close()
         logger.info("listener %s stopped", self.listener_id)
+
+    def _close_for_stop(self, trigger_ids):
+        """A stopping listener's closing: a close frame on every socket at once, each
+        shut down by the parking thread when its server answers, its reader never
+        woken (woken, 10,000 readers competed for the GIL for seconds); every socket
+        still unanswered after CLOSE_TIMEOUT_SECS is shut down then. The caller
+        releases the leases, once every socket is shut."""
+        connections = [(tid, self._connections.pop(tid)) for tid in trigger_ids if tid in self._connections]
+        for _, connection in connections:
+            connection.close("listener stopping", log_level=logging.DEBUG, listener_stopping=True)
+        deadline = time.monotonic() + CLOSE_TIMEOUT_SECS
+        pending = [connection for _, connection in connections]
+        while pending and time.monotonic() < deadline:
+            self._parking.wait_for_answers(min(CLOSE_POLL_SECS, max(deadline - time.monotonic(), 0)))
+            pending = [connection for connection in pending if not connection.answered_or_ended()]
+        for connection in pending:
+            connection.shut()
+        for trigger_id, connection in connections:
+            self._router.detach(trigger_id, connection, unsubscribe=False)

@@ -65,9 +65,10 @@ PING_HEADER = b"\x89\x80"
 # A pong's first byte with FIN set and no reserved bit: any other first byte of a
 # pong goes to websocket-client, which refuses it as before.
 PONG_FIRST_BYTE = 0x8A
-# A whole (FIN) text frame's and binary frame's first byte.
+# A whole (FIN) text, binary and close frame's first byte.
 TEXT_FIRST_BYTE = 0x81
 BINARY_FIRST_BYTE = 0x82
+CLOSE_FIRST_BYTE = 0x88
 # Masking keys for pings, read from os.urandom 1,024 at a time: a system call per
 # ping was one more GIL hand-off on the shared timer thread. Each key is used once.
 _mask_keys = collections.deque()
@@ -299,6 +300,11 @@ class BoundedSocket:
         if isinstance(data, str):
             return self._send_now(_masked_frame(TEXT_FIRST_BYTE, data.encode("utf-8")))
         return self._send_now(_masked_frame(BINARY_FIRST_BYTE, data))
+
+    def send_close_now(self, code):
+        """Send a close frame with `code` if the socket takes it now; False, and
+        nothing sent, if it would have to wait."""
+        return self._send_now(_masked_frame(CLOSE_FIRST_BYTE, struct.pack("!H", code)))
 
     def _send_now(self, frame):
         """Send the whole of `frame` if the socket takes it now. Over TCP that is one

@@ -1,6 +1,7 @@
 """Connections waiting for their next frame on the shared parking thread, over socket
 pairs: pongs are taken there without waking the reader; a frame, the end of the
-stream, an error or the parking stopping wake it."""
+stream, an error or the parking stopping wake it; a stopping listener's close answers
+are taken there too."""
 
 import logging
 import socket
@@ -14,9 +15,11 @@ import websocket
 from listener import parking as parking_module
 from listener.parking import Parking
 from orvanta_triggers.client.boundedsocket import BoundedSocket
+from tests.support.frames import read_frame
 from tests.support.wsserver import wait_for
 
 PONG = b"\x8a\x02hi"
+CLOSE_1000 = b"\x88\x02\x03\xe8"
 TEXT_HEADER = b"\x81\x05"
 PARK_AFTER = 0.5
 
@@ -141,6 +144,52 @@ def test_an_unparked_socket_is_handed_to_its_reader_unread(parking, parked_pair)
     wait_for(lambda: parking.parked() == 0, timeout=5, message="the reader to be handed the pong")
     assert not reader.done(timeout=0.2)
     assert_reads_text_frame(reader, theirs)
+
+
+def test_a_quiet_close_sends_a_close_frame_and_its_answer_shuts_the_socket_on_the_parking_thread(parking, parked_pair):
+    """A stopping listener's close: a 1000 close frame goes out, the server's answer shuts the socket on the parking thread, and the reader is never woken."""
+    bounded, theirs = parked_pair
+    reader = parked_reader(parking, bounded)
+    assert parking.close_quietly(bounded, 1000)
+    assert read_frame(theirs.recv(16))[:2] == (0x8, b"\x03\xe8")
+    assert not parking.close_answered(bounded)
+    theirs.sendall(CLOSE_1000)
+    wait_for(lambda: parking.close_answered(bounded), timeout=5, message="the close answer to be taken")
+    assert theirs.recv(16) == b""
+    assert not reader.done(timeout=0.2)
+
+
+def test_a_stopped_parking_closes_answered_sockets_and_leaves_their_readers_waiting(parking, parked_pair):
+    """At stop, a socket whose close answer was taken is closed, its reader not woken (it ends with the process)."""
+    bounded, theirs = parked_pair
+    reader = parked_reader(parking, bounded)
+    assert parking.close_quietly(bounded, 1000)
+    theirs.sendall(CLOSE_1000)
+    wait_for(lambda: parking.close_answered(bounded), timeout=5, message="the close answer to be taken")
+    parking.stop()
+    assert bounded.fileno() == -1
+    assert not reader.done(timeout=0.2)
+
+
+def test_a_frame_before_the_close_answer_counts_as_the_answer(parking, parked_pair):
+    """Whatever comes first once the close frame is out (here a late pong) ends the wait: nothing more is owed."""
+    bounded, theirs = parked_pair
+    parked_reader(parking, bounded)
+    assert parking.close_quietly(bounded, 1000)
+    theirs.sendall(PONG)
+    wait_for(lambda: parking.close_answered(bounded), timeout=5, message="the socket to be shut")
+    assert read_frame(theirs.recv(16))[0] == 0x8
+    assert theirs.recv(16) == b""
+
+
+def test_a_quiet_close_the_socket_cannot_take_now_sends_nothing(parking, parked_pair):
+    """A socket whose buffer is full takes no close frame now: False, and the caller closes it the slow way."""
+    bounded, theirs = parked_pair
+    bounded.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    while bounded.send_ping():
+        pass
+    assert not parking.close_quietly(bounded, 1000)
+    assert not parking.close_answered(bounded)
 
 
 def test_an_unparked_reader_never_parks_again(parking, parked_pair):

@@ -105,6 +105,61 @@ def test_stop_closes_every_socket(e2e_workspace, ws_server_factory, transactiona
     assert not any(bus.client().exists(bus.lease_key(t.pk)) for t in WebSocketTrigger.objects.all())
 
 
+def test_a_stopping_listener_closes_parked_sockets_without_waking_their_readers(
+    e2e_workspace, ws_server_factory, listener_factory, monkeypatch
+):
+    """On stop, every parked socket gets a 1000 close frame and is shut when its server answers; no reader is woken before the leases go."""
+    from listener.connection import Connection
+    from listener.leases import Leases
+
+    threads = []
+    real_start = Connection.start
+
+    def recording_start(self):
+        threads.append(self._thread)
+        real_start(self)
+
+    readers_alive_at_leave = []
+    real_leave = Leases.leave
+
+    def recording_leave(self):
+        readers_alive_at_leave.append(sum(thread.is_alive() for thread in threads))
+        real_leave(self)
+
+    monkeypatch.setattr(Connection, "start", recording_start)
+    monkeypatch.setattr(Leases, "leave", recording_leave)
+    servers = [ws_server_factory() for _ in range(3)]
+    for index, server in enumerate(servers):
+        make_trigger(e2e_workspace, server, path=f"f/test/t{index}")
+    supervisor = listener_factory()
+    for server in servers:
+        wait_connected(server)
+    wait_for(lambda: supervisor._parking.parked() == 3, timeout=5, message="every connection to park")
+    supervisor.stop_event.set()
+    wait_for(lambda: all(s.open_connections == 0 for s in servers), timeout=5, message="every close")
+    wait_for(lambda: readers_alive_at_leave, timeout=5, message="the leases to be released")
+    assert readers_alive_at_leave == [3]
+    assert all(server.close_codes == [1000] for server in servers)
+
+
+def test_a_stopping_listener_without_epoll_closes_every_socket(
+    e2e_workspace, ws_server_factory, listener_factory, monkeypatch
+):
+    """Where there is no parking thread, a stopping listener's readers read their close answers themselves."""
+    from listener import parking as parking_module
+
+    monkeypatch.setattr(parking_module, "_epoll", None)
+    servers = [ws_server_factory() for _ in range(3)]
+    for index, server in enumerate(servers):
+        make_trigger(e2e_workspace, server, path=f"f/test/t{index}")
+    supervisor = listener_factory()
+    for server in servers:
+        wait_connected(server)
+    supervisor.stop_event.set()
+    wait_for(lambda: all(s.open_connections == 0 for s in servers), timeout=5, message="every close")
+    assert all(server.close_codes == [1000] for server in servers)
+
+
 # The injected exit escapes the thread, as an unexpected one would: that is the input.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_connection_thread_that_ended_is_started_again(e2e_workspace, ws_server, listener, monkeypatch):
