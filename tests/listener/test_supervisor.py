@@ -13,6 +13,17 @@ from tests.listener.helpers import fail_once, make_trigger, wait_connected
 from tests.support.wsserver import wait_for
 
 
+def three_triggers_connected(workspace, ws_server_factory, listener_factory):
+    """(a listener, three servers): one trigger on each, all three connected."""
+    servers = [ws_server_factory() for _ in range(3)]
+    for index, server in enumerate(servers):
+        make_trigger(workspace, server, path=f"f/test/t{index}")
+    supervisor = listener_factory()
+    for server in servers:
+        wait_connected(server)
+    return supervisor, servers
+
+
 def test_created_trigger_connects_within_2s(e2e_workspace, ws_server, listener):
     """A trigger created while the listener runs is connected within 2 seconds."""
     started = time.monotonic()
@@ -128,12 +139,7 @@ def test_a_stopping_listener_closes_parked_sockets_without_waking_their_readers(
 
     monkeypatch.setattr(Connection, "start", recording_start)
     monkeypatch.setattr(Leases, "leave", recording_leave)
-    servers = [ws_server_factory() for _ in range(3)]
-    for index, server in enumerate(servers):
-        make_trigger(e2e_workspace, server, path=f"f/test/t{index}")
-    supervisor = listener_factory()
-    for server in servers:
-        wait_connected(server)
+    supervisor, servers = three_triggers_connected(e2e_workspace, ws_server_factory, listener_factory)
     wait_for(lambda: supervisor._parking.parked() == 3, timeout=5, message="every connection to park")
     supervisor.stop_event.set()
     wait_for(lambda: all(s.open_connections == 0 for s in servers), timeout=5, message="every close")
@@ -149,12 +155,7 @@ def test_a_stopping_listener_without_epoll_closes_every_socket(
     from listener import parking as parking_module
 
     monkeypatch.setattr(parking_module, "_epoll", None)
-    servers = [ws_server_factory() for _ in range(3)]
-    for index, server in enumerate(servers):
-        make_trigger(e2e_workspace, server, path=f"f/test/t{index}")
-    supervisor = listener_factory()
-    for server in servers:
-        wait_connected(server)
+    supervisor, servers = three_triggers_connected(e2e_workspace, ws_server_factory, listener_factory)
     supervisor.stop_event.set()
     wait_for(lambda: all(s.open_connections == 0 for s in servers), timeout=5, message="every close")
     assert all(server.close_codes == [1000] for server in servers)
@@ -174,12 +175,7 @@ def test_a_connection_thread_that_ended_is_started_again(e2e_workspace, ws_serve
 def test_connections_beyond_the_openers_all_connect(e2e_workspace, ws_server_factory, listener_factory, monkeypatch):
     """With one opener thread, triggers still all connect, one socket opening at a time."""
     monkeypatch.setattr(supervisor_module, "CONNECT_CONCURRENCY", 1)
-    servers = [ws_server_factory() for _ in range(3)]
-    for index, server in enumerate(servers):
-        make_trigger(e2e_workspace, server, path=f"f/test/t{index}")
-    listener_factory()
-    for server in servers:
-        wait_connected(server)
+    _, servers = three_triggers_connected(e2e_workspace, ws_server_factory, listener_factory)
 
 
 def test_stop_beyond_the_close_window_closes_every_socket(
@@ -218,12 +214,7 @@ def test_sockets_are_opened_on_opener_threads(e2e_workspace, ws_server, listener
 def test_a_stopping_listener_logs_its_closes_in_one_line(e2e_workspace, ws_server_factory, listener_factory, caplog):
     """Stopping logs one INFO line for all its connections; each connection's own close line is DEBUG."""
     caplog.set_level(logging.INFO)
-    servers = [ws_server_factory() for _ in range(3)]
-    for index, server in enumerate(servers):
-        make_trigger(e2e_workspace, server, path=f"f/test/t{index}")
-    supervisor = listener_factory()
-    for server in servers:
-        wait_connected(server)
+    supervisor, servers = three_triggers_connected(e2e_workspace, ws_server_factory, listener_factory)
     supervisor.stop_event.set()
     wait_for(
         lambda: any("closed 3 connections" in record.getMessage() for record in caplog.records),
