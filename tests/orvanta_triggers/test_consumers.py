@@ -270,14 +270,15 @@ def test_suspended_jobs_show_in_the_snapshot_and_live(e2e_workspace, owner, ws_s
     make_trigger(e2e_workspace, ws_server, mode="suspended")
     wait_connected(ws_server)
     ws_server.send_all("held")
-    wait_jobs(count=1, status=Job.Status.SUSPENDED)
+    [held] = wait_jobs(count=1, status=Job.Status.SUSPENDED)
     headers = session_headers(owner)
 
     async def scenario():
         communicator, _, _ = await open_monitor(headers, "e2e")
         [trigger] = (await receive(communicator))["snapshot"]["triggers"]
         await sync_to_async(ws_server.send_all)("held again")
-        suspended = await events_until(communicator, lambda e: e["type"] == "job")
+        # The first job's own event may still be on its way: wait for the second's.
+        suspended = await events_until(communicator, lambda e: e["type"] == "job" and e["job_id"] != str(held.id))
         await sync_to_async(services.discard_jobs)(workspace=e2e_workspace, trigger_path="f/test/feed")
         left = await events_until(communicator, lambda e: e["type"] == "suspended_jobs")
         await communicator.disconnect()
