@@ -21,6 +21,8 @@ from tests.support.redisserver import PrivateRedis
 from tests.support.wsserver import WsServer
 from tests.tlscerts import CertificateAuthority
 
+pytest_plugins = ["tests.support.exitguard"]
+
 
 def _delete_own_keys():
     client = redis.Redis.from_url(settings.REDIS_URL)
