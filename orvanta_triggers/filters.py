@@ -20,7 +20,10 @@ entry. `check(filters)` lists what is wrong with a filter list; `compile_filters
 turns a valid one into a predicate, once per connection.
 """
 
+import itertools
 import json
+import operator
+import re
 
 import re2
 
@@ -28,6 +31,14 @@ import re2
 # recursion a connection thread can't spare (Python's json raises RecursionError
 # somewhere near 1,000 levels, depending on the caller's own depth).
 MAX_JSON_DEPTH = 500
+
+# A JSON string: brackets inside it nest nothing.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# Of the rest, as UTF-8 bytes, only the brackets are kept, an opening one as the step
+# 2 and a closing one as 0: the depth after the i-th bracket is the sum of the first i
+# steps minus i.
+_BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
 
 def is_superset(value, pattern):
@@ -60,17 +71,29 @@ def nesting_depth(value):
     return deepest
 
 
+def bracket_depth(text):
+    """How deeply [ and { nest in `text` outside JSON strings: the nesting depth of
+    JSON text, and for any other text at least as deep as a JSON parser gets into it
+    before it fails. Without recursion, and all of it in C but for one call each."""
+    outside_strings = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
+    steps = outside_strings.translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    depths = map(operator.sub, itertools.accumulate(steps), itertools.count(1))
+    return max(max(depths, default=0), 0)
+
+
 def parse_json(text):
     """The parsed JSON of `text`, or None when it is not JSON or nests deeper than
     MAX_JSON_DEPTH."""
+    # Measured before parsing, not caught as RecursionError after: at the recursion
+    # limit, whatever else runs on the thread (a finalizer the garbage collector
+    # calls, a logging call) fails too. Only text with that many brackets can nest
+    # that deep: the scan is rarely needed.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and bracket_depth(text) > MAX_JSON_DEPTH:
+        return None
     try:
-        parsed = json.loads(text)
-    except (ValueError, TypeError, RecursionError):
+        return json.loads(text)
+    except (ValueError, TypeError):
         return None
-    # Only text with that many brackets can nest that deep: the walk is rarely needed.
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and nesting_depth(parsed) > MAX_JSON_DEPTH:
-        return None
-    return parsed
 
 
 # Limits, answered with a 400 when a trigger is saved.

@@ -267,6 +267,35 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
     assert filters.parse_json(text) == {"type": "x", "text": "[{" * 1000}
 
 
+def test_a_frame_nested_past_the_limit_never_reaches_the_parser(monkeypatch):
+    """Text nested deeper than MAX_JSON_DEPTH is refused before json.loads, which would
+    run into the recursion limit (where a finalizer run by the collector fails too)."""
+    parsed = []
+    real_loads = json.loads
+    monkeypatch.setattr(filters.json, "loads", lambda text: parsed.append(text) or real_loads(text))
+    limit = filters.MAX_JSON_DEPTH
+    for text in ("[" * (limit + 1) + "]" * (limit + 1), '{"a":' * 200_000 + "1" + "}" * 200_000, "[" * 200_000):
+        assert filters.parse_json(text) is None
+    assert parsed == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values, indent=st.sampled_from([None, 1]))
+def test_bracket_depth_of_json_text_is_its_nesting_depth(value, indent):
+    """bracket_depth of any JSON text (strings full of brackets, quotes and escapes
+    included) is the nesting depth of its value."""
+    assert filters.bracket_depth(json.dumps(value, indent=indent)) == filters.nesting_depth(value)
+
+
+@pytest.mark.parametrize(
+    "text, depth",
+    [('"[[["', 0), ('["\\"[["]', 1), ("]]]", 0), ("[[1,", 2), ('"unterminated [[[', 3), ("[\ud800]", 1)],
+)
+def test_bracket_depth_of_other_text(text, depth):
+    """Outside JSON: escaped quotes, closers first, unfinished text, lone surrogates."""
+    assert filters.bracket_depth(text) == depth
+
+
 def test_nesting_depth_counts_arrays_and_objects():
     """nesting_depth: 0 for a scalar, one per array or object level."""
     assert [filters.nesting_depth(v) for v in (1, [], {"a": [1, {"b": []}]})] == [0, 1, 4]
