@@ -81,14 +81,19 @@ def bracket_depth(text):
     return max(max(depths, default=0), 0)
 
 
+def too_deep_to_parse(text):
+    """Whether `text` nests deeper than MAX_JSON_DEPTH. Asked before parsing text from
+    outside (frames, request bodies, form fields), rather than catching RecursionError
+    after: at the recursion limit, whatever else runs on the thread (a finalizer the
+    garbage collector calls, a logging call) fails too."""
+    # Only text with that many brackets can nest that deep: the scan is rarely needed.
+    return text.count("[") + text.count("{") > MAX_JSON_DEPTH and bracket_depth(text) > MAX_JSON_DEPTH
+
+
 def parse_json(text):
     """The parsed JSON of `text`, or None when it is not JSON or nests deeper than
     MAX_JSON_DEPTH."""
-    # Measured before parsing, not caught as RecursionError after: at the recursion
-    # limit, whatever else runs on the thread (a finalizer the garbage collector
-    # calls, a logging call) fails too. Only text with that many brackets can nest
-    # that deep: the scan is rarely needed.
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and bracket_depth(text) > MAX_JSON_DEPTH:
+    if too_deep_to_parse(text):
         return None
     try:
         return json.loads(text)

@@ -128,12 +128,13 @@ def initial_messages_errors(initial_messages, workspace_id):
             if len(raw.encode("utf-8", "surrogatepass")) > MAX_INITIAL_MESSAGE_BYTES:
                 errors.add("initial_messages", f"{prefix}: {TOO_LARGE}")
                 continue
-            try:
-                message = json_depth_error(json.loads(raw))
-            except ValueError as exc:
-                message = f"is not valid JSON ({exc})"
-            except RecursionError:
+            if filter_checks.too_deep_to_parse(raw):
                 message = TOO_DEEP
+            else:
+                try:
+                    message = json_depth_error(json.loads(raw))
+                except ValueError as exc:
+                    message = f"is not valid JSON ({exc})"
             if message:
                 errors.add("initial_messages", f"{prefix}: raw_message {message}")
             continue

@@ -8,7 +8,7 @@ from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.utils.text import capfirst
 
-from orvanta_triggers import fieldchecks, registry, selectors, services
+from orvanta_triggers import fieldchecks, filters, registry, selectors, services
 from orvanta_triggers.models import Flow, WebSocketTrigger, Workspace
 
 
@@ -26,6 +26,8 @@ class PrettyJSONField(forms.JSONField):
         if value in self.empty_values:
             return copy.deepcopy(self.empty_json)
         if isinstance(value, str):
+            if filters.too_deep_to_parse(value):
+                raise ValidationError(f"Invalid JSON: it {fieldchecks.TOO_DEEP}.", code="invalid")
             try:
                 json.loads(value, cls=self.decoder)
             except json.JSONDecodeError as exc:
@@ -34,16 +36,13 @@ class PrettyJSONField(forms.JSONField):
                     code="invalid",
                     params={"reason": exc.msg, "line": exc.lineno, "column": exc.colno, "value": value},
                 ) from exc
-            except RecursionError as exc:
-                raise ValidationError(f"Invalid JSON: it {fieldchecks.TOO_DEEP}.", code="invalid") from exc
         return super().to_python(value)
 
     def bound_data(self, data, initial):
-        # Shown again as typed: Django's parse, unlike the one above, lets RecursionError out.
-        try:
-            return super().bound_data(data, initial)
-        except RecursionError:
+        # Shown again as typed, never parsed (filters.too_deep_to_parse says why).
+        if isinstance(data, str) and filters.too_deep_to_parse(data):
             return forms.fields.InvalidJSONInput(data)
+        return super().bound_data(data, initial)
 
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):
