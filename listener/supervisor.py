@@ -329,14 +329,15 @@ class Supervisor:
         is the preferred owner of (checked every tick), and, a few times per lease
         TTL, any left unheld for a whole TTL, so no trigger depends on one listener's
         health."""
-        candidates = [tid for tid in self._preferred if tid not in self._connections]
+        # Set differences, in C: at 10,000 held, this runs every tick.
+        candidates = list(self._preferred.difference(self._connections))
         stale_scan = now >= self._stale_scan_due
         if stale_scan:
             self._stale_scan_due = now + self._leases.ttl_secs / 3
             for trigger_id in list(self._unheld_since):
                 if trigger_id not in wanted or trigger_id in self._connections:
                     del self._unheld_since[trigger_id]
-            candidates = [tid for tid in wanted if tid not in self._connections]
+            candidates = list(wanted.keys() - self._connections.keys())
         owners = self._leases.owners(candidates)
         claimable = []
         for trigger_id, owner in owners.items():
