@@ -74,7 +74,7 @@ def nesting_depth(value):
 def bracket_depth(text):
     """How deeply [ and { nest in `text` outside JSON strings: the nesting depth of
     JSON text, and for any other text at least as deep as a JSON parser gets into it
-    before it fails. Without recursion, and all of it in C but for one call each."""
+    before it fails. Without recursion: each step is one C loop over the text."""
     outside_strings = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
     steps = outside_strings.translate(_BRACKET_STEPS, _NOT_BRACKETS)
     depths = map(operator.sub, itertools.accumulate(steps), itertools.count(1))
