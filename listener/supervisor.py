@@ -46,8 +46,9 @@ CLOSE_WINDOW = 200
 # How long the oldest closing connection may keep its place in the window; a server
 # slower than that to answer does not hold the others up (it is waited for at the end).
 CLOSE_GRACE_SECS = 0.2
-# However still the fingerprint, the whole trigger set is read this often (a safety
-# net for writes the fingerprint can't see, such as an edited_at moved backwards).
+# However still the fingerprint, the digest of every trigger's version is compared
+# this often, and the whole set read when it moved (a safety net for writes the
+# fingerprint can't see, such as an edited_at moved backwards).
 FULL_READ_INTERVAL_SECS = 60.0
 # Triggers handed to other listeners per reconcile tick (the next tick follows at once).
 HANDOVER_BATCH = 250
@@ -107,6 +108,7 @@ class Supervisor:
         self._unheld_since = {}
         self._wanted = {}
         self._wanted_fingerprint = None
+        self._wanted_digest = None
         self._full_read_due = 0.0
         self._live = None
         # Wanted triggers whose rendezvous owner is this listener, for self._live.
@@ -295,13 +297,23 @@ class Supervisor:
 
     def _read_wanted(self, now):
         """({trigger id: edited_at} of the triggers to hold, whether it changed since
-        the last tick). The full set is read when its fingerprint changes, and every
-        FULL_READ_INTERVAL_SECS in any case."""
+        the last tick). The full set is read when its fingerprint changes, and when
+        the digest of its versions, compared every FULL_READ_INTERVAL_SECS, does."""
         fingerprint = selectors.listenable_triggers_fingerprint()
-        if fingerprint == self._wanted_fingerprint and now < self._full_read_due:
-            return self._wanted, False
+        if fingerprint == self._wanted_fingerprint:
+            if now < self._full_read_due:
+                return self._wanted, False
+            self._full_read_due = now + FULL_READ_INTERVAL_SECS
+            digest = selectors.listenable_trigger_versions_digest()
+            if digest == self._wanted_digest:
+                return self._wanted, False
+        else:
+            # Taken before the read, like the fingerprint: a write in between shows as
+            # a change at the next comparison, never as none.
+            digest = selectors.listenable_trigger_versions_digest()
         wanted = selectors.listenable_trigger_versions()
         self._wanted_fingerprint = fingerprint
+        self._wanted_digest = digest
         self._full_read_due = now + FULL_READ_INTERVAL_SECS
         changed = wanted != self._wanted
         self._wanted = wanted
