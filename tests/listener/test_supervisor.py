@@ -126,7 +126,6 @@ def test_the_safety_net_reads_the_trigger_set_only_when_its_digest_moved(
     monkeypatch.setattr(
         selectors, "listenable_trigger_versions", counted("versions", selectors.listenable_trigger_versions)
     )
-    monkeypatch.setattr(supervisor_module, "FULL_READ_INTERVAL_SECS", 0.5)
     wait_for(lambda: calls["digest"] >= 3, timeout=10, message="three digest comparisons")
     assert calls["versions"] == 0
 
